@@ -1,0 +1,302 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Safe checkpoint reading, official <-> timm layout conversion and pretrained
+loading with key checks for :class:`~mmrepvit.RepViT`."""
+import os
+import pickle
+import re
+from collections import OrderedDict
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+import torch
+from mmengine.logging import print_log
+
+HEAD_PREFIXES = ('classifier.', 'head.')
+
+# Renames inside one block, official (features.{i}.*) -> timm.
+_STRIDE1_MAP = (('token_mixer.0.', 'token_mixer.'), ('token_mixer.1.', 'se.'),
+                ('channel_mixer.m.0.', 'channel_mixer.conv1.'),
+                ('channel_mixer.m.2.', 'channel_mixer.conv2.'))
+_STRIDE2_MAP = (('token_mixer.0.', 'spatial_downsample.'),
+                ('token_mixer.2.', 'channel_downsample.'),
+                ('channel_mixer.m.0.', 'ffn.conv1.'),
+                ('channel_mixer.m.2.', 'ffn.conv2.'))
+_TOP_MAP = (('features.0.0.', 'stem.conv1.'), ('features.0.2.', 'stem.conv2.'),
+            ('classifier.classifier.', 'head.head.'),
+            ('classifier.classifier_dist.', 'head.head_dist.'))
+
+
+class LoadReport(NamedTuple):
+    """What :func:`load_pretrained` loaded."""
+    loaded: List[str]
+    missing: List[str]
+    unexpected: List[str]
+    dropped_head: List[str]
+    layout: str
+
+
+def read_checkpoint(filename: str, map_location='cpu') -> dict:
+    """Read a checkpoint from a local path or an http(s) URL without executing
+    code from it (``torch.load(..., weights_only=True)``).
+
+    Raises:
+        FileNotFoundError: the local path does not exist.
+        RuntimeError: the file holds objects other than tensors and plain
+            containers, which only an unsafe unpickling could read.
+    """
+    filename = str(filename)
+    try:
+        if re.match(r'^https?://', filename):
+            return torch.hub.load_state_dict_from_url(
+                filename, map_location=map_location, weights_only=True,
+                progress=False)
+        if '://' in filename:
+            raise ValueError(
+                f'Unsupported checkpoint location {filename!r}: use a local '
+                f'path or an http(s) URL.')
+        if not os.path.isfile(filename):
+            raise FileNotFoundError(
+                f'Checkpoint file {filename!r} does not exist (looked for '
+                f'{os.path.abspath(filename)!r}); check init_cfg.checkpoint.')
+        return torch.load(filename, map_location=map_location,
+                          weights_only=True)
+    except pickle.UnpicklingError as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ''
+        raise RuntimeError(
+            f'Refusing to load {filename!r}: it holds Python objects other '
+            f'than tensors and plain containers, and unpickling those could '
+            f'run code from the file ({first_line}). mmrepvit reads weights '
+            f'with torch.load(weights_only=True). If you trust the file, save '
+            f'only its state dict and load that instead, e.g. '
+            f"torch.save(torch.load(path, weights_only=False)['model'], "
+            f"'weights.pth').") from e
+
+
+def extract_state_dict(ckpt: dict, prefix: Optional[str] = None,
+                       source: str = 'checkpoint') -> 'OrderedDict[str, torch.Tensor]':
+    """Return the tensors of a checkpoint: the ``state_dict`` entry (MMEngine,
+    MMDetection, MMSegmentation), the ``model`` entry (official RepViT) or the
+    dict itself (plain state dict). ``module.`` (DDP) is stripped; with
+    ``prefix`` only keys under it are kept, with the prefix removed."""
+    if not isinstance(ckpt, dict):
+        raise TypeError(f'{source} holds a {type(ckpt).__name__}, not a dict '
+                        f'of tensors.')
+    for key in ('state_dict', 'model', 'module'):
+        if isinstance(ckpt.get(key), dict):
+            ckpt = ckpt[key]
+            break
+    state = OrderedDict()
+    for k, v in ckpt.items():
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(
+                f'{source}: entry {k!r} is a {type(v).__name__}, not a tensor; '
+                f'expected a state dict or a dict with a "state_dict" or '
+                f'"model" entry (top-level keys: {list(ckpt)[:8]}).')
+        state[k[7:] if k.startswith('module.') else k] = v
+    if prefix:
+        if not prefix.endswith('.'):
+            prefix += '.'
+        kept = OrderedDict((k[len(prefix):], v) for k, v in state.items()
+                           if k.startswith(prefix))
+        if not kept:
+            roots = sorted({k.split('.')[0] + '.' for k in state})
+            raise KeyError(
+                f'{source}: no key starts with prefix {prefix!r}; its keys '
+                f'start with {roots[:10]}.')
+        state = kept
+    return state
+
+
+def detect_layout(state: Dict[str, torch.Tensor]) -> str:
+    """``'timm'`` for timm's ``stem``/``stages`` layout, else ``'official'``."""
+    if any(k.startswith(('stem.', 'stages.')) for k in state):
+        return 'timm'
+    return 'official'
+
+
+def _rename(key: str, table, reverse: bool = False) -> Optional[str]:
+    for a, b in table:
+        src, dst = (b, a) if reverse else (a, b)
+        if key.startswith(src):
+            return dst + key[len(src):]
+    return None
+
+
+def official_to_timm(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
+    """Convert an official-layout (``features.{i}``) RepViT state dict to timm's
+    layout. The block structure is read from the keys (stride-2 blocks are the
+    ones with a ``token_mixer.2``), so no arch is needed."""
+    rows = sorted({int(m.group(1)) for k in state
+                   for m in [re.match(r'features\.(\d+)\.', k)] if m} - {0})
+    down = {i for i in rows
+            if any(k.startswith(f'features.{i}.token_mixer.2.') for k in state)}
+    if rows and rows[0] in down:
+        raise ValueError('The first RepViT block must have stride 1.')
+    names, stage, j = {}, 0, 0
+    for i in rows:
+        if i + 1 in down:
+            names[i] = (f'stages.{stage + 1}.downsample.pre_block.', _STRIDE1_MAP)
+        elif i in down:
+            stage, j = stage + 1, 0
+            names[i] = (f'stages.{stage}.downsample.', _STRIDE2_MAP)
+        else:
+            names[i] = (f'stages.{stage}.blocks.{j}.', _STRIDE1_MAP)
+            j += 1
+    out = OrderedDict()
+    for k, v in state.items():
+        new = _rename(k, _TOP_MAP)
+        m = re.match(r'features\.(\d+)\.(.*)', k)
+        if new is None and m and int(m.group(1)) in names:
+            base, table = names[int(m.group(1))]
+            inner = _rename(m.group(2), table)
+            if inner is None:
+                where = ('a stride-2 block (SE before the 1x1 conv)'
+                         if table is _STRIDE2_MAP else 'this block')
+                raise ValueError(
+                    f'{k!r} has no counterpart in timm\'s layout: timm has '
+                    f'no such module in {where}.')
+            new = base + inner
+        if new is None:
+            raise ValueError(f'Unrecognised key {k!r} in an official-layout '
+                             f'RepViT state dict.')
+        if '.downsample.pre_block.se.' in new:
+            raise ValueError(f'{k!r}: timm\'s pre_block has no SE, so this '
+                             f'network cannot be written in timm\'s layout.')
+        out[new] = v
+    return out
+
+
+def timm_to_official(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
+    """Convert a timm-layout RepViT state dict to the official ``features.{i}``
+    layout (the inverse of :func:`official_to_timm`)."""
+    blocks: Dict[int, int] = {}
+    has_down = set()
+    for k in state:
+        m = re.match(r'stages\.(\d+)\.(blocks\.(\d+)|downsample)\.', k)
+        if m:
+            s = int(m.group(1))
+            if m.group(3) is not None:
+                blocks[s] = max(blocks.get(s, 0), int(m.group(3)) + 1)
+            else:
+                has_down.add(s)
+                blocks.setdefault(s, 0)
+    prefixes = []  # (timm prefix, official prefix, inner table)
+    idx = 1
+    for s in sorted(blocks):
+        if s in has_down:
+            prefixes += [
+                (f'stages.{s}.downsample.pre_block.', f'features.{idx}.',
+                 _STRIDE1_MAP),
+                (f'stages.{s}.downsample.', f'features.{idx + 1}.',
+                 _STRIDE2_MAP)]
+            idx += 2
+        for j in range(blocks[s]):
+            prefixes.append((f'stages.{s}.blocks.{j}.', f'features.{idx}.',
+                             _STRIDE1_MAP))
+            idx += 1
+    out = OrderedDict()
+    for k, v in state.items():
+        new = _rename(k, _TOP_MAP, reverse=True)
+        if new is None:
+            for src, dst, table in prefixes:
+                if k.startswith(src):
+                    inner = _rename(k[len(src):], table, reverse=True)
+                    new = None if inner is None else dst + inner
+                    break
+        if new is None:
+            raise ValueError(f'Unrecognised key {k!r} in a timm-layout RepViT '
+                             f'state dict.')
+        out[new] = v
+    return out
+
+
+def _is_fused(state: Dict[str, torch.Tensor]) -> bool:
+    # The stem's first conv is 'features.0.0.c.weight' before fusion and
+    # 'features.0.0.weight' after.
+    if 'features.0.0.c.weight' in state:
+        return False
+    if 'features.0.0.weight' in state:
+        return True
+    return not any(k.endswith('.running_mean') for k in state)
+
+
+def load_pretrained(model, checkpoint: str, prefix: Optional[str] = None,
+                    map_location='cpu', logger='current') -> LoadReport:
+    """Load pretrained weights into a :class:`~mmrepvit.RepViT`.
+
+    Accepts official ImageNet checkpoints (``{'model': ...}``, classification
+    heads dropped), timm-layout checkpoints (converted in memory), MMEngine /
+    MMDetection / MMSegmentation checkpoints of a whole model with
+    ``prefix='backbone.'``, plain state dicts, fused checkpoints for a
+    ``deploy=True`` backbone, and unfused checkpoints for a ``deploy=True``
+    backbone (loaded into the training form, then fused).
+
+    Logs how many tensors loaded and names the missing and unexpected keys.
+
+    Raises:
+        ValueError: no tensor matches the backbone, or a tensor's shape differs
+            (a checkpoint of another arch), or a fused checkpoint meets a
+            training-form backbone.
+    """
+    source = f'checkpoint {checkpoint!r}'
+    state = extract_state_dict(
+        read_checkpoint(checkpoint, map_location), prefix, source)
+    layout = detect_layout(state)
+    if layout == 'timm':
+        state = timm_to_official(state)
+    dropped = [k for k in state if k.startswith(HEAD_PREFIXES)]
+    for k in dropped:
+        del state[k]
+
+    if _is_fused(state) and not model.deploy:
+        raise ValueError(
+            f'{source} holds a fused (re-parameterised) RepViT; build the '
+            f'backbone with deploy=True to load it.')
+    if model.deploy and not _is_fused(state):
+        # Load into the training form, then fuse, so that ImageNet weights
+        # can initialise a deploy-form backbone directly.
+        from .models.repvit import RepViT
+        unfused = RepViT(arch=model.arch_settings, out_indices=model.out_indices)
+        unfused.load_state_dict(_check_match(unfused, state, source)[0],
+                                strict=False)
+        state = unfused.eval().switch_to_deploy().state_dict()
+
+    matched, missing, unexpected = _check_match(model, state, source)
+    model.load_state_dict(matched, strict=False)
+    name = f'RepViT-{model.arch_name}' + (' (deploy)' if model.deploy else '')
+    print_log(
+        f'Loaded {len(matched)}/{len(model.state_dict())} tensors of {name} '
+        f'from {checkpoint} ({layout} layout'
+        + (f', prefix {prefix!r}' if prefix else '')
+        + (f', dropped {len(dropped)} classification-head tensors' if dropped
+           else '') + ').', logger=logger)
+    if missing:
+        print_log(f'Missing keys in {source} ({len(missing)}; these keep '
+                  f'their initialisation): {missing}', logger=logger,
+                  level=30)
+    if unexpected:
+        print_log(f'Unexpected keys in {source} ({len(unexpected)}; ignored): '
+                  f'{unexpected}', logger=logger, level=30)
+    return LoadReport(list(matched), missing, unexpected, dropped, layout)
+
+
+def _check_match(model, state, source) -> Tuple[dict, List[str], List[str]]:
+    own = model.state_dict()
+    mismatched = [
+        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+        for k, v in state.items() if k in own and own[k].shape != v.shape
+    ]
+    if mismatched:
+        raise ValueError(
+            f'{source} does not fit RepViT arch {model.arch_name!r}: '
+            f'{len(mismatched)} tensors differ in shape (is it a checkpoint of '
+            f'another arch?), e.g. {mismatched[:5]}.')
+    matched = OrderedDict((k, v) for k, v in state.items() if k in own)
+    if not matched:
+        raise ValueError(
+            f'No tensor of {source} matches the RepViT backbone: its keys look '
+            f'like {list(state)[:5]}, the backbone\'s like {list(own)[:3]}. '
+            f'For a whole detector or segmentor checkpoint pass '
+            f"prefix='backbone.'.")
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    return matched, missing, unexpected

@@ -1,0 +1,253 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Building blocks of RepViT and their re-parameterisation.
+
+Every fusable module has a ``fuse()`` method that returns the single module replacing
+it in deploy form. Child names follow the official RepViT checkpoints
+(``c``/``bn``, ``conv``/``conv1``/``bn``, ``fc1``/``fc2``, ``m``) so that official
+weights load without conversion.
+"""
+import contextlib
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def build_norm(norm_cfg: Optional[dict], num_features: int) -> nn.Module:
+    """Build a 2d normalisation layer from a config such as ``dict(type='BN')``.
+
+    ``BN`` and ``SyncBN`` map to :class:`torch.nn.BatchNorm2d` and
+    :class:`torch.nn.SyncBatchNorm` without needing mmcv; any other type is looked up
+    in MMEngine's ``MODELS`` registry (where mmcv registers its norm layers).
+    """
+    cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
+    layer_type = cfg.pop('type')
+    requires_grad = cfg.pop('requires_grad', True)
+    builtin = {'BN': nn.BatchNorm2d, 'BN2d': nn.BatchNorm2d,
+               'SyncBN': nn.SyncBatchNorm}
+    if isinstance(layer_type, str) and layer_type in builtin:
+        layer = builtin[layer_type](num_features, **cfg)
+    elif isinstance(layer_type, type) and issubclass(layer_type, nn.Module):
+        layer = layer_type(num_features, **cfg)
+    else:
+        from mmengine.registry import MODELS
+        layer_cls = MODELS.get(layer_type)
+        if layer_cls is None:
+            raise KeyError(
+                f'Unknown norm layer type {layer_type!r} in norm_cfg; use one of '
+                f'{sorted(builtin)} or a type registered in MMEngine\'s MODELS.')
+        layer = layer_cls(num_features, **cfg)
+    for p in layer.parameters():
+        p.requires_grad = requires_grad
+    return layer
+
+
+def _fold_bn(weight: torch.Tensor, bias: Optional[torch.Tensor],
+             bn: nn.modules.batchnorm._BatchNorm):
+    """Fold an eval-mode BatchNorm that follows a conv into the conv's weight and
+    bias. Computed in float64 and returned in float64."""
+    w = weight.detach().double()
+    b = (torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
+         if bias is None else bias.detach().double())
+    std = (bn.running_var.double() + bn.eps).sqrt()
+    scale = bn.weight.detach().double() / std
+    w = w * scale.reshape(-1, 1, 1, 1)
+    b = bn.bias.detach().double() + (b - bn.running_mean.double()) * scale
+    return w, b
+
+
+def _make_conv(ref: nn.Conv2d, weight: torch.Tensor,
+               bias: torch.Tensor) -> nn.Conv2d:
+    """A conv with ``ref``'s geometry holding the given (float64) weight and bias,
+    cast back to ``ref``'s dtype and device."""
+    conv = nn.Conv2d(
+        ref.in_channels, ref.out_channels, ref.kernel_size, ref.stride,
+        ref.padding, ref.dilation, ref.groups, bias=True,
+        device=ref.weight.device, dtype=ref.weight.dtype)
+    conv.weight.data.copy_(weight)
+    conv.bias.data.copy_(bias)
+    return conv
+
+
+class Conv2dBN(nn.Sequential):
+    """Conv2d without bias (``c``) followed by a norm layer (``bn``)."""
+
+    def __init__(self, in_channels: int, out_channels: int,
+                 kernel_size: int = 1, stride: int = 1, padding: int = 0,
+                 groups: int = 1, bn_weight_init: float = 1.0,
+                 norm_cfg: Optional[dict] = None):
+        super().__init__()
+        self.add_module('c', nn.Conv2d(in_channels, out_channels, kernel_size,
+                                       stride, padding, groups=groups,
+                                       bias=False))
+        self.add_module('bn', build_norm(norm_cfg, out_channels))
+        nn.init.constant_(self.bn.weight, bn_weight_init)
+        nn.init.constant_(self.bn.bias, 0)
+
+    @torch.no_grad()
+    def fuse(self) -> nn.Conv2d:
+        """Return one Conv2d (with bias) equal to this module in eval mode."""
+        return _make_conv(self.c, *_fold_bn(self.c.weight, None, self.bn))
+
+
+def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1,
+            stride: int = 1, padding: int = 0, groups: int = 1,
+            bn_weight_init: float = 1.0, norm_cfg: Optional[dict] = None,
+            deploy: bool = False) -> nn.Module:
+    """A :class:`Conv2dBN`, or in deploy form the Conv2d with bias it fuses into."""
+    if deploy:
+        return nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                         padding, groups=groups, bias=True)
+    return Conv2dBN(in_channels, out_channels, kernel_size, stride, padding,
+                    groups, bn_weight_init, norm_cfg)
+
+
+class RepVGGDW(nn.Module):
+    """Re-parameterisable depthwise token mixer: ``bn(conv(x) + conv1(x) + x)``
+    with a 3x3 depthwise Conv2dBN ``conv`` and a 1x1 depthwise conv ``conv1``."""
+
+    def __init__(self, channels: int, norm_cfg: Optional[dict] = None):
+        super().__init__()
+        self.conv = Conv2dBN(channels, channels, 3, 1, 1, groups=channels,
+                             norm_cfg=norm_cfg)
+        self.conv1 = nn.Conv2d(channels, channels, 1, 1, 0, groups=channels,
+                               bias=True)
+        self.bn = build_norm(norm_cfg, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x) + self.conv1(x) + x)
+
+    @torch.no_grad()
+    def fuse(self) -> nn.Conv2d:
+        """Return one 3x3 depthwise Conv2d equal to this module in eval mode."""
+        w3, b3 = _fold_bn(self.conv.c.weight, None, self.conv.bn)
+        w1 = F.pad(self.conv1.weight.detach().double(), [1, 1, 1, 1])
+        identity = torch.zeros_like(w3)
+        identity[:, 0, 1, 1] = 1.0
+        weight, bias = _fold_bn(w3 + w1 + identity,
+                                b3 + self.conv1.bias.detach().double(),
+                                self.bn)
+        return _make_conv(self.conv.c, weight, bias)
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: mean pool, 1x1 conv (``fc1``), ReLU, 1x1 conv
+    (``fc2``), sigmoid gate. The reduced width is ``channels / 4`` rounded to the
+    nearest multiple of 8 (halves round up), at least 8, as in the official
+    networks."""
+
+    def __init__(self, channels: int, rd_ratio: float = 0.25,
+                 divisor: int = 8):
+        super().__init__()
+        rd = max(divisor, int(channels * rd_ratio + divisor / 2) // divisor *
+                 divisor)
+        self.fc1 = nn.Conv2d(channels, rd, 1, bias=True)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(rd, channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        s = self.fc2(self.act(self.fc1(s)))
+        return x * s.sigmoid()
+
+
+def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth per sample: zero the branch for a random subset of the
+    batch and rescale the rest by ``1 / keep_prob``."""
+    if drop_prob == 0.0 or not training:
+        return x
+    keep = 1.0 - drop_prob
+    mask = x.new_empty((x.shape[0], ) + (1, ) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask.div_(keep)
+
+
+class Residual(nn.Module):
+    """``x + drop_path(m(x))``."""
+
+    def __init__(self, m: nn.Module, drop_path_rate: float = 0.0):
+        super().__init__()
+        self.m = m
+        self.drop_path_rate = drop_path_rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + drop_path(self.m(x), self.drop_path_rate, self.training)
+
+    def extra_repr(self) -> str:
+        return f'drop_path_rate={self.drop_path_rate}'
+
+
+class RepViTBlock(nn.Module):
+    """One RepViT block: a token mixer then a residual channel mixer (1x1 conv
+    expanding by 2, GELU, 1x1 conv).
+
+    With ``stride=1`` (``in_channels == out_channels``) the token mixer is
+    ``RepVGGDW`` then optional SE. With ``stride=2`` it is a 3x3 depthwise
+    Conv2dBN with stride 2, optional SE, then a 1x1 Conv2dBN to ``out_channels``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int,
+                 use_se: bool, drop_path_rate: float = 0.0,
+                 norm_cfg: Optional[dict] = None, deploy: bool = False):
+        super().__init__()
+        se = SqueezeExcite(in_channels) if use_se else nn.Identity()
+        if stride == 1:
+            if in_channels != out_channels:
+                raise ValueError(
+                    f'A stride-1 RepViT block keeps its width, got '
+                    f'{in_channels} -> {out_channels} channels.')
+            dw = (nn.Conv2d(in_channels, in_channels, 3, 1, 1,
+                            groups=in_channels) if deploy else
+                  RepVGGDW(in_channels, norm_cfg))
+            self.token_mixer = nn.Sequential(dw, se)
+        elif stride == 2:
+            self.token_mixer = nn.Sequential(
+                conv_bn(in_channels, in_channels, 3, 2, 1,
+                        groups=in_channels, norm_cfg=norm_cfg, deploy=deploy),
+                se,
+                conv_bn(in_channels, out_channels, 1, norm_cfg=norm_cfg,
+                        deploy=deploy))
+        else:
+            raise ValueError(f'RepViT block stride must be 1 or 2, got {stride}.')
+        hidden = 2 * out_channels
+        self.channel_mixer = Residual(
+            nn.Sequential(
+                conv_bn(out_channels, hidden, 1, norm_cfg=norm_cfg,
+                        deploy=deploy),
+                nn.GELU(),
+                conv_bn(hidden, out_channels, 1, bn_weight_init=0.0,
+                        norm_cfg=norm_cfg, deploy=deploy)), drop_path_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.channel_mixer(self.token_mixer(x))
+
+
+def fuse_modules(module: nn.Module) -> int:
+    """Replace, in place and recursively, every child that has a ``fuse()``
+    method by what it returns. Returns how many modules were fused."""
+    count = 0
+    for name, child in list(module.named_children()):
+        if hasattr(child, 'fuse'):
+            setattr(module, name, child.fuse())
+            count += 1
+        else:
+            count += fuse_modules(child)
+    return count
+
+
+@contextlib.contextmanager
+def preserved_norm_stats(module: nn.Module):
+    """Restore the running statistics of every norm layer in ``module`` on exit.
+
+    Used around the recomputation pass of gradient checkpointing so that a block
+    in training mode updates its BatchNorm statistics once per step, as it does
+    without checkpointing.
+    """
+    saved = [(buf, buf.clone()) for m in module.modules()
+             if isinstance(m, nn.modules.batchnorm._NormBase)
+             for buf in m.buffers()]
+    try:
+        yield
+    finally:
+        for buf, value in saved:
+            buf.copy_(value)

@@ -1,0 +1,49 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Let ``torch.load(weights_only=True)`` read MMEngine checkpoints.
+
+PyTorch >= 2.6 unpickles with ``weights_only=True`` by default, and MMEngine
+0.10.7 calls ``torch.load`` without saying otherwise. MMEngine's own training
+checkpoints hold, besides tensors, the message hub's state: ``HistoryBuffer``
+objects and numpy arrays and scalars. Without help, resuming fails with an
+``UnpicklingError``.
+
+Instead of falling back to ``weights_only=False`` (which would execute whatever a
+pickle asks for), this allow-lists exactly those data types with
+``torch.serialization.add_safe_globals``. They carry data only: rebuilding them
+calls no user code. Checkpoints that need anything else are still refused.
+"""
+import torch
+
+
+def _mmengine_checkpoint_types() -> list:
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+
+    types = [HistoryBuffer, np.ndarray, np.dtype]
+    # numpy pickles arrays through this reconstructor (np.core in numpy 1.x,
+    # np._core in numpy 2.x).
+    for mod in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        try:
+            module = __import__(mod, fromlist=['_reconstruct'])
+            types.append(module._reconstruct)
+            types.append(module.scalar)
+            break
+        except (ImportError, AttributeError):
+            continue
+    # dtype classes such as numpy.dtypes.Float64DType (numpy >= 1.25).
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        types += [getattr(dtypes, n) for n in dir(dtypes)
+                  if n.endswith('DType') and isinstance(getattr(dtypes, n), type)]
+    return types
+
+
+def allow_mmengine_checkpoints() -> bool:
+    """Allow-list the data types MMEngine checkpoints contain for
+    ``torch.load(weights_only=True)``. Returns False where this PyTorch has no
+    ``add_safe_globals`` (< 2.4, which does not default to weights_only)."""
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is None:
+        return False
+    add(_mmengine_checkpoint_types())
+    return True

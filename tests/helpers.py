@@ -1,0 +1,88 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Shared test helpers: randomised weights and the timm layout written out by
+hand from the reference (section 5), independent of mmrepvit's converter."""
+import re
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every parameter and BatchNorm statistic a random, non-trivial
+    value so that fusion errors cannot hide behind identity initialisation."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            elif isinstance(m, nn.Conv2d):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) /
+                               fan_in**0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return model
+
+
+def head_tensors(num_features: int, distilled: bool = True) -> dict:
+    """An official classification head (BatchNorm1d + Linear per branch)."""
+    out = OrderedDict()
+    for branch in ['classifier'] + (['classifier_dist'] if distilled else []):
+        p = f'classifier.{branch}.'
+        out[p + 'bn.weight'] = torch.ones(num_features)
+        out[p + 'bn.bias'] = torch.zeros(num_features)
+        out[p + 'bn.running_mean'] = torch.zeros(num_features)
+        out[p + 'bn.running_var'] = torch.ones(num_features)
+        out[p + 'bn.num_batches_tracked'] = torch.tensor(0)
+        out[p + 'l.weight'] = torch.randn(1000, num_features)
+        out[p + 'l.bias'] = torch.zeros(1000)
+    return out
+
+
+def to_timm_by_hand(state: dict, strides: list) -> dict:
+    """Write an official-layout state dict in timm's layout, following the
+    reference's description literally (stem, stages.{s}.blocks.{j},
+    stages.{s}.downsample.{pre_block,spatial_downsample,channel_downsample,
+    ffn}, head.head / head.head_dist)."""
+    # Where each features index goes.
+    place = {0: 'stem'}
+    stage, j = 0, 0
+    n = len(strides)
+    for i in range(1, n + 1):
+        if i < n and strides[i] == 2:          # block i+1 is stride-2
+            place[i] = f'stages.{stage + 1}.downsample.pre_block'
+        elif strides[i - 1] == 2:
+            stage, j = stage + 1, 0
+            place[i] = f'stages.{stage}.downsample'
+        else:
+            place[i] = f'stages.{stage}.blocks.{j}'
+            j += 1
+    block_inner = {'token_mixer.0': 'token_mixer', 'token_mixer.1': 'se',
+                   'channel_mixer.m.0': 'channel_mixer.conv1',
+                   'channel_mixer.m.2': 'channel_mixer.conv2'}
+    down_inner = {'token_mixer.0': 'spatial_downsample',
+                  'token_mixer.2': 'channel_downsample',
+                  'channel_mixer.m.0': 'ffn.conv1',
+                  'channel_mixer.m.2': 'ffn.conv2'}
+    out = OrderedDict()
+    for k, v in state.items():
+        if k.startswith('classifier.'):
+            new = k.replace('classifier.classifier_dist.', 'head.head_dist.')
+            new = new.replace('classifier.classifier.', 'head.head.')
+        elif k.startswith('features.0.'):
+            new = k.replace('features.0.0.', 'stem.conv1.').replace(
+                'features.0.2.', 'stem.conv2.')
+        else:
+            m = re.match(r'features\.(\d+)\.(token_mixer\.\d|'
+                         r'channel_mixer\.m\.\d)\.(.*)', k)
+            i, inner, rest = int(m.group(1)), m.group(2), m.group(3)
+            table = down_inner if place[i].endswith('downsample') \
+                else block_inner
+            new = f'{place[i]}.{table[inner]}.{rest}'
+        out[new] = v
+    return out

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Sets up everything mmrepvit needs in the active Python environment, idempotently:
+#   1. PyTorch (kept if already importable; otherwise torch==2.13.0 is installed),
+#   2. mmcv 2.1.0 WITH its compiled ops (RoIAlign, NMS, ...), built from the source
+#      release once per machine and cached as a wheel outside the repository,
+#   3. MMEngine, MMDetection, MMSegmentation and the rest from requirements.txt,
+#   4. mmrepvit itself in editable mode.
+# A second run only checks, and finishes in seconds.
+#
+# Environment variables:
+#   PYTHON             interpreter to install into (default: python)
+#   MMREPVIT_CACHE     where the built mmcv wheel is kept (default: ~/.cache/mmrepvit)
+#   MMCV_BUILD_JOBS    parallel compile jobs for mmcv (default: number of cores)
+set -euo pipefail
+
+PYTHON=${PYTHON:-python}
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${MMREPVIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmrepvit}
+MMCV_VERSION=2.1.0
+TORCH_DEFAULT=2.13.0
+
+say() { printf '\033[1m[mmrepvit install]\033[0m %s\n' "$*"; }
+fail() {
+  printf '\033[31m[mmrepvit install] FAILED:\033[0m %s\n' "$1" >&2
+  [ $# -gt 1 ] && printf '  what to do: %s\n' "$2" >&2
+  exit 1
+}
+pip_install() { "$PYTHON" -m pip install --disable-pip-version-check -q "$@"; }
+
+"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 8)' 2>/dev/null ||
+  fail "'$PYTHON' is not Python >= 3.8" "set PYTHON=/path/to/python3.11 and rerun"
+say "python: $("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+
+# ---------------------------------------------------------------- 1. PyTorch
+if "$PYTHON" -c 'import torch' 2>/dev/null; then
+  say "torch $("$PYTHON" -c 'import torch; print(torch.__version__)') already installed: keeping it"
+else
+  say "installing torch==$TORCH_DEFAULT"
+  pip_install "torch==$TORCH_DEFAULT" ||
+    fail "pip could not install torch==$TORCH_DEFAULT" \
+         "install a PyTorch build for your machine (see pytorch.org), then rerun"
+fi
+TORCH_TAG=$("$PYTHON" - <<'PY'
+import sys, torch
+cuda = 'cu' + torch.version.cuda.replace('.', '') if torch.version.cuda else 'cpu'
+print(f"torch{torch.__version__.split('+')[0]}-{cuda}-py{sys.version_info[0]}{sys.version_info[1]}")
+PY
+)
+
+# ---------------------------------------------------------------- 2. mmcv with ops
+mmcv_ok() {
+  "$PYTHON" - <<PY 2>/dev/null
+import mmcv
+assert mmcv.__version__ == '$MMCV_VERSION', mmcv.__version__
+from mmcv.ops import nms, roi_align  # needs the compiled extension mmcv._ext
+import mmcv._ext
+PY
+}
+if mmcv_ok; then
+  say "mmcv $MMCV_VERSION with compiled ops already installed"
+else
+  # mmcv's setup.py imports pkg_resources (setuptools < 70) and torch, so it is built
+  # without build isolation, against the torch installed above.
+  pip_install 'setuptools>=60,<70' wheel ninja 'numpy' ||
+    fail "could not install the build tools (setuptools<70, wheel, ninja)"
+  WHEEL_DIR="$CACHE/wheels/$TORCH_TAG"
+  mkdir -p "$WHEEL_DIR"
+  WHEEL=$(ls "$WHEEL_DIR"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$WHEEL" ]; then
+    say "building mmcv $MMCV_VERSION with compiled ops from source (about 10 minutes on 2 cores)"
+    BUILD=$(mktemp -d)
+    trap 'rm -rf "$BUILD"' EXIT
+    "$PYTHON" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: \
+      -d "$BUILD" "mmcv==$MMCV_VERSION" ||
+      fail "could not download the mmcv $MMCV_VERSION source release" "check access to PyPI"
+    if "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null \
+       && command -v nvcc >/dev/null; then
+      say "CUDA GPU and nvcc found: building the CUDA ops too"
+      export FORCE_CUDA=1
+    fi
+    export MMCV_WITH_OPS=1 MAX_JOBS=${MMCV_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}
+    LOG="$CACHE/mmcv-build.log"
+    if ! "$PYTHON" -m pip wheel --disable-pip-version-check --no-build-isolation --no-deps \
+         -w "$WHEEL_DIR" "$BUILD"/mmcv-$MMCV_VERSION.tar.gz >"$LOG" 2>&1; then
+      tail -n 30 "$LOG" >&2
+      fail "building mmcv $MMCV_VERSION failed; full log: $LOG" \
+           "make sure gcc/g++ and the Python headers are installed (Debian: apt-get install build-essential python3-dev)"
+    fi
+    WHEEL=$(ls "$WHEEL_DIR"/mmcv-$MMCV_VERSION-*.whl | head -n1)
+    say "cached $WHEEL"
+  else
+    say "using cached mmcv wheel $WHEEL"
+  fi
+  pip_install "$WHEEL" || fail "could not install $WHEEL" "delete it and rerun to rebuild"
+  mmcv_ok || fail "mmcv installed but its compiled ops do not import" \
+    "delete $WHEEL_DIR and rerun to rebuild against the current torch"
+fi
+
+# ---------------------------------------------------------------- 3. the rest
+deps_ok() {
+  "$PYTHON" - "$REPO/requirements.txt" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+for line in open(sys.argv[1]):
+    line = line.split('#')[0].strip()
+    if line:
+        name, want = line.split('==')
+        assert version(name) == want, (name, version(name), want)
+import mmrepvit  # editable install present
+PY
+}
+if deps_ok; then
+  say "MMEngine, MMDetection, MMSegmentation and mmrepvit already installed"
+else
+  say "installing $(grep -v '^#' "$REPO/requirements.txt" | tr '\n' ' ')"
+  pip_install -r "$REPO/requirements.txt" ||
+    fail "pip could not install requirements.txt" "check access to PyPI and rerun"
+  say "installing mmrepvit (editable)"
+  pip_install --no-deps --no-build-isolation -e "$REPO" ||
+    fail "pip could not install mmrepvit in editable mode"
+  deps_ok || fail "dependencies installed but do not import" "run: $PYTHON -c 'import mmdet, mmseg, mmrepvit'"
+fi
+mmcv_ok || fail "mmcv was replaced by a dependency" "rerun this script"
+say "ready: $("$PYTHON" -c 'import torch, mmcv, mmdet, mmseg, mmengine; print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, mmdet {mmdet.__version__}, mmseg {mmseg.__version__}")')"
