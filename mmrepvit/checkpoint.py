@@ -60,11 +60,15 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
         return torch.load(filename, map_location=map_location,
                           weights_only=True)
     except pickle.UnpicklingError as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ''
+        # torch's message starts with generic advice; keep the line that
+        # names what was refused.
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if 'GLOBAL' in ln or 'Refusing' in ln
+                    or 'reduce' in ln), lines[-1] if lines else '')
         raise RuntimeError(
             f'Refusing to load {filename!r}: it holds Python objects other '
             f'than tensors and plain containers, and unpickling those could '
-            f'run code from the file ({first_line}). mmrepvit reads weights '
+            f'run code from the file ({why}). mmrepvit reads weights '
             f'with torch.load(weights_only=True). If you trust the file, save '
             f'only its state dict and load that instead, e.g. '
             f"torch.save(torch.load(path, weights_only=False)['model'], "
@@ -212,11 +216,7 @@ def timm_to_official(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.
 def _is_fused(state: Dict[str, torch.Tensor]) -> bool:
     # The stem's first conv is 'features.0.0.c.weight' before fusion and
     # 'features.0.0.weight' after.
-    if 'features.0.0.c.weight' in state:
-        return False
-    if 'features.0.0.weight' in state:
-        return True
-    return not any(k.endswith('.running_mean') for k in state)
+    return 'features.0.0.weight' in state
 
 
 def load_pretrained(model, checkpoint: str, prefix: Optional[str] = None,

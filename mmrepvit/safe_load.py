@@ -10,9 +10,26 @@ objects and numpy arrays and scalars. Without help, resuming fails with an
 Instead of falling back to ``weights_only=False`` (which would execute whatever a
 pickle asks for), this allow-lists exactly those data types with
 ``torch.serialization.add_safe_globals``. They carry data only: rebuilding them
-calls no user code. Checkpoints that need anything else are still refused.
+calls no user code. A ``HistoryBuffer`` also pickles its statistics methods as
+``getattr(HistoryBuffer, 'mean')``; for that, ``getattr`` is replaced by
+:func:`history_buffer_getattr`, which resolves only the statistics registered
+on ``HistoryBuffer`` and refuses every other lookup. Checkpoints that need
+anything else are still refused.
 """
+import pickle
+
 import torch
+
+
+def history_buffer_getattr(obj, name: str):
+    """The only ``getattr`` a weights-only MMEngine checkpoint may call: a
+    statistics method of ``HistoryBuffer`` (``mean``, ``max``, ...)."""
+    from mmengine.logging import HistoryBuffer
+    if obj is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'Refusing getattr({obj!r}, {name!r}) while loading a checkpoint: only '
+        f'HistoryBuffer statistics methods are allowed.')
 
 
 def _mmengine_checkpoint_types() -> list:
@@ -45,5 +62,7 @@ def allow_mmengine_checkpoints() -> bool:
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is None:
         return False
-    add(_mmengine_checkpoint_types())
+    add(_mmengine_checkpoint_types() +
+        [(history_buffer_getattr, 'builtins.getattr'),
+         (history_buffer_getattr, '__builtin__.getattr')])
     return True

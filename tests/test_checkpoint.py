@@ -1,0 +1,229 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+import argparse
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import head_tensors, randomize, to_timm_by_hand
+
+from mmrepvit import RepViT, official_to_timm, timm_to_official
+from mmrepvit.checkpoint import load_pretrained
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def source():
+    """A randomised m0_6 whose weights every checkpoint below carries."""
+    return randomize(RepViT('m0_6'), seed=7).eval()
+
+
+def assert_same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def pretrained(path, **kwargs):
+    return RepViT('m0_6', init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                        **kwargs))
+
+
+def test_official_imagenet_checkpoint(tmp_path, source):
+    # Official layout: {'model': state dict} with distilled classifier heads.
+    state = OrderedDict(source.state_dict())
+    state.update(head_tensors(320, distilled=True))
+    torch.save({'model': state}, tmp_path / 'official.pth')
+    model = pretrained(tmp_path / 'official.pth')
+    model.init_weights()
+    assert_same_weights(model, source)
+    report = load_pretrained(RepViT('m0_6'), str(tmp_path / 'official.pth'))
+    assert len(report.dropped_head) == 14 and not report.missing
+    assert not report.unexpected and report.layout == 'official'
+
+
+def test_timm_layout_checkpoint(tmp_path, source):
+    state = OrderedDict(source.state_dict())
+    state.update(head_tensors(320, distilled=True))
+    timm_state = to_timm_by_hand(state, RepViT.arch_zoo['m0_6']['strides'])
+    assert 'stem.conv1.c.weight' in timm_state
+    assert 'stages.1.downsample.pre_block.token_mixer.conv.c.weight' in timm_state
+    assert 'stages.1.downsample.ffn.conv1.bn.running_var' in timm_state
+    assert 'head.head_dist.l.weight' in timm_state
+    torch.save(timm_state, tmp_path / 'timm.pth')
+    model = pretrained(tmp_path / 'timm.pth')
+    model.init_weights()
+    assert_same_weights(model, source)
+    # The converter and the hand-written layout agree in both directions.
+    assert list(official_to_timm(state)) == list(timm_state)
+    back = timm_to_official(timm_state)
+    assert list(back) == list(state)
+    assert all(torch.equal(back[k], state[k]) for k in state)
+
+
+@pytest.mark.parametrize('arch', ['m1_1', 'm2_3'])
+def test_timm_layout_matches_reference_example(arch):
+    # Reference: for m1_1, stages.0.blocks.{0,1} are features 1-2 and
+    # stages.1.downsample.pre_block is features 3.
+    state = RepViT(arch).state_dict()
+    timm_state = official_to_timm(state)
+    assert timm_state.keys() == to_timm_by_hand(
+        state, RepViT.arch_zoo[arch]['strides']).keys()
+    if arch == 'm1_1':
+        conv = 'token_mixer.conv.c.weight'
+        assert torch.equal(timm_state['stages.0.blocks.1.' + conv],
+                           state['features.2.token_mixer.0.conv.c.weight'])
+        assert torch.equal(
+            timm_state['stages.1.downsample.pre_block.' + conv],
+            state['features.3.token_mixer.0.conv.c.weight'])
+
+
+def test_whole_model_checkpoint_with_prefix(tmp_path, source):
+    # An MMEngine checkpoint of a detector: backbone under 'backbone.', plus
+    # a neck, meta and a message hub (HistoryBuffer, numpy values).
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_instance('test_prefix_ckpt')
+    hub.update_scalar('train/loss', 1.5)
+    state = OrderedDict(('backbone.' + k, v)
+                        for k, v in source.state_dict().items())
+    state['neck.lateral_convs.0.conv.weight'] = torch.zeros(4, 40, 1, 1)
+    torch.save({'meta': {'epoch': 3, 'dataset_meta': {'classes': ('a', )}},
+                'state_dict': state, 'message_hub': hub.state_dict()},
+               tmp_path / 'det.pth')
+    model = pretrained(tmp_path / 'det.pth', prefix='backbone.')
+    model.init_weights()
+    assert_same_weights(model, source)
+    # Without the prefix nothing matches, and the error says what to do.
+    with pytest.raises(ValueError, match="prefix='backbone.'"):
+        pretrained(tmp_path / 'det.pth').init_weights()
+    with pytest.raises(KeyError, match="no key starts with prefix 'bone.'"):
+        pretrained(tmp_path / 'det.pth', prefix='bone.').init_weights()
+
+
+def test_plain_state_dict_and_ddp_prefix(tmp_path, source):
+    torch.save(source.state_dict(), tmp_path / 'plain.pth')
+    model = pretrained(tmp_path / 'plain.pth')
+    model.init_weights()
+    assert_same_weights(model, source)
+    torch.save({'state_dict': {'module.' + k: v
+                               for k, v in source.state_dict().items()}},
+               tmp_path / 'ddp.pth')
+    model = pretrained(tmp_path / 'ddp.pth')
+    model.init_weights()
+    assert_same_weights(model, source)
+
+
+def test_fused_checkpoint_into_deploy_backbone(tmp_path, source):
+    fused = randomize(RepViT('m0_6'), seed=7).eval().switch_to_deploy()
+    torch.save(fused.state_dict(), tmp_path / 'fused.pth')
+    model = RepViT('m0_6', deploy=True, init_cfg=dict(
+        type='Pretrained', checkpoint=str(tmp_path / 'fused.pth')))
+    model.init_weights()
+    assert_same_weights(model, fused)
+    # A fused file cannot initialise the training form.
+    with pytest.raises(ValueError, match='deploy=True'):
+        pretrained(tmp_path / 'fused.pth').init_weights()
+
+
+def test_unfused_checkpoint_into_deploy_backbone(tmp_path, source):
+    torch.save({'model': source.state_dict()}, tmp_path / 'official.pth')
+    model = RepViT('m0_6', deploy=True, init_cfg=dict(
+        type='Pretrained', checkpoint=str(tmp_path / 'official.pth'))).eval()
+    model.init_weights()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(source(x), model(x)):
+            assert ((a - b).abs().max() / a.abs().max()) < 1e-4
+
+
+def test_other_arch_raises(tmp_path):
+    torch.save({'model': RepViT('m0_9').state_dict()}, tmp_path / 'm0_9.pth')
+    with pytest.raises(ValueError,
+                       match=r"does not fit RepViT arch 'm0_6'.*another arch"):
+        pretrained(tmp_path / 'm0_9.pth').init_weights()
+
+
+def test_unrelated_checkpoint_raises(tmp_path):
+    torch.save({'conv.weight': torch.zeros(1)}, tmp_path / 'other.pth')
+    with pytest.raises(ValueError, match='No tensor of checkpoint'):
+        pretrained(tmp_path / 'other.pth').init_weights()
+
+
+def test_missing_keys_are_logged(tmp_path, source):
+    from mmengine.logging import MMLogger
+    state = source.state_dict()
+    del state['features.17.channel_mixer.m.2.bn.weight']
+    torch.save(state, tmp_path / 'partial.pth')
+    logger = MMLogger.get_instance('test_missing_keys')
+    messages = []
+    logger.addFilter(lambda record: messages.append(record.getMessage()))
+    report = load_pretrained(RepViT('m0_6'), str(tmp_path / 'partial.pth'),
+                             logger=logger)
+    assert report.missing == ['features.17.channel_mixer.m.2.bn.weight']
+    assert any('Missing keys' in m and 'features.17.channel_mixer.m.2.bn.weight'
+               in m for m in messages)
+    n = len(RepViT('m0_6').state_dict())
+    assert any(m.startswith(f'Loaded {n - 1}/{n} tensors') for m in messages)
+
+
+def test_missing_file_and_bad_location():
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        pretrained('/nonexistent/repvit.pth').init_weights()
+    with pytest.raises(ValueError, match='Unsupported checkpoint location'):
+        pretrained('s3://bucket/repvit.pth').init_weights()
+    with pytest.raises(ValueError, match=r"Unknown keys \['strict'\]"):
+        pretrained('/nonexistent/repvit.pth', strict=True).init_weights()
+
+
+def test_untrusted_pickle_is_refused(tmp_path, source):
+    # An argparse.Namespace needs a full unpickler: refused, never executed.
+    torch.save({'model': source.state_dict(), 'args': argparse.Namespace(a=1)},
+               tmp_path / 'unsafe.pth')
+    with pytest.raises(RuntimeError, match='Refusing to load.*weights_only'):
+        pretrained(tmp_path / 'unsafe.pth').init_weights()
+
+
+class _CallsSystem:
+
+    def __reduce__(self):
+        import os
+        return (os.system, ('echo pwned',))
+
+
+class _ReadsMethod:
+
+    def __reduce__(self):
+        from mmengine.logging import HistoryBuffer
+        return (getattr, (HistoryBuffer, 'update'))
+
+
+@pytest.mark.parametrize('payload,why', [(_CallsSystem, 'system'),
+                                         (_ReadsMethod, 'HistoryBuffer')])
+def test_code_in_a_checkpoint_is_never_run(tmp_path, payload, why):
+    # mmrepvit allows the data types of MMEngine checkpoints, and getattr only
+    # for HistoryBuffer's statistics; anything else is refused by name.
+    torch.save({'state_dict': {}, 'x': payload()}, tmp_path / 'evil.pth')
+    with pytest.raises(RuntimeError, match=f'Refusing to load.*{why}'):
+        pretrained(tmp_path / 'evil.pth').init_weights()
+
+
+def test_convert_tool_round_trip(tmp_path, source):
+    state = OrderedDict(source.state_dict())
+    state.update(head_tensors(320))
+    torch.save({'model': state}, tmp_path / 'official.pth')
+    tool = str(REPO / 'tools' / 'convert_checkpoint.py')
+    subprocess.run([sys.executable, tool, str(tmp_path / 'official.pth'),
+                    str(tmp_path / 'timm.pth'), '--to', 'timm'], check=True)
+    timm_state = torch.load(tmp_path / 'timm.pth', weights_only=True)
+    assert list(timm_state) == list(
+        to_timm_by_hand(state, RepViT.arch_zoo['m0_6']['strides']))
+    subprocess.run([sys.executable, tool, str(tmp_path / 'timm.pth'),
+                    str(tmp_path / 'back.pth'), '--to', 'official'],
+                   check=True)
+    back = torch.load(tmp_path / 'back.pth', weights_only=True)['model']
+    assert list(back) == list(state)
+    assert all(torch.equal(back[k], state[k]) for k in state)
