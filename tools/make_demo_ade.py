@@ -68,7 +68,7 @@ def _rasterise(polygon, size):
 
 
 def _smooth_noise(rng, size, cells):
-    """Noise in [0, 1] that varies over ``cells`` (rows, cols) per image."""
+    """Noise in [0, 1]: a ``cells`` (rows, cols) grid smoothly upsampled."""
     coarse = rng.random(cells).astype(np.float32)
     smooth = Image.fromarray(coarse).resize((size, size),
                                             Image.Resampling.BICUBIC)
@@ -148,8 +148,7 @@ TEXTURES = {SKY: _sky, GRASS: _grass, WATER: _water, BRICK: _brick,
 
 
 def _clutter(rng, xx, yy):
-    """An "other" thing: a random polygon with a random solid or two-tone
-    fill. Returns its mask and fill."""
+    """Mask and fill of an "other" thing: a solid or two-tone polygon."""
     size = xx.shape[0]
     num_vertices = rng.choice([3, 4, 5, 6, 24])
     radius = rng.uniform(0.06, 0.2) * size
@@ -216,11 +215,10 @@ def _render_image(rng, size):
         label[mask] = 0
 
     image = np.zeros((size, size, 3), dtype=np.float32)
-    # every texture is drawn, even if unused, so that the random stream does
-    # not depend on the layout
     for cls, texture in TEXTURES.items():
         region = label == cls
-        image[region] = texture(rng, xx, yy)[region]
+        if region.any():
+            image[region] = texture(rng, xx, yy)[region]
     for mask, fill in clutter:
         image[mask] = fill[mask]
     image = np.clip(image, 0, 255).round().astype(np.uint8)

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Usage: tools/dist_test.sh CONFIG CHECKPOINT NPROC [test.py options]
+# Environment: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1).
+# Starts NPROC processes per node with torchrun (GPUs, or CPU processes on the
+# gloo backend where there is no CUDA).
+if [ $# -lt 3 ]; then
+  echo "usage: $0 CONFIG CHECKPOINT NPROC [test.py options]" >&2
+  exit 2
+fi
+exec "$(dirname "$0")/_torchrun.sh" "$3" test.py "$1" "$2" "${@:4}"

@@ -1,0 +1,83 @@
+#!/usr/bin/env python
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Test (evaluate) a checkpoint of an MMDetection or MMSegmentation config (the
+config's default_scope decides which); the flags are MMDetection's.
+
+    python tools/test.py configs/det/repvit_m1_1_maskrcnn.py repvit_m1_1_coco.pth
+    python tools/test.py CONFIG CKPT --show-dir vis --out results.pkl
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _runner_setup import add_common_args, load_config  # noqa: E402
+
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a '
+                                     'detector or a segmentor')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--out', help='detection: dump predictions to this .pkl file; '
+        'segmentation: write predicted label maps (PNG) to this directory')
+    parser.add_argument('--show', action='store_true',
+                        help='show predictions in a window')
+    parser.add_argument(
+        '--show-dir', help='save images with predictions drawn to this '
+        'directory (relative paths go under the work dir\'s timestamp dir)')
+    parser.add_argument('--wait-time', type=float, default=2,
+                        help='seconds each image is shown with --show')
+    add_common_args(parser)
+    return parser.parse_args()
+
+
+def enable_visualization(cfg, args):
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise RuntimeError('--show/--show-dir need a "visualization" entry '
+                           'in default_hooks.')
+    hook['draw'] = True
+    hook['interval'] = 1
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        if cfg.default_scope == 'mmdet':
+            hook['test_out_dir'] = args.show_dir
+        else:
+            cfg.visualizer['save_dir'] = args.show_dir
+
+
+def main():
+    args = parse_args()
+    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
+        raise FileNotFoundError(
+            f'Checkpoint file {args.checkpoint!r} does not exist.')
+    cfg = load_config(args)
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        enable_visualization(cfg, args)
+
+    if args.out and cfg.default_scope == 'mmseg':
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+
+    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
+              RUNNERS.build(cfg))
+
+    if args.out and cfg.default_scope == 'mmdet':
+        from mmdet.evaluation import DumpDetResults
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError('--out for detection must be a .pkl file.')
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
