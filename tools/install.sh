@@ -98,15 +98,20 @@ fi
 
 # ---------------------------------------------------------------- 3. the rest
 deps_ok() {
-  "$PYTHON" - "$REPO/requirements.txt" <<'PY' 2>/dev/null
-import sys
+  # Run from / so that the repository itself is not on sys.path: mmrepvit must
+  # import from its editable install, pointing at this checkout.
+  (cd / && "$PYTHON" - "$REPO" <<'PY' 2>/dev/null)
+import os, sys
 from importlib.metadata import version
-for line in open(sys.argv[1]):
+repo = sys.argv[1]
+for line in open(os.path.join(repo, 'requirements.txt')):
     line = line.split('#')[0].strip()
     if line:
         name, want = line.split('==')
         assert version(name) == want, (name, version(name), want)
-import mmrepvit  # editable install present
+import mmrepvit
+assert os.path.samefile(os.path.dirname(mmrepvit.__file__),
+                        os.path.join(repo, 'mmrepvit')), mmrepvit.__file__
 PY
 }
 if deps_ok; then

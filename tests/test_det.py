@@ -1,0 +1,121 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+
+pytest.importorskip('mmdet')
+from mmdet.registry import MODELS  # noqa: E402
+from mmdet.testing import demo_mm_inputs  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
+
+import mmrepvit  # noqa: E402,F401
+from mmrepvit import RepViT  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ARCHES = ['m0_6', 'm0_9', 'm1_0', 'm1_1', 'm1_5', 'm2_3']
+URL = 'https://github.com/THU-MIG/RepViT/releases/download/v1.0/'
+
+
+def load_cfg(name):
+    cfg = Config.fromfile(str(REPO / 'configs' / 'det' / name))
+    init_default_scope(cfg.default_scope)
+    return cfg
+
+
+def build_detector(cfg):
+    cfg.model.backbone.init_cfg = None   # tests never download
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+@pytest.mark.parametrize('arch', ARCHES)
+def test_paper_config(arch):
+    cfg = load_cfg(f'repvit_{arch}_maskrcnn.py')
+    # The paper's recipe, as asserted facts of the resolved config.
+    bb = cfg.model.backbone
+    ref = RepViT(arch)
+    assert bb.type == 'RepViT' and bb.arch == arch
+    assert tuple(bb.out_indices) == tuple(ref.det_taps)
+    assert bb.norm_eval is True and bb.norm_cfg.type == 'SyncBN'
+    weights = 'distill_450e' if arch == 'm2_3' else 'distill_300e'
+    assert bb.init_cfg == dict(type='Pretrained',
+                               checkpoint=f'{URL}repvit_{arch}_{weights}.pth')
+    assert list(cfg.model.neck.in_channels) == ref.out_channels
+    assert cfg.optim_wrapper.optimizer == dict(
+        type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05)
+    assert 'clip_grad' not in cfg.optim_wrapper
+    assert cfg.train_cfg.max_epochs == 12
+    warmup, steps = cfg.param_scheduler
+    assert (warmup.type, warmup.start_factor, warmup.end,
+            warmup.by_epoch) == ('LinearLR', 1e-6, 500, False)
+    assert list(steps.milestones) == [8, 11] and steps.gamma == 0.1
+    assert cfg.train_dataloader.batch_size == 2
+    assert cfg.auto_scale_lr.base_batch_size == 16
+    resize = [t for t in cfg.train_pipeline if t.type == 'Resize'][0]
+    assert resize.scale == (1333, 800) and resize.keep_ratio
+    assert [t.prob for t in cfg.train_pipeline if t.type == 'RandomFlip'] == [0.5]
+    assert cfg.val_evaluator.metric == ['bbox', 'segm']
+    assert cfg.train_dataloader.dataset.data_root == 'data/coco/'
+
+    # Builds through MMDetection's registry, one loss and one predict step.
+    model = build_detector(cfg)
+    assert isinstance(model.backbone, RepViT)
+    model.train()
+    assert all(not m.training for m in model.backbone.modules()
+               if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    packed = demo_mm_inputs(1, [[3, 96, 128]], num_items=[2], with_mask=True)
+    losses = model(**model.data_preprocessor(packed, True), mode='loss')
+    total = sum(v.sum() for k, vs in losses.items() if 'loss' in k
+                for v in (vs if isinstance(vs, list) else [vs]))
+    assert torch.isfinite(total)
+    total.backward()
+    assert model.backbone.features[-1].channel_mixer.m[0].c.weight.grad \
+        is not None
+    model.eval()
+    with torch.no_grad():
+        (result, ) = model(**model.data_preprocessor(packed, False),
+                           mode='predict')
+    inst = result.pred_instances
+    assert inst.bboxes.shape[1] == 4
+    assert inst.masks.shape[1:] == (96, 128)
+
+
+def official_mmdet2_checkpoint(model, path):
+    """A file in the layout of the released repvit_*_coco.pth: an MMDetection
+    2.x checkpoint (meta with CLASSES and mmdet_version, state_dict with the
+    backbone under backbone.features.* and SyncBN buffers, optimizer state).
+    MMDetection 3.x kept 2.x's parameter names for Mask R-CNN + FPN (its model
+    zoo serves the 2.x files), so the names below are those of the model."""
+    state = {k: torch.randn_like(v.float()).to(v.dtype) if v.is_floating_point()
+             else v for k, v in model.state_dict().items()}
+    assert any(k.startswith('backbone.features.') for k in state)
+    torch.save({
+        'meta': {'mmdet_version': '2.28.2', 'mmcv_version': '1.7.1',
+                 'CLASSES': tuple(f'class{i}' for i in range(80)),
+                 'config': "model = dict(type='MaskRCNN')", 'epoch': 12,
+                 'iter': 87960, 'hook_msgs': {'last_ckpt': 'epoch_12.pth'}},
+        'state_dict': state,
+        'optimizer': {'state': {0: {'step': torch.tensor(1.),
+                                    'exp_avg': torch.zeros(3)}},
+                      'param_groups': [{'lr': 2e-6, 'weight_decay': 0.05,
+                                        'params': [0]}]},
+    }, path)
+    return state
+
+
+def test_official_coco_checkpoint_loads_strictly(tmp_path):
+    from mmengine.runner import load_checkpoint
+    cfg = load_cfg('repvit_m1_1_maskrcnn.py')
+    state = official_mmdet2_checkpoint(build_detector(cfg),
+                                       tmp_path / 'repvit_m1_1_coco.pth')
+    model = build_detector(load_cfg('repvit_m1_1_maskrcnn.py'))
+    # strict=True raises on any missing or unexpected key; torch.load runs
+    # with weights_only=True (PyTorch's default) inside MMEngine.
+    load_checkpoint(model, str(tmp_path / 'repvit_m1_1_coco.pth'),
+                    strict=True)
+    loaded = model.state_dict()
+    assert loaded.keys() == state.keys()
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
