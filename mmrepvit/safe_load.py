@@ -25,7 +25,11 @@ def history_buffer_getattr(obj, name: str):
     """The only ``getattr`` a weights-only MMEngine checkpoint may call: a
     statistics method of ``HistoryBuffer`` (``mean``, ``max``, ...)."""
     from mmengine.logging import HistoryBuffer
-    if obj is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+
+    # The four defaults are registered lazily, by the first HistoryBuffer.
+    allowed = {'min', 'max', 'current', 'mean'}
+    allowed.update(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and name in allowed:
         return getattr(obj, name)
     raise pickle.UnpicklingError(
         f'Refusing getattr({obj!r}, {name!r}) while loading a checkpoint: only '

@@ -119,3 +119,26 @@ def test_official_coco_checkpoint_loads_strictly(tmp_path):
     loaded = model.state_dict()
     assert loaded.keys() == state.keys()
     assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_drop_into_an_existing_one_stage_detector(tmp_path):
+    """The README's example: RepViT in MMDetection's own RetinaNet config,
+    given custom_imports and the FPN in_channels."""
+    cfg_file = tmp_path / 'retinanet_repvit.py'
+    cfg_file.write_text(
+        "_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'\n"
+        "custom_imports = dict(imports=['mmrepvit'], "
+        "allow_failed_imports=False)\n"
+        "model = dict(\n"
+        "    backbone=dict(_delete_=True, type='RepViT', arch='m0_6',\n"
+        "                  out_indices=(4, 14, 17), norm_eval=True),\n"
+        "    neck=dict(in_channels=[80, 160, 320], start_level=0))\n")
+    cfg = Config.fromfile(str(cfg_file))
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    assert isinstance(model.backbone, RepViT)
+    packed = demo_mm_inputs(1, [[3, 96, 128]], num_items=[2])
+    losses = model(**model.data_preprocessor(packed, True), mode='loss')
+    total = sum(sum(v) for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)

@@ -168,3 +168,30 @@ def test_official_ade20k_checkpoint_loads_strictly(tmp_path):
     loaded = fresh.state_dict()
     assert loaded.keys() == state.keys()
     assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_drop_into_an_existing_decode_head_config(tmp_path):
+    """The README's example: RepViT in MMSegmentation's own UPerNet config,
+    given custom_imports and the heads' in_channels."""
+    cfg_file = tmp_path / 'upernet_repvit.py'
+    cfg_file.write_text(
+        "_base_ = 'mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py'\n"
+        "custom_imports = dict(imports=['mmrepvit'], "
+        "allow_failed_imports=False)\n"
+        "norm_cfg = dict(type='BN', requires_grad=True)\n"
+        "model = dict(\n"
+        "    pretrained=None,\n"
+        "    backbone=dict(_delete_=True, type='RepViT', arch='m0_6',\n"
+        "                  out_indices=(2, 5, 15, 17), norm_eval=True),\n"
+        "    decode_head=dict(in_channels=[40, 80, 160, 320], "
+        "norm_cfg=norm_cfg),\n"
+        "    auxiliary_head=dict(in_channels=160, norm_cfg=norm_cfg))\n")
+    cfg = Config.fromfile(str(cfg_file))
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    assert isinstance(model.backbone, RepViT)
+    model.train()
+    data = model.data_preprocessor(seg_inputs(64, 64, 150), True)
+    losses = model(**data, mode='loss')
+    assert torch.isfinite(losses['decode.loss_ce'] + losses['aux.loss_ce'])
