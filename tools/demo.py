@@ -66,10 +66,15 @@ def save_untrained(config, path):
     """The model as training starts (same seed and init), as a checkpoint."""
     import torch
     from mmengine.config import Config
+    from mmengine.logging import MMLogger
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner import set_random_seed
 
     import mmrepvit  # noqa: F401
+
+    # A current logger at WARNING keeps MMEngine's per-parameter init report
+    # off the console.
+    MMLogger.get_instance('mmrepvit_demo', log_level='WARNING')
     cfg = Config.fromfile(osp.join(ROOT, config))
     init_default_scope(cfg.default_scope)
     set_random_seed(0)

@@ -87,3 +87,7 @@ default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 log_processor = dict(window_size=10)
+
+# Reproducible runs (tools/demo.py evaluates the untrained model with the
+# same seed).
+randomness = dict(seed=0)

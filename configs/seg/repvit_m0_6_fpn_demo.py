@@ -66,7 +66,7 @@ val_dataloader = dict(
         **dataset))
 test_dataloader = val_dataloader
 
-max_iters = 400
+max_iters = 200
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
     dict(type='PolyLR', eta_min=1e-6, power=0.9, begin=0, end=max_iters,
@@ -77,3 +77,7 @@ default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
 auto_scale_lr = dict(base_batch_size=8)
+
+# Reproducible runs (tools/demo.py evaluates the untrained model with the
+# same seed).
+randomness = dict(seed=0)
