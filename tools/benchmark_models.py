@@ -75,6 +75,23 @@ def compare(models, make_fn, warmup, repeats, rounds=3):
     return {name: statistics.median(s) * 1e3 for name, s in samples.items()}
 
 
+def inference(packed, features_only=False):
+    """make_fn for compare(): one no-grad predict (or backbone + neck)."""
+
+    def make_fn(model):
+        model.eval()
+        data = model.data_preprocessor(packed, False)
+
+        def fn():
+            with torch.no_grad():
+                if features_only:
+                    model.extract_feat(data['inputs'])
+                else:
+                    model(**data, mode='predict')
+        return fn
+    return make_fn
+
+
 def report(title, ms, base='ResNet-50'):
     print(f'\n{title}')
     print(f'  {"model":<22} {"median ms":>10} {"speed-up vs " + base:>22}')
@@ -95,29 +112,11 @@ def det(args):
 
     image = demo_mm_inputs(1, [[3, 800, 1333]], num_items=[3],
                            with_mask=True)
-
-    def predict(model):
-        model.eval()
-        data = model.data_preprocessor(image, False)
-
-        def fn():
-            with torch.no_grad():
-                model(**data, mode='predict')
-        return fn
-
-    def features(model):
-        model.eval()
-        data = model.data_preprocessor(image, False)
-
-        def fn():
-            with torch.no_grad():
-                model.extract_feat(data['inputs'])
-        return fn
-
     report('Mask R-CNN predict, one 800x1333 image (batch 1)',
-           compare(models, predict, 1, args.repeats))
+           compare(models, inference(image), 1, args.repeats))
     report('  of which backbone + FPN (extract_feat)',
-           compare(models, features, 1, args.repeats))
+           compare(models, inference(image, features_only=True), 1,
+                   args.repeats))
 
     batch = demo_mm_inputs(4, [[3, 256, 256]] * 4, num_items=[3] * 4,
                            with_mask=True)
@@ -150,18 +149,8 @@ def seg(args):
         packed = dict(inputs=[torch.randint(0, 255, (3, h, w),
                                             dtype=torch.uint8)],
                       data_samples=[sample])
-
-        def predict(model):
-            model.eval()
-            data = model.data_preprocessor(packed, False)
-
-            def fn():
-                with torch.no_grad():
-                    model(**data, mode='predict')
-            return fn
-
         report(f'Semantic FPN predict, one {h}x{w} image',
-               compare(models, predict, 1, args.repeats))
+               compare(models, inference(packed), 1, args.repeats))
 
 
 def main():

@@ -4,6 +4,7 @@
 #   2. mmcv 2.1.0 WITH its compiled ops (RoIAlign, NMS, ...), built from the source
 #      release once per machine and cached as a wheel outside the repository,
 #   3. MMEngine, MMDetection, MMSegmentation and the rest from requirements.txt,
+#      with every transitive dependency pinned by constraints.txt,
 #   4. mmrepvit itself in editable mode.
 # A second run only checks, and finishes in seconds.
 #
@@ -91,7 +92,7 @@ else
   else
     say "using cached mmcv wheel $WHEEL"
   fi
-  pip_install "$WHEEL" || fail "could not install $WHEEL" "delete it and rerun to rebuild"
+  pip_install -c "$REPO/constraints.txt" "$WHEEL" || fail "could not install $WHEEL" "delete it and rerun to rebuild"
   mmcv_ok || fail "mmcv installed but its compiled ops do not import" \
     "delete $WHEEL_DIR and rerun to rebuild against the current torch"
 fi
@@ -118,7 +119,7 @@ if deps_ok; then
   say "MMEngine, MMDetection, MMSegmentation and mmrepvit already installed"
 else
   say "installing $(grep -v '^#' "$REPO/requirements.txt" | tr '\n' ' ')"
-  pip_install -r "$REPO/requirements.txt" ||
+  pip_install -c "$REPO/constraints.txt" -r "$REPO/requirements.txt" ||
     fail "pip could not install requirements.txt" "check access to PyPI and rerun"
   say "installing mmrepvit (editable)"
   pip_install --no-deps --no-build-isolation -e "$REPO" ||

@@ -25,16 +25,13 @@ Usage::
 A second run with the same settings only prints "already generated". Needs
 numpy and Pillow.
 """
-import argparse
-import contextlib
-import json
 import os
 import os.path as osp
-import shutil
-import time
 
 import numpy as np
 from PIL import Image
+
+import _demo_data
 
 CLASSES = ('sky', 'grass', 'water', 'brick', 'sand')
 PALETTE = [[135, 206, 250], [34, 139, 34], [0, 70, 160], [178, 34, 34],
@@ -45,26 +42,6 @@ FORMAT_VERSION = 1
 
 SKY, GRASS, WATER, BRICK, SAND = range(1, 6)
 GROUND = (GRASS, WATER, BRICK, SAND)  # what bands below the top one show
-
-
-def _pixel_grid(size):
-    """Pixel-centre coordinates ``(xx, yy)``, each of shape (size, size)."""
-    coords = np.arange(size, dtype=np.float32) + 0.5
-    return np.meshgrid(coords, coords)
-
-
-def _rasterise(polygon, size):
-    """Mask of the pixels whose centres lie inside ``polygon`` (even-odd)."""
-    centres = np.arange(size) + 0.5
-    mask = np.zeros((size, size), dtype=bool)
-    starts, ends = polygon, np.roll(polygon, -1, axis=0)
-    for (xa, ya), (xb, yb) in zip(starts, ends):
-        if ya == yb:
-            continue
-        rows = (ya > centres) != (yb > centres)  # rows that this edge crosses
-        x_cross = xa + (centres[rows] - ya) * (xb - xa) / (yb - ya)
-        mask[rows] ^= centres[None, :] < x_cross[:, None]
-    return mask
 
 
 def _smooth_noise(rng, size, cells):
@@ -155,7 +132,7 @@ def _clutter(rng, xx, yy):
     angles = np.sort(rng.uniform(0, 2 * np.pi, num_vertices))
     polygon = np.stack([np.cos(angles), np.sin(angles)], axis=1) * radius
     polygon *= rng.uniform(0.4, 1.6, 2)  # squash into poles and slabs
-    mask = _rasterise(polygon + rng.uniform(0, size, 2), size)
+    mask = _demo_data.rasterise(polygon + rng.uniform(0, size, 2), size)
 
     color = rng.uniform(0, 255, 3)
     image = np.broadcast_to(color, xx.shape + (3, )).copy()
@@ -177,7 +154,7 @@ def _blob(rng, size):
     polygon = radius * radii[:, None] * np.stack(
         [np.cos(angles), np.sin(angles)], axis=1)
     polygon *= rng.uniform(0.7, 1.4, 2)
-    return _rasterise(polygon + rng.uniform(0, size, 2), size)
+    return _demo_data.rasterise(polygon + rng.uniform(0, size, 2), size)
 
 
 def _band_labels(rng, xx, yy):
@@ -206,7 +183,7 @@ def _band_labels(rng, xx, yy):
 
 def _render_image(rng, size):
     """Draw one image; returns it (uint8 RGB) and its label map (uint8)."""
-    xx, yy = _pixel_grid(size)
+    xx, yy = _demo_data.pixel_grid(size)
     label = _band_labels(rng, xx, yy)
     for _ in range(rng.integers(0, 4)):
         label[_blob(rng, size)] = rng.choice(GROUND)
@@ -250,20 +227,10 @@ def _generate_split(out_dir, split, split_index, num_images, seed, size):
     return dict(images=num_images, pixel_fractions=_pixel_fractions(counts))
 
 
-def _read_meta(out_dir):
-    try:
-        with open(osp.join(out_dir, 'meta.json')) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def _is_complete(out_dir, settings):
-    meta = _read_meta(out_dir)
-    return (meta is not None and meta.get('settings') == settings
-            and all(
-                osp.isdir(osp.join(out_dir, kind, split))
-                for kind in ('images', 'annotations') for split in SPLITS))
+def _has_outputs(out_dir):
+    return all(
+        osp.isdir(osp.join(out_dir, kind, split))
+        for kind in ('images', 'annotations') for split in SPLITS)
 
 
 def generate(out_dir,
@@ -290,33 +257,14 @@ def generate(out_dir,
         for ``'training'`` and ``'validation'``, the number of ``images``
         and the ``pixel_fractions`` of 'other' and of each class.
     """
-    if seed < 0 or num_train < 0 or num_val < 0:
-        raise ValueError('seed, num_train and num_val must be >= 0')
-    if size < 32:
-        raise ValueError(f'size must be at least 32, got {size}')
-    settings = dict(
+    return _demo_data.generate_dataset(
+        out_dir, seed, num_train, num_val, size, force,
         format_version=FORMAT_VERSION,
-        seed=seed,
-        num_train=num_train,
-        num_val=num_val,
-        size=size)
-    if not force and _is_complete(out_dir, settings):
-        print(f'{out_dir}: already generated')
-        return dict(_read_meta(out_dir)['summary'], generated=False)
-
-    for name in ('images', 'annotations'):
-        shutil.rmtree(osp.join(out_dir, name), ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(osp.join(out_dir, 'meta.json'))
-    summary = {
-        split: _generate_split(out_dir, split, index, num, seed, size)
-        for index, (split, num) in enumerate(zip(SPLITS,
-                                                 (num_train, num_val)))
-    }
-    # written last: its presence marks a complete dataset
-    with open(osp.join(out_dir, 'meta.json'), 'w') as f:
-        json.dump(dict(settings=settings, summary=summary), f, indent=2)
-    return dict(summary, generated=True)
+        min_size=32,
+        splits=SPLITS,
+        folders=('images', 'annotations'),
+        has_outputs=_has_outputs,
+        generate_split=_generate_split)
 
 
 def check(out_dir):
@@ -360,39 +308,16 @@ def check(out_dir):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
+    return _demo_data.parse_args(
         description='Generate a tiny synthetic semantic segmentation dataset '
-        'in the layout of ADE20K.')
-    parser.add_argument('--out', default='data/demo_ade', help='output folder')
-    parser.add_argument('--seed', type=int, default=0, help='random seed')
-    parser.add_argument(
-        '--num-train', type=int, default=120, help='number of train images')
-    parser.add_argument(
-        '--num-val', type=int, default=30, help='number of val images')
-    parser.add_argument(
-        '--size', type=int, default=256, help='image width and height')
-    parser.add_argument(
-        '--force',
-        action='store_true',
-        help='regenerate even if the same dataset is already there')
-    parser.add_argument(
-        '--check',
-        action='store_true',
-        help='only validate an existing dataset and print its statistics')
-    return parser.parse_args()
+        'in the layout of ADE20K.',
+        default_out='data/demo_ade',
+        check_help='only validate an existing dataset and print its '
+        'statistics')
 
 
 def main():
-    args = parse_args()
-    if args.check:
-        check(args.out)
-        return
-    start = time.perf_counter()
-    summary = generate(args.out, args.seed, args.num_train, args.num_val,
-                       args.size, args.force)
-    if summary['generated']:
-        print(f'generated {args.out} in {time.perf_counter() - start:.1f} s')
-        check(args.out)
+    _demo_data.main(parse_args(), generate, check)
 
 
 if __name__ == '__main__':

@@ -24,17 +24,16 @@ Usage::
 A second run with the same settings only prints "already generated". Needs
 numpy and opencv-python; ``--check`` also needs pycocotools.
 """
-import argparse
 import contextlib
 import io
 import json
 import os
 import os.path as osp
-import shutil
-import time
 
 import cv2
 import numpy as np
+
+import _demo_data
 
 CLASSES = ('circle', 'triangle', 'square', 'star')
 SPLITS = ('train', 'val')
@@ -47,30 +46,6 @@ MAX_BBOX_IOU = 0.3  # between a new shape's box and every earlier one
 MIN_VISIBLE = 0.75  # fraction of every shape that must stay visible
 PLACEMENT_TRIES = 30
 POLYGON_UPSCALE = 4  # outlines are traced at this sub-pixel resolution
-
-
-def _pixel_grid(size):
-    """Pixel-centre coordinates ``(xx, yy)``, each of shape (size, size)."""
-    coords = np.arange(size, dtype=np.float32) + 0.5
-    return np.meshgrid(coords, coords)
-
-
-def _rasterise(polygon, size):
-    """Mask of the pixels whose centres lie inside ``polygon`` (even-odd).
-
-    This is the rule pycocotools follows too, so a shape's mask and its
-    polygon annotation agree.
-    """
-    centres = np.arange(size) + 0.5
-    mask = np.zeros((size, size), dtype=bool)
-    starts, ends = polygon, np.roll(polygon, -1, axis=0)
-    for (xa, ya), (xb, yb) in zip(starts, ends):
-        if ya == yb:
-            continue
-        rows = (ya > centres) != (yb > centres)  # rows that this edge crosses
-        x_cross = xa + (centres[rows] - ya) * (xb - xa) / (yb - ya)
-        mask[rows] ^= centres[None, :] < x_cross[:, None]
-    return mask
 
 
 def _mask_bbox(mask):
@@ -203,7 +178,7 @@ def _can_place(mask, box, instance_map, boxes, full_areas):
 
 def _render_image(rng, size):
     """Draw one image; returns it (uint8 RGB) and its instances."""
-    xx, yy = _pixel_grid(size)
+    xx, yy = _demo_data.pixel_grid(size)
     image = _background(rng, xx, yy)
     # 0 is background, i + 1 the i-th shape drawn: what each pixel shows
     instance_map = np.zeros((size, size), dtype=np.int32)
@@ -221,7 +196,7 @@ def _render_image(rng, size):
             polygon += rng.uniform(1 - polygon.min(0), size - 1 -
                                    polygon.max(0))
             box = (*polygon.min(0), *polygon.max(0))
-            mask = _rasterise(polygon, size)
+            mask = _demo_data.rasterise(polygon, size)
             if _can_place(mask, box, instance_map, boxes, full_areas):
                 break
         else:  # no room left for this shape
@@ -257,6 +232,7 @@ def _empty_counts():
 def _generate_split(out_dir, split, split_index, num_images, seed, size):
     """Write one split's images and annotation file; returns its counts."""
     os.makedirs(osp.join(out_dir, split))
+    os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
     coco = dict(
         info=dict(description=f'mmrepvit synthetic shapes ({split})',
                   version=str(FORMAT_VERSION)),
@@ -292,21 +268,10 @@ def _generate_split(out_dir, split, split_index, num_images, seed, size):
     return counts
 
 
-def _read_meta(out_dir):
-    try:
-        with open(osp.join(out_dir, 'meta.json')) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def _is_complete(out_dir, settings):
-    meta = _read_meta(out_dir)
-    return (meta is not None and meta.get('settings') == settings
-            and all(
-                osp.isfile(
-                    osp.join(out_dir, 'annotations', f'instances_{s}.json'))
-                for s in SPLITS))
+def _has_outputs(out_dir):
+    return all(
+        osp.isfile(osp.join(out_dir, 'annotations', f'instances_{s}.json'))
+        for s in SPLITS)
 
 
 def generate(out_dir,
@@ -333,34 +298,14 @@ def generate(out_dir,
         for ``'train'`` and ``'val'``, the numbers of ``images`` and
         ``instances`` and the instances ``per_class``.
     """
-    if seed < 0 or num_train < 0 or num_val < 0:
-        raise ValueError('seed, num_train and num_val must be >= 0')
-    if size < 64:
-        raise ValueError(f'size must be at least 64, got {size}')
-    settings = dict(
+    return _demo_data.generate_dataset(
+        out_dir, seed, num_train, num_val, size, force,
         format_version=FORMAT_VERSION,
-        seed=seed,
-        num_train=num_train,
-        num_val=num_val,
-        size=size)
-    if not force and _is_complete(out_dir, settings):
-        print(f'{out_dir}: already generated')
-        return dict(_read_meta(out_dir)['summary'], generated=False)
-
-    for name in (*SPLITS, 'annotations'):
-        shutil.rmtree(osp.join(out_dir, name), ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(osp.join(out_dir, 'meta.json'))
-    os.makedirs(osp.join(out_dir, 'annotations'))
-    summary = {
-        split: _generate_split(out_dir, split, index, num, seed, size)
-        for index, (split, num) in enumerate(zip(SPLITS,
-                                                 (num_train, num_val)))
-    }
-    # written last: its presence marks a complete dataset
-    with open(osp.join(out_dir, 'meta.json'), 'w') as f:
-        json.dump(dict(settings=settings, summary=summary), f, indent=2)
-    return dict(summary, generated=True)
+        min_size=64,
+        splits=SPLITS,
+        folders=(*SPLITS, 'annotations'),
+        has_outputs=_has_outputs,
+        generate_split=_generate_split)
 
 
 def check(out_dir):
@@ -404,40 +349,15 @@ def check(out_dir):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
+    return _demo_data.parse_args(
         description='Generate a tiny synthetic COCO instance segmentation '
-        'dataset of shapes.')
-    parser.add_argument(
-        '--out', default='data/demo_coco', help='output folder')
-    parser.add_argument('--seed', type=int, default=0, help='random seed')
-    parser.add_argument(
-        '--num-train', type=int, default=120, help='number of train images')
-    parser.add_argument(
-        '--num-val', type=int, default=30, help='number of val images')
-    parser.add_argument(
-        '--size', type=int, default=256, help='image width and height')
-    parser.add_argument(
-        '--force',
-        action='store_true',
-        help='regenerate even if the same dataset is already there')
-    parser.add_argument(
-        '--check',
-        action='store_true',
-        help='only validate an existing dataset and print its counts')
-    return parser.parse_args()
+        'dataset of shapes.',
+        default_out='data/demo_coco',
+        check_help='only validate an existing dataset and print its counts')
 
 
 def main():
-    args = parse_args()
-    if args.check:
-        check(args.out)
-        return
-    start = time.perf_counter()
-    summary = generate(args.out, args.seed, args.num_train, args.num_val,
-                       args.size, args.force)
-    if summary['generated']:
-        print(f'generated {args.out} in {time.perf_counter() - start:.1f} s')
-        check(args.out)
+    _demo_data.main(parse_args(), generate, check)
 
 
 if __name__ == '__main__':
