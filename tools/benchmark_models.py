@@ -19,6 +19,8 @@ import time
 
 import torch
 from mmengine.config import Config
+from mmengine.hub import get_config
+from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 
 import mmrepvit
@@ -35,7 +37,7 @@ SEG = {
 
 
 def build(config, deploy=False):
-    cfg = Config.fromfile(config)
+    cfg = get_config(config) if '::' in config else Config.fromfile(config)
     init_default_scope(cfg.default_scope)
     cfg.model.pop('pretrained', None)
     cfg.model.backbone.init_cfg = None
@@ -160,6 +162,8 @@ def main():
     parser.add_argument('--threads', type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # Keep MMEngine's per-parameter init report off the console.
+    MMLogger.get_instance('mmrepvit_benchmark', log_level='WARNING')
     print(f'torch {torch.__version__}, {args.threads} threads, mmrepvit '
           f'{mmrepvit.__version__}')
     det(args) if args.task == 'det' else seg(args)

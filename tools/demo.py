@@ -33,7 +33,7 @@ TASKS = {
     'seg': dict(
         config='configs/seg/repvit_m0_6_fpn_demo.py',
         data='data/demo_ade', generator='make_demo_ade',
-        metrics={'mIoU': 'mIoU', 'aAcc': 'aAcc'}),
+        metrics={'mIoU (%)': 'mIoU', 'aAcc (%)': 'aAcc'}),
 }
 
 
@@ -125,9 +125,9 @@ def main():
     print(f'  {"metric":<10} {"untrained":>10} {"trained":>10}')
     for name, key in task['metrics'].items():
         print(f'  {name:<10} {before[key]:>10.3f} {after[key]:>10.3f}')
-    drawn = sorted(glob.glob(osp.join(work, 'test', '*', 'vis', '**', '*.*'),
-                             recursive=True) +
-                   glob.glob(osp.join(vis, '**', '*.*'), recursive=True))
+    drawn = sorted(f for f in glob.glob(osp.join(vis, '**', '*'),
+                                        recursive=True)
+                   if f.endswith(('.png', '.jpg')))
     print(f'Predictions drawn on {len(drawn)} images, e.g. '
           f'{drawn[0] if drawn else "(none)"}')
     print(f'Checkpoint: {checkpoint}')
