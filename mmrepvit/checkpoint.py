@@ -1,6 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Safe checkpoint reading, official <-> timm layout conversion and pretrained
 loading with key checks for :class:`~mmrepvit.RepViT`."""
+import logging
 import os
 import pickle
 import re
@@ -253,15 +254,20 @@ def load_pretrained(model, checkpoint: str, prefix: Optional[str] = None,
             f'backbone with deploy=True to load it.')
     if model.deploy and not _is_fused(state):
         # Load into the training form, then fuse, so that ImageNet weights
-        # can initialise a deploy-form backbone directly.
+        # can initialise a deploy-form backbone directly. Missing and
+        # unexpected keys are those of the unfused checkpoint.
         from .models.repvit import RepViT
-        unfused = RepViT(arch=model.arch_settings, out_indices=model.out_indices)
-        unfused.load_state_dict(_check_match(unfused, state, source)[0],
-                                strict=False)
+        unfused = RepViT(arch=model.arch_settings,
+                         in_channels=model.in_channels,
+                         out_indices=model.out_indices)
+        matched, missing, unexpected = _check_match(unfused, state, source)
+        unfused.load_state_dict(matched, strict=False)
         state = unfused.eval().switch_to_deploy().state_dict()
-
-    matched, missing, unexpected = _check_match(model, state, source)
-    model.load_state_dict(matched, strict=False)
+        model.load_state_dict(_check_match(model, state, source)[0],
+                              strict=True)
+    else:
+        matched, missing, unexpected = _check_match(model, state, source)
+        model.load_state_dict(matched, strict=False)
     name = f'RepViT-{model.arch_name}' + (' (deploy)' if model.deploy else '')
     print_log(
         f'Loaded {len(matched)}/{len(model.state_dict())} tensors of {name} '
@@ -272,10 +278,10 @@ def load_pretrained(model, checkpoint: str, prefix: Optional[str] = None,
     if missing:
         print_log(f'Missing keys in {source} ({len(missing)}; these keep '
                   f'their initialisation): {missing}', logger=logger,
-                  level=30)
+                  level=logging.WARNING)
     if unexpected:
         print_log(f'Unexpected keys in {source} ({len(unexpected)}; ignored): '
-                  f'{unexpected}', logger=logger, level=30)
+                  f'{unexpected}', logger=logger, level=logging.WARNING)
     return LoadReport(list(matched), missing, unexpected, dropped, layout)
 
 

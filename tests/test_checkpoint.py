@@ -227,3 +227,13 @@ def test_convert_tool_round_trip(tmp_path, source):
     back = torch.load(tmp_path / 'back.pth', weights_only=True)['model']
     assert list(back) == list(state)
     assert all(torch.equal(back[k], state[k]) for k in state)
+
+
+def test_unfused_partial_checkpoint_into_deploy_reports_missing(tmp_path,
+                                                                source):
+    state = source.state_dict()
+    del state['features.3.token_mixer.2.bn.weight']
+    torch.save(state, tmp_path / 'partial.pth')
+    report = load_pretrained(RepViT('m0_6', deploy=True),
+                             str(tmp_path / 'partial.pth'))
+    assert report.missing == ['features.3.token_mixer.2.bn.weight']

@@ -124,6 +124,7 @@ class RepViT(BaseModule):
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(
                 f'drop_path_rate must be in [0, 1), got {drop_path_rate}.')
+        self.in_channels = in_channels
         self.norm_cfg = dict(type='BN') if norm_cfg is None else norm_cfg
         self.deploy = deploy
 
