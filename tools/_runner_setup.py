@@ -1,11 +1,13 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """What tools/train.py and tools/test.py share: config loading and the CPU
 (gloo) fallback for distributed runs on machines without CUDA."""
+import logging
 import os
 import os.path as osp
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 
 import mmrepvit  # noqa: F401  (registers RepViT; safe MMEngine checkpoints)
 
@@ -65,4 +67,22 @@ def _use_cpu_distributed(cfg: Config):
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
-    # SyncBN needs CUDA to synchronise; on CPU it computes plain BN.
+    # PyTorch's SyncBatchNorm synchronises only CUDA tensors and raises on CPU
+    # tensors in a process group, so CPU processes use per-process BN.
+    if _replace_syncbn(cfg.model):
+        print_log('No CUDA: SyncBN layers run as BN in each CPU process.',
+                  logger='current', level=logging.WARNING)
+
+
+def _replace_syncbn(node) -> bool:
+    found = False
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+            found = True
+        for value in node.values():
+            found |= _replace_syncbn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            found |= _replace_syncbn(value)
+    return found

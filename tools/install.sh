@@ -61,7 +61,10 @@ if mmcv_ok; then
   say "mmcv $MMCV_VERSION with compiled ops already installed"
 else
   # mmcv's setup.py imports pkg_resources (setuptools < 70) and torch, so it is built
-  # without build isolation, against the torch installed above.
+  # without build isolation, against the torch installed above. setuptools < 70 also
+  # stays installed on purpose: MMEngine resolves 'mmdet::' config paths with
+  # pkg_resources at run time. pip then notes that torch's metadata asks for
+  # setuptools >= 77; torch needs it only to compile C++ extensions, not to run.
   pip_install 'setuptools>=60,<70' wheel ninja 'numpy' ||
     fail "could not install the build tools (setuptools<70, wheel, ninja)"
   WHEEL_DIR="$CACHE/wheels/$TORCH_TAG"
