@@ -351,3 +351,27 @@ def test_switch_to_deploy_helper_on_a_wrapping_model():
     assert switch_to_deploy(model) == 2
     assert model.backbone.deploy and model.other.deploy
     assert switch_to_deploy(model) == 0
+
+
+def test_import_needs_neither_mmdet_nor_mmseg():
+    # A fresh interpreter where importing mmdet or mmseg fails.
+    import subprocess
+    import sys
+    code = '''
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('mmdet', 'mmseg'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import torch
+from mmrepvit import RepViT
+out = RepViT('m0_6').eval()(torch.rand(1, 3, 32, 32))
+assert len(out) == 4
+assert not any(m.split('.')[0] in ('mmdet', 'mmseg') for m in sys.modules)
+print('ok')
+'''
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == 'ok'

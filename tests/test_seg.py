@@ -195,3 +195,16 @@ def test_drop_into_an_existing_decode_head_config(tmp_path):
     data = model.data_preprocessor(seg_inputs(64, 64, 150), True)
     losses = model(**data, mode='loss')
     assert torch.isfinite(losses['decode.loss_ce'] + losses['aux.loss_ce'])
+
+
+def test_demo_dataset_class_matches_the_generator():
+    import sys
+    sys.path.insert(0, str(REPO / 'tools'))
+    from make_demo_ade import CLASSES, PALETTE
+    from mmseg.datasets import ADE20KDataset
+    from mmseg.registry import DATASETS
+
+    import mmrepvit.demo_seg_dataset  # noqa: F401
+    cls = DATASETS.get('DemoTexturesDataset')
+    assert issubclass(cls, ADE20KDataset)
+    assert cls.METAINFO == dict(classes=CLASSES, palette=PALETTE)

@@ -2,7 +2,7 @@
 # generated textures dataset (tools/make_demo_ade.py: ADE20K layout, 5 classes
 # plus "other" = 0, ignored through reduce_zero_label; 256x256 images, 120
 # train / 30 val) in under 10 minutes on 2 CPU cores, then evaluated with
-# mIoU. Run it all with `bash tools/demo.sh seg`.
+# mIoU. Run it all with `python tools/demo.py seg`.
 #
 # Differs from the paper recipe (repvit_m0_6_fpn_ade20k.py) only where a small
 # from-scratch CPU run needs it: no ImageNet weights, so BatchNorm trains
@@ -11,9 +11,9 @@
 # resize is the paper's AlignResize rule at the demo's scale.
 _base_ = ['./repvit_m0_6_fpn_ade20k.py']
 
-classes = ('sky', 'grass', 'water', 'brick', 'sand')
-palette = [[135, 206, 250], [34, 139, 34], [0, 70, 160], [178, 34, 34],
-           [238, 214, 175]]
+custom_imports = dict(imports=['mmrepvit', 'mmrepvit.demo_seg_dataset'],
+                      allow_failed_imports=False)
+num_classes = 5   # DemoTexturesDataset: sky, grass, water, brick, sand
 data_root = 'data/demo_ade'
 crop_size = (256, 256)
 scale = (512, 256)
@@ -22,7 +22,7 @@ norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(norm_cfg=norm_cfg, norm_eval=False, init_cfg=None),
-    decode_head=dict(num_classes=len(classes), norm_cfg=norm_cfg))
+    decode_head=dict(num_classes=num_classes, norm_cfg=norm_cfg))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -40,30 +40,23 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs')
 ]
-dataset = dict(
-    type='BaseSegDataset',
-    data_root=data_root,
-    metainfo=dict(classes=classes, palette=palette),
-    img_suffix='.jpg',
-    seg_map_suffix='.png',
-    reduce_zero_label=True)
 train_dataloader = dict(
     batch_size=8,
     num_workers=1,
     dataset=dict(
-        _delete_=True,
+        type='DemoTexturesDataset',
+        data_root=data_root,
         data_prefix=dict(img_path='images/training',
                          seg_map_path='annotations/training'),
-        pipeline=train_pipeline,
-        **dataset))
+        pipeline=train_pipeline))
 val_dataloader = dict(
     num_workers=1,
     dataset=dict(
-        _delete_=True,
+        type='DemoTexturesDataset',
+        data_root=data_root,
         data_prefix=dict(img_path='images/validation',
                          seg_map_path='annotations/validation'),
-        pipeline=test_pipeline,
-        **dataset))
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 max_iters = 200
