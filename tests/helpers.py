@@ -3,6 +3,7 @@
 hand from the reference (section 5), independent of mmrepvit's converter."""
 import re
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -86,3 +87,32 @@ def to_timm_by_hand(state: dict, strides: list) -> dict:
             new = f'{place[i]}.{table[inner]}.{rest}'
         out[new] = v
     return out
+
+
+REPO = Path(__file__).resolve().parents[1]
+ARCHES = ['m0_6', 'm0_9', 'm1_0', 'm1_1', 'm1_5', 'm2_3']
+RELEASE_URL = 'https://github.com/THU-MIG/RepViT/releases/download/v1.0/'
+
+
+def load_config_file(path):
+    """A config file, with its default scope made current."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(str(path))
+    init_default_scope(cfg.default_scope)
+    return cfg
+
+
+def load_config(kind: str, name: str):
+    """configs/{kind}/{name}, with its default scope made current."""
+    return load_config_file(REPO / 'configs' / kind / name)
+
+
+def build_model(cfg):
+    """Build cfg.model in its scope without the URL init (tests never
+    download)."""
+    from mmengine.registry import MODELS
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model

@@ -1,39 +1,19 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-from pathlib import Path
-
 import pytest
 import torch
-from mmengine.config import Config
 
 pytest.importorskip('mmdet')
-from mmdet.registry import MODELS  # noqa: E402
 from mmdet.testing import demo_mm_inputs  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
 
 import mmrepvit  # noqa: E402,F401
+from helpers import (ARCHES, RELEASE_URL,  # noqa: E402
+                     build_model, load_config, load_config_file)
 from mmrepvit import RepViT  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-ARCHES = ['m0_6', 'm0_9', 'm1_0', 'm1_1', 'm1_5', 'm2_3']
-URL = 'https://github.com/THU-MIG/RepViT/releases/download/v1.0/'
-
-
-def load_cfg(name):
-    cfg = Config.fromfile(str(REPO / 'configs' / 'det' / name))
-    init_default_scope(cfg.default_scope)
-    return cfg
-
-
-def build_detector(cfg):
-    cfg.model.backbone.init_cfg = None   # tests never download
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return model
 
 
 @pytest.mark.parametrize('arch', ARCHES)
 def test_paper_config(arch):
-    cfg = load_cfg(f'repvit_{arch}_maskrcnn.py')
+    cfg = load_config('det', f'repvit_{arch}_maskrcnn.py')
     # The paper's recipe, as asserted facts of the resolved config.
     bb = cfg.model.backbone
     ref = RepViT(arch)
@@ -42,7 +22,7 @@ def test_paper_config(arch):
     assert bb.norm_eval is True and bb.norm_cfg.type == 'SyncBN'
     weights = 'distill_450e' if arch == 'm2_3' else 'distill_300e'
     assert bb.init_cfg == dict(type='Pretrained',
-                               checkpoint=f'{URL}repvit_{arch}_{weights}.pth')
+                               checkpoint=f'{RELEASE_URL}repvit_{arch}_{weights}.pth')
     assert list(cfg.model.neck.in_channels) == ref.out_channels
     assert cfg.optim_wrapper.optimizer == dict(
         type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05)
@@ -61,7 +41,7 @@ def test_paper_config(arch):
     assert cfg.train_dataloader.dataset.data_root == 'data/coco/'
 
     # Builds through MMDetection's registry, one loss and one predict step.
-    model = build_detector(cfg)
+    model = build_model(cfg)
     assert isinstance(model.backbone, RepViT)
     model.train()
     assert all(not m.training for m in model.backbone.modules()
@@ -108,10 +88,10 @@ def official_mmdet2_checkpoint(model, path):
 
 def test_official_coco_checkpoint_loads_strictly(tmp_path):
     from mmengine.runner import load_checkpoint
-    cfg = load_cfg('repvit_m1_1_maskrcnn.py')
-    state = official_mmdet2_checkpoint(build_detector(cfg),
+    cfg = load_config('det', 'repvit_m1_1_maskrcnn.py')
+    state = official_mmdet2_checkpoint(build_model(cfg),
                                        tmp_path / 'repvit_m1_1_coco.pth')
-    model = build_detector(load_cfg('repvit_m1_1_maskrcnn.py'))
+    model = build_model(load_config('det', 'repvit_m1_1_maskrcnn.py'))
     # strict=True raises on any missing or unexpected key; torch.load runs
     # with weights_only=True (PyTorch's default) inside MMEngine.
     load_checkpoint(model, str(tmp_path / 'repvit_m1_1_coco.pth'),
@@ -133,10 +113,7 @@ def test_drop_into_an_existing_one_stage_detector(tmp_path):
         "    backbone=dict(_delete_=True, type='RepViT', arch='m0_6',\n"
         "                  out_indices=(4, 14, 17), norm_eval=True),\n"
         "    neck=dict(in_channels=[80, 160, 320], start_level=0))\n")
-    cfg = Config.fromfile(str(cfg_file))
-    init_default_scope(cfg.default_scope)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
+    model = build_model(load_config_file(cfg_file))
     assert isinstance(model.backbone, RepViT)
     packed = demo_mm_inputs(1, [[3, 96, 128]], num_items=[2])
     losses = model(**model.data_preprocessor(packed, True), mode='loss')

@@ -1,37 +1,19 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
 
 pytest.importorskip('mmseg')
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmseg.registry import MODELS, TRANSFORMS  # noqa: E402
+from mmseg.registry import TRANSFORMS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 from mmengine.structures import PixelData  # noqa: E402
 
 import mmrepvit  # noqa: E402,F401
+from helpers import (ARCHES, RELEASE_URL, REPO,  # noqa: E402
+                     build_model, load_config, load_config_file)
 from mmrepvit import RepViT  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-ARCHES = ['m0_6', 'm0_9', 'm1_0', 'm1_1', 'm1_5', 'm2_3']
-URL = 'https://github.com/THU-MIG/RepViT/releases/download/v1.0/'
-
-
-def load_cfg(name):
-    cfg = Config.fromfile(str(REPO / 'configs' / 'seg' / name))
-    init_default_scope(cfg.default_scope)
-    return cfg
-
-
-def build_segmentor(cfg):
-    cfg.model.backbone.init_cfg = None   # tests never download
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return model
 
 
 def seg_inputs(h, w, num_classes, batch=2):
@@ -48,7 +30,7 @@ def seg_inputs(h, w, num_classes, batch=2):
 
 @pytest.mark.parametrize('arch', ARCHES)
 def test_paper_config(arch):
-    cfg = load_cfg(f'repvit_{arch}_fpn_ade20k.py')
+    cfg = load_config('seg', f'repvit_{arch}_fpn_ade20k.py')
     bb = cfg.model.backbone
     ref = RepViT(arch)
     assert bb.type == 'RepViT' and bb.arch == arch
@@ -56,7 +38,7 @@ def test_paper_config(arch):
     assert bb.norm_eval is True and bb.norm_cfg.type == 'SyncBN'
     weights = 'distill_450e' if arch == 'm2_3' else 'distill_300e'
     assert bb.init_cfg == dict(type='Pretrained',
-                               checkpoint=f'{URL}repvit_{arch}_{weights}.pth')
+                               checkpoint=f'{RELEASE_URL}repvit_{arch}_{weights}.pth')
     neck, head = cfg.model.neck, cfg.model.decode_head
     assert list(neck.in_channels) == ref.out_channels
     assert (neck.out_channels, neck.num_outs) == (256, 4)
@@ -90,7 +72,7 @@ def test_paper_config(arch):
     assert ds.data_root == 'data/ade/ADEChallengeData2016'
     assert cfg.train_pipeline[1].reduce_zero_label is True
 
-    model = build_segmentor(cfg)
+    model = build_model(cfg)
     assert isinstance(model.backbone, RepViT)
     model.train()
     data = model.data_preprocessor(seg_inputs(64, 64, 150), True)
@@ -147,7 +129,7 @@ def test_official_ade20k_checkpoint_loads_strictly(tmp_path):
     decode_head.* keys, optimizer state). MMSegmentation 1.x kept 0.x's
     parameter names for FPN + FPNHead (its model zoo serves the 0.x files)."""
     from mmengine.runner import load_checkpoint
-    model = build_segmentor(load_cfg('repvit_m1_1_fpn_ade20k.py'))
+    model = build_model(load_config('seg', 'repvit_m1_1_fpn_ade20k.py'))
     state = {k: torch.randn_like(v.float()).to(v.dtype) if v.is_floating_point()
              else v for k, v in model.state_dict().items()}
     assert any(k.startswith('backbone.features.') for k in state)
@@ -162,7 +144,7 @@ def test_official_ade20k_checkpoint_loads_strictly(tmp_path):
         'optimizer': {'state': {}, 'param_groups': [{'lr': 1e-6,
                                                      'params': []}]},
     }, tmp_path / 'repvit_m1_1_ade20k.pth')
-    fresh = build_segmentor(load_cfg('repvit_m1_1_fpn_ade20k.py'))
+    fresh = build_model(load_config('seg', 'repvit_m1_1_fpn_ade20k.py'))
     load_checkpoint(fresh, str(tmp_path / 'repvit_m1_1_ade20k.pth'),
                     strict=True)
     loaded = fresh.state_dict()
@@ -186,10 +168,7 @@ def test_drop_into_an_existing_decode_head_config(tmp_path):
         "    decode_head=dict(in_channels=[40, 80, 160, 320], "
         "norm_cfg=norm_cfg),\n"
         "    auxiliary_head=dict(in_channels=160, norm_cfg=norm_cfg))\n")
-    cfg = Config.fromfile(str(cfg_file))
-    init_default_scope(cfg.default_scope)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
+    model = build_model(load_config_file(cfg_file))
     assert isinstance(model.backbone, RepViT)
     model.train()
     data = model.data_preprocessor(seg_inputs(64, 64, 150), True)
