@@ -116,3 +116,22 @@ def build_model(cfg):
     model = MODELS.build(cfg.model)
     model.init_weights()
     return model
+
+
+def random_state(model) -> dict:
+    """The model's state dict with every float tensor re-drawn at random, so
+    a load that silently skips a tensor is caught."""
+    return {k: torch.randn_like(v.float()).to(v.dtype)
+            if v.is_floating_point() else v
+            for k, v in model.state_dict().items()}
+
+
+def assert_loads_strictly(model, path, state):
+    """MMEngine's load_checkpoint with strict=True (raises on any missing or
+    unexpected key; torch.load runs with PyTorch's default weights_only=True)
+    gives exactly ``state``."""
+    from mmengine.runner import load_checkpoint
+    load_checkpoint(model, str(path), strict=True)
+    loaded = model.state_dict()
+    assert loaded.keys() == state.keys()
+    assert all(torch.equal(loaded[k], state[k]) for k in state)

@@ -7,7 +7,8 @@ from mmdet.testing import demo_mm_inputs  # noqa: E402
 
 import mmrepvit  # noqa: E402,F401
 from helpers import (ARCHES, RELEASE_URL,  # noqa: E402
-                     build_model, load_config, load_config_file)
+                     assert_loads_strictly, build_model, load_config,
+                     load_config_file, random_state)
 from mmrepvit import RepViT  # noqa: E402
 
 
@@ -69,8 +70,7 @@ def official_mmdet2_checkpoint(model, path):
     backbone under backbone.features.* and SyncBN buffers, optimizer state).
     MMDetection 3.x kept 2.x's parameter names for Mask R-CNN + FPN (its model
     zoo serves the 2.x files), so the names below are those of the model."""
-    state = {k: torch.randn_like(v.float()).to(v.dtype) if v.is_floating_point()
-             else v for k, v in model.state_dict().items()}
+    state = random_state(model)
     assert any(k.startswith('backbone.features.') for k in state)
     torch.save({
         'meta': {'mmdet_version': '2.28.2', 'mmcv_version': '1.7.1',
@@ -87,18 +87,11 @@ def official_mmdet2_checkpoint(model, path):
 
 
 def test_official_coco_checkpoint_loads_strictly(tmp_path):
-    from mmengine.runner import load_checkpoint
-    cfg = load_config('det', 'repvit_m1_1_maskrcnn.py')
-    state = official_mmdet2_checkpoint(build_model(cfg),
-                                       tmp_path / 'repvit_m1_1_coco.pth')
-    model = build_model(load_config('det', 'repvit_m1_1_maskrcnn.py'))
-    # strict=True raises on any missing or unexpected key; torch.load runs
-    # with weights_only=True (PyTorch's default) inside MMEngine.
-    load_checkpoint(model, str(tmp_path / 'repvit_m1_1_coco.pth'),
-                    strict=True)
-    loaded = model.state_dict()
-    assert loaded.keys() == state.keys()
-    assert all(torch.equal(loaded[k], state[k]) for k in state)
+    path = tmp_path / 'repvit_m1_1_coco.pth'
+    state = official_mmdet2_checkpoint(
+        build_model(load_config('det', 'repvit_m1_1_maskrcnn.py')), path)
+    assert_loads_strictly(
+        build_model(load_config('det', 'repvit_m1_1_maskrcnn.py')), path, state)
 
 
 def test_drop_into_an_existing_one_stage_detector(tmp_path):

@@ -12,7 +12,8 @@ from mmengine.structures import PixelData  # noqa: E402
 
 import mmrepvit  # noqa: E402,F401
 from helpers import (ARCHES, RELEASE_URL, REPO,  # noqa: E402
-                     build_model, load_config, load_config_file)
+                     assert_loads_strictly, build_model, load_config,
+                     load_config_file, random_state)
 from mmrepvit import RepViT  # noqa: E402
 
 
@@ -128,10 +129,8 @@ def test_official_ade20k_checkpoint_loads_strictly(tmp_path):
     mmseg_version, state_dict with backbone.features.*, neck.* and
     decode_head.* keys, optimizer state). MMSegmentation 1.x kept 0.x's
     parameter names for FPN + FPNHead (its model zoo serves the 0.x files)."""
-    from mmengine.runner import load_checkpoint
     model = build_model(load_config('seg', 'repvit_m1_1_fpn_ade20k.py'))
-    state = {k: torch.randn_like(v.float()).to(v.dtype) if v.is_floating_point()
-             else v for k, v in model.state_dict().items()}
+    state = random_state(model)
     assert any(k.startswith('backbone.features.') for k in state)
     assert any(k.startswith('decode_head.scale_heads.') for k in state)
     torch.save({
@@ -144,12 +143,9 @@ def test_official_ade20k_checkpoint_loads_strictly(tmp_path):
         'optimizer': {'state': {}, 'param_groups': [{'lr': 1e-6,
                                                      'params': []}]},
     }, tmp_path / 'repvit_m1_1_ade20k.pth')
-    fresh = build_model(load_config('seg', 'repvit_m1_1_fpn_ade20k.py'))
-    load_checkpoint(fresh, str(tmp_path / 'repvit_m1_1_ade20k.pth'),
-                    strict=True)
-    loaded = fresh.state_dict()
-    assert loaded.keys() == state.keys()
-    assert all(torch.equal(loaded[k], state[k]) for k in state)
+    assert_loads_strictly(
+        build_model(load_config('seg', 'repvit_m1_1_fpn_ade20k.py')),
+        tmp_path / 'repvit_m1_1_ade20k.pth', state)
 
 
 def test_drop_into_an_existing_decode_head_config(tmp_path):
