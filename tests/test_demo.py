@@ -84,9 +84,12 @@ def test_demo_trains_and_tests(task, tmp_path):
     ckpt = work / TASKS[task]['ckpt']
     assert ckpt.is_file()
     vis = tmp_path / 'vis'
+    out = tmp_path / ('results.pkl' if task == 'det' else 'pred_png')
     run([sys.executable, 'tools/test.py', str(cfg), str(ckpt), '--work-dir',
-         str(tmp_path / 'test'), '--show-dir', str(vis)],
+         str(tmp_path / 'test'), '--show-dir', str(vis), '--out', str(out)],
         tmp_path / 'test.log')
+    # --out: detections dumped to a pickle / label maps written as PNGs.
+    assert out.is_file() if task == 'det' else len(list(out.glob('*.png'))) == 2
     result = metrics(tmp_path / 'test')
     for key in TASKS[task]['metrics']:
         assert key in result and result[key] >= 0
@@ -135,7 +138,7 @@ def free_port():
 
 
 @pytest.mark.parametrize('task', ['det', 'seg'])
-def test_dist_train_two_gloo_processes(task, tmp_path):
+def test_dist_train_and_test_two_gloo_processes(task, tmp_path):
     cfg = tiny_config(task, tmp_path)
     work = tmp_path / 'work'
     env = dict(os.environ, PORT=str(free_port()))
@@ -149,7 +152,15 @@ def test_dist_train_two_gloo_processes(task, tmp_path):
     iters = ('Epoch(train) [1][2/2]' if task == 'det' else
              'Iter(train) [2/2]')
     assert iters in log
-    assert (work / TASKS[task]['ckpt']).is_file()
+    ckpt = work / TASKS[task]['ckpt']
+    assert ckpt.is_file()
+    env['PORT'] = str(free_port())
+    log = run(['bash', 'tools/dist_test.sh', str(cfg), str(ckpt), '2',
+               '--work-dir', str(tmp_path / 'test')], tmp_path / 'dtest.log',
+              env=env)
+    assert 'GPU number: 2' in log
+    for key in TASKS[task]['metrics']:
+        assert key in metrics(tmp_path / 'test')
 
 
 def test_cpu_distributed_replaces_syncbn():
