@@ -262,15 +262,17 @@ def load_pretrained(model, checkpoint: str, prefix: Optional[str] = None,
                          out_indices=model.out_indices)
         matched, missing, unexpected = _check_match(unfused, state, source)
         unfused.load_state_dict(matched, strict=False)
+        expected = len(unfused.state_dict())
         state = unfused.eval().switch_to_deploy().state_dict()
         model.load_state_dict(_check_match(model, state, source)[0],
                               strict=True)
     else:
         matched, missing, unexpected = _check_match(model, state, source)
         model.load_state_dict(matched, strict=False)
+        expected = len(model.state_dict())
     name = f'RepViT-{model.arch_name}' + (' (deploy)' if model.deploy else '')
     print_log(
-        f'Loaded {len(matched)}/{len(model.state_dict())} tensors of {name} '
+        f'Loaded {len(matched)}/{expected} tensors of {name} '
         f'from {checkpoint} ({layout} layout'
         + (f', prefix {prefix!r}' if prefix else '')
         + (f', dropped {len(dropped)} classification-head tensors' if dropped

@@ -234,6 +234,14 @@ def test_unfused_partial_checkpoint_into_deploy_reports_missing(tmp_path,
     state = source.state_dict()
     del state['features.3.token_mixer.2.bn.weight']
     torch.save(state, tmp_path / 'partial.pth')
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_instance('test_partial_into_deploy')
+    messages = []
+    logger.addFilter(lambda record: messages.append(record.getMessage()))
     report = load_pretrained(RepViT('m0_6', deploy=True),
-                             str(tmp_path / 'partial.pth'))
+                             str(tmp_path / 'partial.pth'), logger=logger)
     assert report.missing == ['features.3.token_mixer.2.bn.weight']
+    # Counted against the unfused backbone the file was written for.
+    n = len(RepViT('m0_6').state_dict())
+    assert any(m.startswith(f'Loaded {n - 1}/{n} tensors of RepViT-m0_6 '
+                            f'(deploy)') for m in messages)
