@@ -166,11 +166,11 @@ def test_dist_train_and_test_two_gloo_processes(task, tmp_path):
 def test_cpu_distributed_replaces_syncbn():
     """Without CUDA, the gloo fallback turns SyncBN into BN (PyTorch's
     SyncBatchNorm raises on CPU tensors in a process group)."""
-    from _runner_setup import _replace_syncbn
+    from _runner_setup import replace_syncbn
     from mmengine.config import Config
     cfg = Config.fromfile(str(REPO / 'configs/seg/repvit_m1_1_fpn_ade20k.py'))
     assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'
-    assert _replace_syncbn(cfg.model)
+    assert replace_syncbn(cfg.model)
     assert cfg.model.decode_head.norm_cfg.type == 'BN'
     assert cfg.model.backbone.norm_cfg.type == 'BN'
-    assert not _replace_syncbn(cfg.model)
+    assert not replace_syncbn(cfg.model)

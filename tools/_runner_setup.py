@@ -69,20 +69,22 @@ def _use_cpu_distributed(cfg: Config):
     cfg.model_wrapper_cfg = wrapper
     # PyTorch's SyncBatchNorm synchronises only CUDA tensors and raises on CPU
     # tensors in a process group, so CPU processes use per-process BN.
-    if _replace_syncbn(cfg.model):
+    if replace_syncbn(cfg.model):
         print_log('No CUDA: SyncBN layers run as BN in each CPU process.',
                   logger='current', level=logging.WARNING)
 
 
-def _replace_syncbn(node) -> bool:
+def replace_syncbn(node) -> bool:
+    """Turn every ``type='SyncBN'`` in a (nested) model config into 'BN', in
+    place; returns whether there was one."""
     found = False
     if isinstance(node, dict):
         if node.get('type') == 'SyncBN':
             node['type'] = 'BN'
             found = True
         for value in node.values():
-            found |= _replace_syncbn(value)
+            found |= replace_syncbn(value)
     elif isinstance(node, (list, tuple)):
         for value in node:
-            found |= _replace_syncbn(value)
+            found |= replace_syncbn(value)
     return found

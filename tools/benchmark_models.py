@@ -14,7 +14,9 @@ mmrepvit.switch_to_deploy(). Medians over --repeats, with the forms
 interleaved round by round so that drift in machine load hits all alike.
 """
 import argparse
+import os.path as osp
 import statistics
+import sys
 import time
 
 import torch
@@ -25,6 +27,9 @@ from mmengine.registry import init_default_scope
 
 import mmrepvit
 from mmrepvit import switch_to_deploy
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _runner_setup import replace_syncbn  # noqa: E402
 
 DET = {
     'RepViT-M1.1': 'configs/det/repvit_m1_1_maskrcnn.py',
@@ -42,10 +47,7 @@ def build(config, deploy=False):
     cfg.model.pop('pretrained', None)
     cfg.model.backbone.init_cfg = None
     # BN, not SyncBN: one process without CUDA (identical in eval mode).
-    if cfg.default_scope == 'mmseg':
-        cfg.model.decode_head.norm_cfg = dict(type='BN', requires_grad=True)
-    if cfg.model.backbone.get('norm_cfg', {}).get('type') == 'SyncBN':
-        cfg.model.backbone.norm_cfg = dict(type='BN', requires_grad=True)
+    replace_syncbn(cfg.model)
     from mmengine.registry import MODELS
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
@@ -101,16 +103,17 @@ def report(title, ms, base='ResNet-50'):
         print(f'  {name:<22} {v:>10.1f} {ms[base] / v:>21.2f}x')
 
 
+def build_all(configs):
+    """RepViT in training and deploy form, and the ResNet-50 baseline."""
+    return {'RepViT-M1.1 train form': build(configs['RepViT-M1.1']),
+            'RepViT-M1.1 deploy form': build(configs['RepViT-M1.1'],
+                                             deploy=True),
+            'ResNet-50': build(configs['ResNet-50'])}
+
+
 def det(args):
     from mmdet.testing import demo_mm_inputs
-    models = {}
-    for name, cfg in DET.items():
-        models[name + ' train form'] = build(cfg)
-        if name.startswith('RepViT'):
-            models[name + ' deploy form'] = build(cfg, deploy=True)
-    rename = {k: ('ResNet-50' if k.startswith('ResNet') else k)
-              for k in models}
-    models = {rename[k]: v for k, v in models.items()}
+    models = build_all(DET)
 
     image = demo_mm_inputs(1, [[3, 800, 1333]], num_items=[3],
                            with_mask=True)
@@ -129,9 +132,7 @@ def det(args):
 
         def fn():
             torch.manual_seed(0)
-            losses = model(**data, mode='loss')
-            loss = sum(v.sum() for k, vs in losses.items() if 'loss' in k
-                       for v in (vs if isinstance(vs, list) else [vs]))
+            loss, _ = model.parse_losses(model(**data, mode='loss'))
             loss.backward()
             model.zero_grad(set_to_none=True)
         return fn
@@ -141,9 +142,7 @@ def det(args):
 
 
 def seg(args):
-    models = {'RepViT-M1.1 train form': build(SEG['RepViT-M1.1']),
-              'RepViT-M1.1 deploy form': build(SEG['RepViT-M1.1'], True),
-              'ResNet-50': build(SEG['ResNet-50'])}
+    models = build_all(SEG)
     from mmseg.structures import SegDataSample
     for h, w in [(512, 512), (512, 2048)]:
         sample = SegDataSample(metainfo=dict(img_shape=(h, w),
