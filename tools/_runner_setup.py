@@ -49,6 +49,16 @@ def load_config(args) -> Config:
     return cfg
 
 
+def release_distributed():
+    """Destroy this process's process group, if any, before the interpreter
+    exits. Left alive, gloo's threads can abort the process at shutdown
+    ('terminate called without an active exception') after the job is done.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _use_cpu_distributed(cfg: Config):
     """Run distributed jobs on CPU processes with the gloo backend.
 
