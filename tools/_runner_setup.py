@@ -49,14 +49,43 @@ def load_config(args) -> Config:
     return cfg
 
 
-def release_distributed():
-    """Destroy this process's process group, if any, before the interpreter
-    exits. Left alive, gloo's threads can abort the process at shutdown
-    ('terminate called without an active exception') after the job is done.
+def run_job(job) -> None:
+    """Run ``job`` (``runner.train`` or ``runner.test``) and end the process
+    as a distributed job must.
+
+    Without a process group, or with NCCL, this is just ``job()``. With a
+    gloo process group (CPU processes), a job that finished ends the process
+    here, with status 0, after all ranks met at a barrier, the process group
+    was destroyed, the ``atexit`` handlers ran and the output was flushed,
+    but without the interpreter's finalisation. An exception raised by the
+    job propagates unchanged, so a rank that really fails still fails the
+    job with a non-zero status.
+
+    Why: each of gloo's worker threads destroys the work it finished right
+    after marking it complete, and the last reference to a collective's
+    tensor that Python created drops there; freeing it needs the GIL. When
+    that happens after the main thread started finalising the interpreter,
+    Python (3.11+) ends the thread with ``pthread_exit``, whose unwinding
+    meets a ``noexcept`` destructor: ``std::terminate`` ("terminate called
+    without an active exception"), SIGABRT, after the job did all its work.
+    ``destroy_process_group`` does not stop gloo's threads (the process group
+    stays referenced from C++ by DDP and PyTorch's registries), so the only
+    way not to race them is not to finalise while they exist.
     """
+    import atexit
+    import sys
+
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    job()
+    if not (dist.is_available() and dist.is_initialized()) or \
+            dist.get_backend() != 'gloo':
+        return
+    dist.barrier()   # nothing left in flight between ranks
+    dist.destroy_process_group()
+    atexit._run_exitfuncs()   # what finalisation would run: logging, ...
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _use_cpu_distributed(cfg: Config):

@@ -11,8 +11,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _runner_setup import (add_common_args, load_config,  # noqa: E402
-                           release_distributed)
+from _runner_setup import add_common_args, load_config, run_job  # noqa: E402
 
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
@@ -77,10 +76,7 @@ def main():
             raise ValueError('--out for detection must be a .pkl file.')
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
-    try:
-        runner.test()
-    finally:
-        release_distributed()
+    run_job(runner.test)
 
 
 if __name__ == '__main__':

@@ -12,8 +12,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _runner_setup import (add_common_args, load_config,  # noqa: E402
-                           release_distributed)
+from _runner_setup import add_common_args, load_config, run_job  # noqa: E402
 
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
@@ -69,10 +68,7 @@ def main():
 
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
               RUNNERS.build(cfg))
-    try:
-        runner.train()
-    finally:
-        release_distributed()
+    run_job(runner.train)
 
 
 if __name__ == '__main__':
