@@ -1,15 +1,15 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Safe checkpoint reading, official <-> timm layout conversion and pretrained
-loading with key checks for :class:`~mmrepvit.RepViT`."""
-import logging
+"""Checkpoint files as state dicts: safe reading, official <-> timm layout
+conversion, fused-form detection. Nothing here knows the model; the backbone
+decides how to load what these functions return
+(:meth:`mmrepvit.RepViT.load_pretrained`)."""
 import os
 import pickle
 import re
 from collections import OrderedDict
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional
 
 import torch
-from mmengine.logging import print_log
 
 HEAD_PREFIXES = ('classifier.', 'head.')
 
@@ -24,15 +24,6 @@ _STRIDE2_MAP = (('token_mixer.0.', 'spatial_downsample.'),
 _TOP_MAP = (('features.0.0.', 'stem.conv1.'), ('features.0.2.', 'stem.conv2.'),
             ('classifier.classifier.', 'head.head.'),
             ('classifier.classifier_dist.', 'head.head_dist.'))
-
-
-class LoadReport(NamedTuple):
-    """What :func:`load_pretrained` loaded."""
-    loaded: List[str]
-    missing: List[str]
-    unexpected: List[str]
-    dropped_head: List[str]
-    layout: str
 
 
 def read_checkpoint(filename: str, map_location='cpu') -> dict:
@@ -130,17 +121,17 @@ def official_to_timm(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.
     """Convert an official-layout (``features.{i}``) RepViT state dict to timm's
     layout. The block structure is read from the keys (stride-2 blocks are the
     ones with a ``token_mixer.2``), so no arch is needed."""
-    rows = sorted({int(m.group(1)) for k in state
-                   for m in [re.match(r'features\.(\d+)\.', k)] if m} - {0})
-    down = {i for i in rows
-            if any(k.startswith(f'features.{i}.token_mixer.2.') for k in state)}
-    if rows and rows[0] in down:
+    blocks = sorted({int(m.group(1)) for k in state
+                     for m in [re.match(r'features\.(\d+)\.', k)] if m} - {0})
+    stride2 = {i for i in blocks if any(
+        k.startswith(f'features.{i}.token_mixer.2.') for k in state)}
+    if blocks and blocks[0] in stride2:
         raise ValueError('The first RepViT block must have stride 1.')
     names, stage, j = {}, 0, 0
-    for i in rows:
-        if i + 1 in down:
+    for i in blocks:
+        if i + 1 in stride2:
             names[i] = (f'stages.{stage + 1}.downsample.pre_block.', _STRIDE1_MAP)
-        elif i in down:
+        elif i in stride2:
             stage, j = stage + 1, 0
             names[i] = (f'stages.{stage}.downsample.', _STRIDE2_MAP)
         else:
@@ -214,30 +205,26 @@ def timm_to_official(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.
     return out
 
 
-def _is_fused(state: Dict[str, torch.Tensor]) -> bool:
-    # The stem's first conv is 'features.0.0.c.weight' before fusion and
-    # 'features.0.0.weight' after.
+def is_fused(state: Dict[str, torch.Tensor]) -> bool:
+    """Whether an official-layout state dict holds a fused (re-parameterised)
+    RepViT: the stem's first conv is ``features.0.0.c.weight`` before fusion
+    and ``features.0.0.weight`` after."""
     return 'features.0.0.weight' in state
 
 
-def load_pretrained(model, checkpoint: str, prefix: Optional[str] = None,
-                    map_location='cpu', logger='current') -> LoadReport:
-    """Load pretrained weights into a :class:`~mmrepvit.RepViT`.
+class BackboneState(NamedTuple):
+    """The backbone tensors of a checkpoint, in the official layout."""
+    state: 'OrderedDict[str, torch.Tensor]'
+    layout: str                 # the layout the file was in: official / timm
+    dropped_head: List[str]     # classification-head keys that were dropped
 
-    Accepts official ImageNet checkpoints (``{'model': ...}``, classification
-    heads dropped), timm-layout checkpoints (converted in memory), MMEngine /
-    MMDetection / MMSegmentation checkpoints of a whole model with
-    ``prefix='backbone.'``, plain state dicts, fused checkpoints for a
-    ``deploy=True`` backbone, and unfused checkpoints for a ``deploy=True``
-    backbone (loaded into the training form, then fused).
 
-    Logs how many tensors loaded and names the missing and unexpected keys.
-
-    Raises:
-        ValueError: no tensor matches the backbone, or a tensor's shape differs
-            (a checkpoint of another arch), or a fused checkpoint meets a
-            training-form backbone.
-    """
+def read_backbone_state(checkpoint: str, prefix: Optional[str] = None,
+                        map_location='cpu') -> BackboneState:
+    """Read a checkpoint safely and return its RepViT backbone tensors in the
+    official ``features.{i}`` layout: timm-layout files are converted, DDP's
+    ``module.`` and ``prefix`` (e.g. ``'backbone.'`` for a whole detector)
+    stripped, and classification-head tensors dropped."""
     source = f'checkpoint {checkpoint!r}'
     state = extract_state_dict(
         read_checkpoint(checkpoint, map_location), prefix, source)
@@ -247,64 +234,4 @@ def load_pretrained(model, checkpoint: str, prefix: Optional[str] = None,
     dropped = [k for k in state if k.startswith(HEAD_PREFIXES)]
     for k in dropped:
         del state[k]
-
-    if _is_fused(state) and not model.deploy:
-        raise ValueError(
-            f'{source} holds a fused (re-parameterised) RepViT; build the '
-            f'backbone with deploy=True to load it.')
-    if model.deploy and not _is_fused(state):
-        # Load into the training form, then fuse, so that ImageNet weights
-        # can initialise a deploy-form backbone directly. Missing and
-        # unexpected keys are those of the unfused checkpoint.
-        from .models.repvit import RepViT
-        unfused = RepViT(arch=model.arch_settings,
-                         in_channels=model.in_channels,
-                         out_indices=model.out_indices)
-        matched, missing, unexpected = _check_match(unfused, state, source)
-        unfused.load_state_dict(matched, strict=False)
-        expected = len(unfused.state_dict())
-        state = unfused.eval().switch_to_deploy().state_dict()
-        model.load_state_dict(_check_match(model, state, source)[0],
-                              strict=True)
-    else:
-        matched, missing, unexpected = _check_match(model, state, source)
-        model.load_state_dict(matched, strict=False)
-        expected = len(model.state_dict())
-    name = f'RepViT-{model.arch_name}' + (' (deploy)' if model.deploy else '')
-    print_log(
-        f'Loaded {len(matched)}/{expected} tensors of {name} '
-        f'from {checkpoint} ({layout} layout'
-        + (f', prefix {prefix!r}' if prefix else '')
-        + (f', dropped {len(dropped)} classification-head tensors' if dropped
-           else '') + ').', logger=logger)
-    if missing:
-        print_log(f'Missing keys in {source} ({len(missing)}; these keep '
-                  f'their initialisation): {missing}', logger=logger,
-                  level=logging.WARNING)
-    if unexpected:
-        print_log(f'Unexpected keys in {source} ({len(unexpected)}; ignored): '
-                  f'{unexpected}', logger=logger, level=logging.WARNING)
-    return LoadReport(list(matched), missing, unexpected, dropped, layout)
-
-
-def _check_match(model, state, source) -> Tuple[dict, List[str], List[str]]:
-    own = model.state_dict()
-    mismatched = [
-        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-        for k, v in state.items() if k in own and own[k].shape != v.shape
-    ]
-    if mismatched:
-        raise ValueError(
-            f'{source} does not fit RepViT arch {model.arch_name!r}: '
-            f'{len(mismatched)} tensors differ in shape (is it a checkpoint of '
-            f'another arch?), e.g. {mismatched[:5]}.')
-    matched = OrderedDict((k, v) for k, v in state.items() if k in own)
-    if not matched:
-        raise ValueError(
-            f'No tensor of {source} matches the RepViT backbone: its keys look '
-            f'like {list(state)[:5]}, the backbone\'s like {list(own)[:3]}. '
-            f'For a whole detector or segmentor checkpoint pass '
-            f"prefix='backbone.'.")
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    return matched, missing, unexpected
+    return BackboneState(state, layout, dropped)

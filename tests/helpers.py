@@ -1,6 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Shared test helpers: randomised weights and the timm layout written out by
-hand from the reference (section 5), independent of mmrepvit's converter."""
+hand from the description of timm's layout, independent of mmrepvit's converter."""
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -47,7 +47,7 @@ def head_tensors(num_features: int, distilled: bool = True) -> dict:
 
 def to_timm_by_hand(state: dict, strides: list) -> dict:
     """Write an official-layout state dict in timm's layout, following the
-    reference's description literally (stem, stages.{s}.blocks.{j},
+    timm layout's description literally (stem, stages.{s}.blocks.{j},
     stages.{s}.downsample.{pre_block,spatial_downsample,channel_downsample,
     ffn}, head.head / head.head_dist)."""
     # Where each features index goes.
@@ -91,6 +91,27 @@ def to_timm_by_hand(state: dict, strides: list) -> dict:
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHES = ['m0_6', 'm0_9', 'm1_0', 'm1_1', 'm1_5', 'm2_3']
+# The stride of every block, as the official code (github.com/THU-MIG/RepViT)
+# writes it.
+STRIDES = {
+    'm0_6': '11211211111111121',
+    'm0_9': '11121112111111111111111211',
+    'm1_0': '11121112111111111111111211',
+    'm1_1': '111211121111111111111211',
+    'm1_5': '111112111112111111111111111111111111121111',
+    'm2_3': '111111121111111211111111111111111111111111111111111211',
+}
+# The features the official detection and segmentation
+# code tap, and the FPN widths.
+DET_TAPS = {'m0_6': [1, 4, 14, 17], 'm0_9': [2, 6, 22, 26],
+            'm1_0': [2, 6, 22, 26], 'm1_1': [2, 6, 20, 24],
+            'm1_5': [4, 10, 36, 42], 'm2_3': [6, 14, 50, 54]}
+SEG_TAPS = {'m0_6': [2, 5, 15, 17], 'm0_9': [3, 7, 23, 26],
+            'm1_0': [3, 7, 23, 26], 'm1_1': [3, 7, 21, 24],
+            'm1_5': [5, 11, 37, 42], 'm2_3': [7, 15, 51, 54]}
+WIDTHS = {'m0_6': [40, 80, 160, 320], 'm0_9': [48, 96, 192, 384],
+          'm1_0': [56, 112, 224, 448], 'm1_1': [64, 128, 256, 512],
+          'm1_5': [64, 128, 256, 512], 'm2_3': [80, 160, 320, 640]}
 RELEASE_URL = 'https://github.com/THU-MIG/RepViT/releases/download/v1.0/'
 
 
@@ -135,3 +156,18 @@ def assert_loads_strictly(model, path, state):
     loaded = model.state_dict()
     assert loaded.keys() == state.keys()
     assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def assert_paper_backbone(cfg, arch, taps):
+    """The config's backbone returns the ``features`` the paper's code taps
+    (``taps``), as wide as its FPN expects, and the run is seeded as the
+    official one (seed 0)."""
+    from mmrepvit import RepViT
+    bb = cfg.model.backbone
+    assert bb.type == 'RepViT' and bb.arch == arch
+    backbone = RepViT(**{k: v for k, v in bb.items()
+                         if k not in ('type', 'init_cfg')})
+    assert [backbone.stage_outputs[i] for i in backbone.out_indices] == taps
+    assert list(cfg.model.neck.in_channels) == backbone.out_channels == \
+        WIDTHS[arch]
+    assert cfg.randomness == dict(seed=0)

@@ -4,49 +4,78 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-from helpers import randomize
+from helpers import ARCHES, DET_TAPS, SEG_TAPS, STRIDES, WIDTHS, randomize
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmrepvit import RepViT
+from mmrepvit import RepViT, block_settings
 from mmrepvit.models.layers import Conv2dBN, RepVGGDW, RepViTBlock
 
-ARCHES = ['m0_6', 'm0_9', 'm1_0', 'm1_1', 'm1_5', 'm2_3']
 
-# Reference section 2 (features only, millions, 3 decimals): training / fused.
+# Official RepViT backbones (features only, millions, 3 decimals): training /
+# fused.
 PARAMS = {
     'm0_6': (2.166, 2.147), 'm0_9': (4.718, 4.682), 'm1_0': (6.403, 6.361),
     'm1_1': (7.775, 7.731), 'm1_5': (13.616, 13.537),
     'm2_3': (22.404, 22.286)
 }
-# Reference section 3.
-DET_TAPS = {'m0_6': (1, 4, 14, 17), 'm0_9': (2, 6, 22, 26),
-            'm1_0': (2, 6, 22, 26), 'm1_1': (2, 6, 20, 24),
-            'm1_5': (4, 10, 36, 42), 'm2_3': (6, 14, 50, 54)}
-SEG_TAPS = {'m0_6': [2, 5, 15, 17], 'm0_9': [3, 7, 23, 26],
-            'm1_0': [3, 7, 23, 26], 'm1_1': [3, 7, 21, 24],
-            'm1_5': [5, 11, 37, 42], 'm2_3': [7, 15, 51, 54]}
-WIDTHS = {'m0_6': [40, 80, 160, 320], 'm0_9': [48, 96, 192, 384],
-          'm1_0': [56, 112, 224, 448], 'm1_1': [64, 128, 256, 512],
-          'm1_5': [64, 128, 256, 512], 'm2_3': [80, 160, 320, 640]}
 
 
 def count(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def down(n, times):
+def downsampled(n, times):
     # A 3x3 stride-2 conv with padding 1 maps n to ceil(n / 2).
     for _ in range(times):
         n = math.ceil(n / 2)
     return n
 
 
+# The official arch table (github.com/THU-MIG/RepViT) as its code writes it, one
+# character per block.
+SE_FLAGS = {
+    'm0_6': '10010010101010001',
+    'm0_9': '10001000101010101010100010',
+    'm1_0': '10001000101010101010100010',
+    'm1_1': '100010001010101010100010',
+    'm1_5': '101000101000101010101010101010101010001010',
+    'm2_3': '101010001010100010101010101010101010101010101010100010',
+}
+BLOCK_WIDTHS = {
+    'm0_6': [40] * 2 + [80] * 3 + [160] * 10 + [320] * 2,
+    'm0_9': [48] * 3 + [96] * 4 + [192] * 16 + [384] * 3,
+    'm1_0': [56] * 3 + [112] * 4 + [224] * 16 + [448] * 3,
+    'm1_1': [64] * 3 + [128] * 4 + [256] * 14 + [512] * 3,
+    'm1_5': [64] * 5 + [128] * 6 + [256] * 26 + [512] * 5,
+    'm2_3': [80] * 7 + [160] * 8 + [320] * 36 + [640] * 3,
+}
+
+
 @pytest.mark.parametrize('arch', ARCHES)
-def test_default_taps_shapes_and_widths(arch):
+def test_block_rule_reproduces_the_official_arch_table(arch):
+    blocks = block_settings(**RepViT.arch_zoo[arch])
+    assert [b.width for b in blocks] == BLOCK_WIDTHS[arch]
+    assert ''.join(str(b.stride) for b in blocks) == STRIDES[arch]
+    assert ''.join(str(int(b.use_se)) for b in blocks) == SE_FLAGS[arch]
+    # ... and the built network has an SE exactly there.
+    model = RepViT(arch)
+    has_se = ''.join(
+        str(int(any('fc1' in n for n, _ in f.token_mixer.named_modules())))
+        for f in model.features[1:])
+    assert has_se == SE_FLAGS[arch]
+
+
+@pytest.mark.parametrize('arch', ARCHES)
+def test_stage_outputs_shapes_and_widths(arch):
     model = RepViT(arch).eval()
-    assert model.out_indices == DET_TAPS[arch]
-    assert model.seg_taps == SEG_TAPS[arch]
-    assert model.out_channels == WIDTHS[arch]
+    # OpenMMLab convention: out_indices are stages, all four by default.
+    assert model.out_indices == (0, 1, 2, 3)
+    assert model.stage_outputs == DET_TAPS[arch]
+    seg = RepViT(arch, stage_ends='before_downsample')
+    assert seg.stage_outputs == SEG_TAPS[arch]
+    assert model.out_channels == seg.out_channels == WIDTHS[arch]
+    assert [f['module'] for f in seg.feature_info] == [
+        f'features.{i}' for i in SEG_TAPS[arch]]
     with torch.no_grad():
         outs = model(torch.rand(1, 3, 64, 96))
     assert [tuple(o.shape) for o in outs] == [
@@ -55,14 +84,29 @@ def test_default_taps_shapes_and_widths(arch):
     assert [f['reduction'] for f in model.feature_info] == [4, 8, 16, 32]
 
 
+def test_outputs_are_the_tapped_features():
+    # The outputs are exactly the features[i] outputs named by stage_outputs.
+    model = randomize(RepViT('m0_6', stage_ends='before_downsample')).eval()
+    x = torch.rand(1, 3, 64, 64)
+    taps = []
+    with torch.no_grad():
+        y = x
+        for layer in model.features:
+            y = layer(y)
+            taps.append(y)
+        outs = model(x)
+    for out, i in zip(outs, SEG_TAPS['m0_6']):
+        assert torch.equal(out, taps[i])
+
+
 @pytest.mark.parametrize('hw', [(97, 131), (32, 32), (33, 65)])
 def test_odd_input_sizes(hw):
-    model = RepViT('m0_6', out_indices=SEG_TAPS['m0_6']).eval()
+    model = RepViT('m0_6', stage_ends='before_downsample').eval()
     with torch.no_grad():
         outs = model(torch.rand(2, 3, *hw))
     # stem /4 (two stride-2 convs), then one stride-2 per later stage.
     assert [tuple(o.shape[2:]) for o in outs] == [
-        (down(hw[0], k), down(hw[1], k)) for k in (2, 3, 4, 5)
+        (downsampled(hw[0], k), downsampled(hw[1], k)) for k in (2, 3, 4, 5)
     ]
 
 
@@ -92,7 +136,7 @@ def test_official_module_names():
 
 
 def test_se_reduced_widths():
-    # Reference section 1: C -> R.
+    # The official networks' SE widths: C -> R.
     table = {40: 8, 48: 16, 56: 16, 64: 16, 80: 24, 96: 24, 112: 32, 128: 32,
              160: 40, 192: 48, 224: 56, 256: 64, 320: 80, 384: 96, 448: 112,
              512: 128, 640: 160}
@@ -102,76 +146,80 @@ def test_se_reduced_widths():
 
 
 def test_custom_arch_dict():
-    arch = dict(channels=[16, 16, 32, 32], se=[1, 0, 0, 1],
-                strides=[1, 1, 2, 1])
-    model = RepViT(arch).eval()
+    arch = dict(widths=[16, 32], depths=[3, 2])
+    model = RepViT(arch, out_indices=(0, 1)).eval()
     assert model.arch_name == 'custom'
-    assert model.out_indices == (1, 4)   # det taps: stage ends minus one, last
+    # Block 3 is the pre-block, so stage 0 ends at block 2.
+    assert model.stage_outputs == [2, 5]
+    se = [b.use_se for b in block_settings(**arch)]
+    assert se == [True, False, False, False, True]
     with torch.no_grad():
         outs = model(torch.rand(1, 3, 64, 64))
     assert [tuple(o.shape) for o in outs] == [(1, 16, 16, 16), (1, 32, 8, 8)]
 
 
-def test_bad_arguments():
+@pytest.mark.parametrize('kwargs,error,message', [
     # An unknown arch name lists the valid ones.
-    with pytest.raises(ValueError, match=r"Unknown RepViT arch 'm9'.*'m0_6'"):
-        RepViT('m9')
+    (dict(arch='m9'), ValueError, r"Unknown RepViT arch 'm9'.*'m0_6'"),
     # arch must be a str or a dict.
-    with pytest.raises(TypeError, match='arch must be a str or a dict'):
-        RepViT(3)
-    # A custom dict needs exactly channels, se and strides.
-    with pytest.raises(ValueError, match=r"missing \['strides'\]"):
-        RepViT(dict(channels=[16], se=[0]))
-    # Lists of different lengths.
-    with pytest.raises(ValueError, match='equal length'):
-        RepViT(dict(channels=[16, 16], se=[0], strides=[1, 1]))
-    # Width may change only at stride-2 blocks.
-    with pytest.raises(ValueError, match='only at stride-2 blocks'):
-        RepViT(dict(channels=[16, 32], se=[0, 0], strides=[1, 1]))
-    # Strides are 1 or 2, and the first block has stride 1.
-    with pytest.raises(ValueError, match='strides must be 1 or 2'):
-        RepViT(dict(channels=[16, 32], se=[0, 0], strides=[1, 3]))
-    with pytest.raises(ValueError, match='first block must have stride 1'):
-        RepViT(dict(channels=[16, 32], se=[0, 0], strides=[2, 2]))
-    # se flags are 0/1.
-    with pytest.raises(ValueError, match='se flags must be 0 or 1'):
-        RepViT(dict(channels=[16], se=[2], strides=[1]))
-    # out_indices must index features (m0_6 has 18 entries: -18..17).
-    with pytest.raises(IndexError, match=r'out_indices entry 18.*-18\.\.17'):
-        RepViT('m0_6', out_indices=(1, 18))
-    with pytest.raises(IndexError, match='out_indices entry -19'):
-        RepViT('m0_6', out_indices=-19)
-    with pytest.raises(TypeError, match='out_indices must be'):
-        RepViT('m0_6', out_indices=[])
+    (dict(arch=3), TypeError, 'arch must be a str or a dict'),
+    # A custom dict needs exactly widths and depths.
+    (dict(arch=dict(widths=[16])), ValueError, r"missing \['depths'\]"),
+    (dict(arch=dict(widths=[16], depths=[2], se=[1])), ValueError,
+     r"unexpected \['se'\]"),
+    # One width and one depth per stage.
+    (dict(arch=dict(widths=[16, 32], depths=[2])), ValueError,
+     'one entry per stage'),
+    # Widths are even (the stem halves the first one).
+    (dict(arch=dict(widths=[15], depths=[2])), ValueError, 'even ints'),
+    # Every stage but the last holds a stride-2 block and a pre-block.
+    (dict(arch=dict(widths=[16, 32], depths=[1, 1])), ValueError,
+     'at least 2 in every stage but the last'),
+    # out_indices are stages: m0_6 has 4 (0..3, or -4..-1).
+    (dict(out_indices=(1, 4)), IndexError,
+     r'out_indices entry 4 .* 4 stages \(valid: 0\.\.3'),
+    (dict(out_indices=-5), IndexError, 'out_indices entry -5'),
+    (dict(out_indices=[]), TypeError, 'out_indices must be'),
+    (dict(out_indices=(0.5, )), TypeError, 'out_indices must be'),
+    (dict(stage_ends='ends'), ValueError,
+     r"stage_ends must be one of \('before_pre_block', 'before_downsample'\)"),
     # frozen_stages in [-1, number of stages].
-    with pytest.raises(ValueError, match=r'frozen_stages must be in \[-1, 4\]'):
-        RepViT('m0_6', frozen_stages=5)
-    with pytest.raises(ValueError, match='frozen_stages'):
-        RepViT('m0_6', frozen_stages=-2)
-    with pytest.raises(ValueError, match='drop_path_rate'):
-        RepViT('m0_6', drop_path_rate=1.0)
-    with pytest.raises(KeyError, match="Unknown norm layer type 'Nope'"):
-        RepViT('m0_6', norm_cfg=dict(type='Nope'))
+    (dict(frozen_stages=5), ValueError, r'frozen_stages must be in \[-1, 4\]'),
+    (dict(frozen_stages=-2), ValueError, 'frozen_stages'),
+    (dict(drop_path_rate=1.0), ValueError, 'drop_path_rate'),
+    # mmcv's build_norm_layer names an unknown norm type.
+    (dict(norm_cfg=dict(type='Nope')), KeyError,
+     "Unknown norm layer type 'Nope'"),
+])
+def test_bad_arguments(kwargs, error, message):
+    kwargs = dict(dict(arch='m0_6'), **kwargs)
+    with pytest.raises(error, match=message):
+        RepViT(**kwargs)
 
 
 def test_negative_and_int_out_indices():
     model = RepViT('m0_6', out_indices=(-1, 0, 2)).eval()
-    assert model.out_indices == (17, 0, 2)
+    assert model.out_indices == (3, 0, 2)
     with torch.no_grad():
         outs = model(torch.rand(1, 3, 64, 64))
     # Returned in the order asked for.
-    assert [tuple(o.shape) for o in outs] == [(1, 320, 2, 2), (1, 40, 16, 16),
-                                             (1, 40, 16, 16)]
-    assert RepViT('m0_6', out_indices=5).out_indices == (5, )
+    assert [tuple(o.shape) for o in outs] == [
+        (1, 320, 2, 2), (1, 40, 16, 16), (1, 160, 4, 4)]
+    assert RepViT('m0_6', out_indices=1).out_indices == (1, )
+    assert RepViT('m0_6', out_indices=1).out_channels == [80]
 
 
+@pytest.mark.parametrize('stage_ends,last_blocks', [
+    # m0_6: stem 0; stages end at blocks 1, 4, 14, 17 (each pre-block opens
+    # the next stage) or at 2, 5, 15, 17 (right before each stride-2 block).
+    ('before_pre_block', [0, 1, 4, 14, 17]),
+    ('before_downsample', [0, 2, 5, 15, 17]),
+])
 @pytest.mark.parametrize('frozen', [-1, 0, 1, 2, 4])
-def test_frozen_stages(frozen):
-    model = RepViT('m0_6', frozen_stages=frozen)
+def test_frozen_stages(frozen, stage_ends, last_blocks):
+    model = RepViT('m0_6', frozen_stages=frozen, stage_ends=stage_ends)
     model.train()
-    ends = model.stage_ends   # m0_6: stem 0, stages end at 2, 5, 15, 17
-    assert ends == [0, 2, 5, 15, 17]
-    last_frozen = ends[frozen] if frozen >= 0 else -1
+    last_frozen = last_blocks[frozen] if frozen >= 0 else -1
     for i, layer in enumerate(model.features):
         frozen_here = i <= last_frozen
         assert all(p.requires_grad != frozen_here for p in layer.parameters())
@@ -207,12 +255,27 @@ def test_syncbn_norm_cfg():
     assert not any(type(m) is nn.BatchNorm2d for m in model.modules())
 
 
+def test_group_norm_trains_but_does_not_fuse():
+    # Any norm mmcv builds works; only BatchNorm folds into a convolution.
+    model = RepViT('m0_6', norm_cfg=dict(type='GN', num_groups=4))
+    assert isinstance(model.features[0][0].bn, nn.GroupNorm)
+    assert not any(isinstance(m, _BatchNorm) for m in model.modules())
+    outs = model(torch.rand(2, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == WIDTHS['m0_6']
+    with pytest.raises(TypeError, match='Only BatchNorm folds.*GroupNorm'):
+        model.eval().switch_to_deploy()
+
+
 def test_drop_path():
     # Randomised so that the residual branches (zero-initialised) are live.
     model = randomize(RepViT('m0_6', drop_path_rate=0.2))
-    rates = [b.channel_mixer.drop_path_rate for b in model.features[1:]]
-    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.2)
-    assert rates == sorted(rates)
+    from mmcv.cnn.bricks import DropPath
+    paths = [b.channel_mixer.drop_path for b in model.features[1:]]
+    # The first block's rate is 0 (no DropPath), then it rises to 0.2.
+    assert isinstance(paths[0], nn.Identity)
+    assert all(isinstance(p, DropPath) for p in paths[1:])
+    rates = [p.drop_prob for p in paths[1:]]
+    assert rates[-1] == pytest.approx(0.2) and rates == sorted(rates)
     x = torch.rand(4, 3, 64, 64)
     model.eval()
     with torch.no_grad():

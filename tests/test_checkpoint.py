@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import head_tensors, randomize, to_timm_by_hand
+from helpers import STRIDES, head_tensors, randomize, to_timm_by_hand
 
 from mmrepvit import RepViT, official_to_timm, timm_to_official
-from mmrepvit.checkpoint import load_pretrained
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +40,7 @@ def test_official_imagenet_checkpoint(tmp_path, source):
     model = pretrained(tmp_path / 'official.pth')
     model.init_weights()
     assert_same_weights(model, source)
-    report = load_pretrained(RepViT('m0_6'), str(tmp_path / 'official.pth'))
+    report = RepViT('m0_6').load_pretrained(str(tmp_path / 'official.pth'))
     assert len(report.dropped_head) == 14 and not report.missing
     assert not report.unexpected and report.layout == 'official'
 
@@ -49,7 +48,7 @@ def test_official_imagenet_checkpoint(tmp_path, source):
 def test_timm_layout_checkpoint(tmp_path, source):
     state = OrderedDict(source.state_dict())
     state.update(head_tensors(320, distilled=True))
-    timm_state = to_timm_by_hand(state, RepViT.arch_zoo['m0_6']['strides'])
+    timm_state = to_timm_by_hand(state, [int(c) for c in STRIDES['m0_6']])
     assert 'stem.conv1.c.weight' in timm_state
     assert 'stages.1.downsample.pre_block.token_mixer.conv.c.weight' in timm_state
     assert 'stages.1.downsample.ffn.conv1.bn.running_var' in timm_state
@@ -66,13 +65,13 @@ def test_timm_layout_checkpoint(tmp_path, source):
 
 
 @pytest.mark.parametrize('arch', ['m1_1', 'm2_3'])
-def test_timm_layout_matches_reference_example(arch):
-    # Reference: for m1_1, stages.0.blocks.{0,1} are features 1-2 and
+def test_timm_layout_matches_timms_block_placement(arch):
+    # timm's layout: for m1_1, stages.0.blocks.{0,1} are features 1-2 and
     # stages.1.downsample.pre_block is features 3.
     state = RepViT(arch).state_dict()
     timm_state = official_to_timm(state)
     assert timm_state.keys() == to_timm_by_hand(
-        state, RepViT.arch_zoo[arch]['strides']).keys()
+        state, [int(c) for c in STRIDES[arch]]).keys()
     if arch == 'm1_1':
         conv = 'token_mixer.conv.c.weight'
         assert torch.equal(timm_state['stages.0.blocks.1.' + conv],
@@ -161,8 +160,8 @@ def test_missing_keys_are_logged(tmp_path, source):
     logger = MMLogger.get_instance('test_missing_keys')
     messages = []
     logger.addFilter(lambda record: messages.append(record.getMessage()))
-    report = load_pretrained(RepViT('m0_6'), str(tmp_path / 'partial.pth'),
-                             logger=logger)
+    report = RepViT('m0_6').load_pretrained(str(tmp_path / 'partial.pth'),
+                                            logger=logger)
     assert report.missing == ['features.17.channel_mixer.m.2.bn.weight']
     assert any('Missing keys' in m and 'features.17.channel_mixer.m.2.bn.weight'
                in m for m in messages)
@@ -220,7 +219,7 @@ def test_convert_tool_round_trip(tmp_path, source):
                     str(tmp_path / 'timm.pth'), '--to', 'timm'], check=True)
     timm_state = torch.load(tmp_path / 'timm.pth', weights_only=True)
     assert list(timm_state) == list(
-        to_timm_by_hand(state, RepViT.arch_zoo['m0_6']['strides']))
+        to_timm_by_hand(state, [int(c) for c in STRIDES['m0_6']]))
     subprocess.run([sys.executable, tool, str(tmp_path / 'timm.pth'),
                     str(tmp_path / 'back.pth'), '--to', 'official'],
                    check=True)
@@ -238,8 +237,8 @@ def test_unfused_partial_checkpoint_into_deploy_reports_missing(tmp_path,
     logger = MMLogger.get_instance('test_partial_into_deploy')
     messages = []
     logger.addFilter(lambda record: messages.append(record.getMessage()))
-    report = load_pretrained(RepViT('m0_6', deploy=True),
-                             str(tmp_path / 'partial.pth'), logger=logger)
+    report = RepViT('m0_6', deploy=True).load_pretrained(
+        str(tmp_path / 'partial.pth'), logger=logger)
     assert report.missing == ['features.3.token_mixer.2.bn.weight']
     # Counted against the unfused backbone the file was written for.
     n = len(RepViT('m0_6').state_dict())

@@ -11,9 +11,10 @@ from mmseg.structures import SegDataSample  # noqa: E402
 from mmengine.structures import PixelData  # noqa: E402
 
 import mmrepvit  # noqa: E402,F401
-from helpers import (ARCHES, RELEASE_URL, REPO,  # noqa: E402
-                     assert_loads_strictly, build_model, load_config,
-                     load_config_file, random_state)
+from helpers import (ARCHES, RELEASE_URL, SEG_TAPS,  # noqa: E402
+                     assert_loads_strictly, assert_paper_backbone,
+                     build_model, load_config, load_config_file,
+                     random_state)
 from mmrepvit import RepViT  # noqa: E402
 
 
@@ -33,15 +34,12 @@ def seg_inputs(h, w, num_classes, batch=2):
 def test_paper_config(arch):
     cfg = load_config('seg', f'repvit_{arch}_fpn_ade20k.py')
     bb = cfg.model.backbone
-    ref = RepViT(arch)
-    assert bb.type == 'RepViT' and bb.arch == arch
-    assert list(bb.out_indices) == ref.seg_taps
+    assert_paper_backbone(cfg, arch, SEG_TAPS[arch])
     assert bb.norm_eval is True and bb.norm_cfg.type == 'SyncBN'
     weights = 'distill_450e' if arch == 'm2_3' else 'distill_300e'
     assert bb.init_cfg == dict(type='Pretrained',
                                checkpoint=f'{RELEASE_URL}repvit_{arch}_{weights}.pth')
     neck, head = cfg.model.neck, cfg.model.decode_head
-    assert list(neck.in_channels) == ref.out_channels
     assert (neck.out_channels, neck.num_outs) == (256, 4)
     assert (head.type, head.channels, head.dropout_ratio,
             head.norm_cfg.type, head.num_classes) == ('FPNHead', 128, 0.1,
@@ -73,7 +71,12 @@ def test_paper_config(arch):
     assert ds.data_root == 'data/ade/ADEChallengeData2016'
     assert cfg.train_pipeline[1].reduce_zero_label is True
 
-    model = build_model(cfg)
+
+@pytest.mark.parametrize('arch', ['m0_6'])
+def test_paper_config_trains_and_predicts(arch):
+    # Builds through MMSegmentation's registry, one loss and one predict step
+    # (the backbone is the only part that changes with the arch).
+    model = build_model(load_config('seg', f'repvit_{arch}_fpn_ade20k.py'))
     assert isinstance(model.backbone, RepViT)
     model.train()
     data = model.data_preprocessor(seg_inputs(64, 64, 150), True)
@@ -107,6 +110,35 @@ def test_align_resize_sizes(hw):
     assert set(np.unique(out['gt_seg_map'])) <= set(np.unique(seg))
     assert out['scale_factor'] == pytest.approx((expect[1] / w,
                                                  expect[0] / h))
+
+
+@pytest.mark.parametrize('hw', [(375, 500), (97, 131), (333, 4000)])
+def test_align_resize_interpolates_in_two_steps_as_the_official_code(hw):
+    # The official transform rescales to fit (2048, 512) (mmcv's imrescale),
+    # then resizes that image again to multiples of 32. Written here with
+    # OpenCV directly; on these shapes the first factor is not 1, so one
+    # resize straight to the final size gives other pixels.
+    import cv2
+    from mmrepvit import AlignResize
+    h, w = hw
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    seg = rng.integers(0, 7, (h, w), dtype=np.uint8)
+    s = min(2048 / max(h, w), 512 / min(h, w))
+    assert s != 1
+    rh, rw = int(h * s + 0.5), int(w * s + 0.5)
+    fh, fw = math.ceil(rh / 32) * 32, math.ceil(rw / 32) * 32
+
+    def two_steps(a, mode):
+        a = cv2.resize(a, (rw, rh), interpolation=mode)
+        return cv2.resize(a, (fw, fh), interpolation=mode)
+
+    out = AlignResize(scale=(2048, 512))(dict(img=img, gt_seg_map=seg))
+    assert np.array_equal(out['img'], two_steps(img, cv2.INTER_LINEAR))
+    assert np.array_equal(out['gt_seg_map'], two_steps(seg, cv2.INTER_NEAREST))
+    if (rh, rw) != (fh, fw):
+        one_step = cv2.resize(img, (fw, fh), interpolation=cv2.INTER_LINEAR)
+        assert not np.array_equal(out['img'], one_step)
 
 
 def test_align_resize_image_is_bilinear_and_bad_args():
@@ -160,7 +192,7 @@ def test_drop_into_an_existing_decode_head_config(tmp_path):
         "model = dict(\n"
         "    pretrained=None,\n"
         "    backbone=dict(_delete_=True, type='RepViT', arch='m0_6',\n"
-        "                  out_indices=(2, 5, 15, 17), norm_eval=True),\n"
+        "                  stage_ends='before_downsample', norm_eval=True),\n"
         "    decode_head=dict(in_channels=[40, 80, 160, 320], "
         "norm_cfg=norm_cfg),\n"
         "    auxiliary_head=dict(in_channels=160, norm_cfg=norm_cfg))\n")
@@ -170,16 +202,3 @@ def test_drop_into_an_existing_decode_head_config(tmp_path):
     data = model.data_preprocessor(seg_inputs(64, 64, 150), True)
     losses = model(**data, mode='loss')
     assert torch.isfinite(losses['decode.loss_ce'] + losses['aux.loss_ce'])
-
-
-def test_demo_dataset_class_matches_the_generator():
-    import sys
-    sys.path.insert(0, str(REPO / 'tools'))
-    from make_demo_ade import CLASSES, PALETTE
-    from mmseg.datasets import ADE20KDataset
-    from mmseg.registry import DATASETS
-
-    import mmrepvit.demo_seg_dataset  # noqa: F401
-    cls = DATASETS.get('DemoTexturesDataset')
-    assert issubclass(cls, ADE20KDataset)
-    assert cls.METAINFO == dict(classes=CLASSES, palette=PALETTE)

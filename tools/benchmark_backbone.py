@@ -99,11 +99,13 @@ class NaiveRepViT(nn.Module):
 
     def __init__(self, arch, out_indices):
         super().__init__()
-        c0 = arch['channels'][0]
+        from mmrepvit import block_settings
+        blocks = block_settings(**arch)
+        c0 = blocks[0].width
         layers = [nn.Sequential(NaiveConvBN(3, c0 // 2, 3, 2, 1), nn.GELU(),
                                 NaiveConvBN(c0 // 2, c0, 3, 2, 1))]
         cin = c0
-        for c, se, s in zip(arch['channels'], arch['se'], arch['strides']):
+        for c, s, se in blocks:
             layers.append(NaiveBlock(cin, c, s, se))
             cin = c
         self.features = nn.ModuleList(layers)
@@ -134,7 +136,8 @@ def median_ms(model, x, warmup, repeats):
 def latency(arch, size, batch, warmup, repeats):
     from mmrepvit import RepViT
     train = RepViT(arch).eval()
-    naive = NaiveRepViT(train.arch_settings, train.out_indices).eval()
+    naive = NaiveRepViT(train.arch_settings,
+                        [train.stage_outputs[i] for i in train.out_indices]).eval()
     naive.load_state_dict(train.state_dict(), strict=True)
     x = torch.randn(batch, 3, size, size)
     with torch.no_grad():

@@ -14,9 +14,7 @@ mmrepvit.switch_to_deploy(). Medians over --repeats, with the forms
 interleaved round by round so that drift in machine load hits all alike.
 """
 import argparse
-import os.path as osp
 import statistics
-import sys
 import time
 
 import torch
@@ -28,8 +26,7 @@ from mmengine.registry import init_default_scope
 import mmrepvit
 from mmrepvit import switch_to_deploy
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _runner_setup import replace_syncbn  # noqa: E402
+from mmrepvit.runner import replace_syncbn
 
 DET = {
     'RepViT-M1.1': 'configs/det/repvit_m1_1_maskrcnn.py',

@@ -16,23 +16,25 @@ import glob
 import json
 import os
 import os.path as osp
+import runpy
 import subprocess
 import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 TASKS = {
     'det': dict(
         config='configs/det/repvit_m0_6_maskrcnn_demo.py',
-        data='data/demo_coco', generator='make_demo_coco',
+        data='data/demo_coco',
+        generator='tools/dataset_converters/make_demo_coco.py',
         metrics={'box AP': 'coco/bbox_mAP', 'box AP50': 'coco/bbox_mAP_50',
                  'mask AP': 'coco/segm_mAP',
                  'mask AP50': 'coco/segm_mAP_50'}),
     'seg': dict(
         config='configs/seg/repvit_m0_6_fpn_demo.py',
-        data='data/demo_ade', generator='make_demo_ade',
+        data='data/demo_ade',
+        generator='tools/dataset_converters/make_demo_ade.py',
         metrics={'mIoU (%)': 'mIoU', 'aAcc (%)': 'aAcc'}),
 }
 
@@ -95,8 +97,8 @@ def main():
     py = sys.executable
 
     print(f'== 1/4 demo data in {task["data"]}', flush=True)
-    generator = __import__(task['generator'])
-    generator.generate(osp.join(ROOT, task['data']))
+    generator = runpy.run_path(osp.join(ROOT, task['generator']))
+    generator['generate'](osp.join(ROOT, task['data']))
 
     print('== 2/4 untrained model', flush=True)
     untrained = osp.join(work, 'untrained.pth')

@@ -8,13 +8,11 @@ config's default_scope decides which); the flags are MMDetection's.
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _runner_setup import add_common_args, load_config, run_job  # noqa: E402
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from mmrepvit.runner import add_common_args, load_config, run_job
 
 
 def parse_args():

@@ -9,14 +9,12 @@ decides which) with MMEngine's Runner; the flags are MMDetection's.
 import argparse
 import logging
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _runner_setup import add_common_args, load_config, run_job  # noqa: E402
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
-from mmengine.logging import print_log  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from mmrepvit.runner import add_common_args, load_config, run_job
 
 
 def parse_args():

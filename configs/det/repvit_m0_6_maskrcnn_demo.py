@@ -1,7 +1,8 @@
 # CPU demo: Mask R-CNN + FPN with RepViT-M0.6, trained from scratch on the
-# generated shapes dataset (tools/make_demo_coco.py: 4 classes, 256x256
-# images, 120 train / 30 val) in under 10 minutes on 2 CPU cores, then
-# evaluated with COCO bbox and segm AP. Run it all with `python tools/demo.py`.
+# generated shapes dataset (tools/dataset_converters/make_demo_coco.py: 4
+# classes, 256x256 images, 120 train / 30 val) in under 10 minutes on 2 CPU
+# cores, then evaluated with COCO bbox and segm AP. Run it all with
+# `python tools/demo.py`.
 #
 # Differs from the paper recipe (repvit_m0_6_maskrcnn.py) only where a small
 # from-scratch CPU run needs it: no ImageNet weights, so BatchNorm trains

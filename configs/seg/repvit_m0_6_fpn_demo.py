@@ -1,8 +1,9 @@
 # CPU demo: Semantic FPN with RepViT-M0.6, trained from scratch on the
-# generated textures dataset (tools/make_demo_ade.py: ADE20K layout, 5 classes
-# plus "other" = 0, ignored through reduce_zero_label; 256x256 images, 120
-# train / 30 val) in under 10 minutes on 2 CPU cores, then evaluated with
-# mIoU. Run it all with `python tools/demo.py seg`.
+# generated textures dataset (tools/dataset_converters/make_demo_ade.py:
+# ADE20K layout, 5 classes plus "other" = 0, ignored through
+# reduce_zero_label; 256x256 images, 120 train / 30 val) in under 10 minutes on
+# 2 CPU cores, then evaluated with mIoU. Run it all with
+# `python tools/demo.py seg`.
 #
 # Differs from the paper recipe (repvit_m0_6_fpn_ade20k.py) only where a small
 # from-scratch CPU run needs it: no ImageNet weights, so BatchNorm trains
@@ -11,9 +12,13 @@
 # resize is the paper's AlignResize rule at the demo's scale.
 _base_ = ['./repvit_m0_6_fpn_ade20k.py']
 
-custom_imports = dict(imports=['mmrepvit', 'mmrepvit.demo_seg_dataset'],
-                      allow_failed_imports=False)
-num_classes = 5   # DemoTexturesDataset: sky, grass, water, brick, sand
+custom_imports = dict(imports=['mmrepvit'], allow_failed_imports=False)
+# the classes and palette of tools/dataset_converters/make_demo_ade.py
+metainfo = dict(
+    classes=('sky', 'grass', 'water', 'brick', 'sand'),
+    palette=[[135, 206, 250], [34, 139, 34], [0, 70, 160], [178, 34, 34],
+             [238, 214, 175]])
+num_classes = len(metainfo['classes'])
 data_root = 'data/demo_ade'
 crop_size = (256, 256)
 scale = (512, 256)
@@ -44,16 +49,24 @@ train_dataloader = dict(
     batch_size=8,
     num_workers=1,
     dataset=dict(
-        type='DemoTexturesDataset',
+        type='BaseSegDataset',
+        metainfo=metainfo,
         data_root=data_root,
+        img_suffix='.jpg',
+        seg_map_suffix='.png',
+        reduce_zero_label=True,
         data_prefix=dict(img_path='images/training',
                          seg_map_path='annotations/training'),
         pipeline=train_pipeline))
 val_dataloader = dict(
     num_workers=1,
     dataset=dict(
-        type='DemoTexturesDataset',
+        type='BaseSegDataset',
+        metainfo=metainfo,
         data_root=data_root,
+        img_suffix='.jpg',
+        seg_map_suffix='.png',
+        reduce_zero_label=True,
         data_prefix=dict(img_path='images/validation',
                          seg_map_path='annotations/validation'),
         pipeline=test_pipeline))

@@ -3,8 +3,9 @@
 # The paper reports no ADE20K result for M0.9; this config follows the same rule.
 #
 # The recipe is repvit_m1_1_fpn_ade20k.py's (see its header); this file
-# changes only the arch: ImageNet-1K weights repvit_m0_9_distill_300e, taps features
-# 3, 7, 23, 26 (the stage ends), FPN in_channels 48, 96, 192, 384.
+# changes only the arch: ImageNet-1K weights repvit_m0_9_distill_300e,
+# the four stage outputs with stage_ends='before_downsample' (the paper's
+# segmentation taps), FPN in_channels 48, 96, 192, 384.
 #
 #   tools/dist_train.sh configs/seg/repvit_m0_9_fpn_ade20k.py 8
 _base_ = ['./repvit_m1_1_fpn_ade20k.py']
@@ -14,6 +15,7 @@ checkpoint_url = ('https://github.com/THU-MIG/RepViT/releases/download/v1.0/'
 model = dict(
     backbone=dict(
         arch='m0_9',
-        out_indices=(3, 7, 23, 26),
+        out_indices=(0, 1, 2, 3),
+        stage_ends='before_downsample',
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint_url)),
     neck=dict(in_channels=[48, 96, 192, 384]))

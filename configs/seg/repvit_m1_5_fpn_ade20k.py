@@ -3,8 +3,9 @@
 # Paper (Table 6): mIoU 43.6 on ADE20K val (single scale).
 #
 # The recipe is repvit_m1_1_fpn_ade20k.py's (see its header); this file
-# changes only the arch: ImageNet-1K weights repvit_m1_5_distill_300e, taps features
-# 5, 11, 37, 42 (the stage ends), FPN in_channels 64, 128, 256, 512.
+# changes only the arch: ImageNet-1K weights repvit_m1_5_distill_300e,
+# the four stage outputs with stage_ends='before_downsample' (the paper's
+# segmentation taps), FPN in_channels 64, 128, 256, 512.
 #
 #   tools/dist_train.sh configs/seg/repvit_m1_5_fpn_ade20k.py 8
 _base_ = ['./repvit_m1_1_fpn_ade20k.py']
@@ -14,6 +15,7 @@ checkpoint_url = ('https://github.com/THU-MIG/RepViT/releases/download/v1.0/'
 model = dict(
     backbone=dict(
         arch='m1_5',
-        out_indices=(5, 11, 37, 42),
+        out_indices=(0, 1, 2, 3),
+        stage_ends='before_downsample',
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint_url)),
     neck=dict(in_channels=[64, 128, 256, 512]))

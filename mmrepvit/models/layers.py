@@ -12,41 +12,34 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 def build_norm(norm_cfg: Optional[dict], num_features: int) -> nn.Module:
-    """Build a 2d normalisation layer from a config such as ``dict(type='BN')``.
-
-    ``BN`` and ``SyncBN`` map to :class:`torch.nn.BatchNorm2d` and
-    :class:`torch.nn.SyncBatchNorm` without needing mmcv; any other type is looked up
-    in MMEngine's ``MODELS`` registry (where mmcv registers its norm layers).
-    """
-    cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
-    layer_type = cfg.pop('type')
-    requires_grad = cfg.pop('requires_grad', True)
-    builtin = {'BN': nn.BatchNorm2d, 'BN2d': nn.BatchNorm2d,
-               'SyncBN': nn.SyncBatchNorm}
-    if isinstance(layer_type, str) and layer_type in builtin:
-        layer = builtin[layer_type](num_features, **cfg)
-    elif isinstance(layer_type, type) and issubclass(layer_type, nn.Module):
-        layer = layer_type(num_features, **cfg)
-    else:
-        from mmengine.registry import MODELS
-        layer_cls = MODELS.get(layer_type)
-        if layer_cls is None:
-            raise KeyError(
-                f'Unknown norm layer type {layer_type!r} in norm_cfg; use one of '
-                f'{sorted(builtin)} or a type registered in MMEngine\'s MODELS.')
-        layer = layer_cls(num_features, **cfg)
-    for p in layer.parameters():
-        p.requires_grad = requires_grad
-    return layer
+    """A norm layer from a config such as ``dict(type='BN')``, built by mmcv's
+    :func:`~mmcv.cnn.build_norm_layer` (BN, SyncBN, GN, LN, IN and any type
+    registered in MMEngine's ``MODELS``)."""
+    norm_cfg = norm_cfg or dict(type='BN')
+    try:
+        return build_norm_layer(norm_cfg, num_features)[1]
+    except KeyError as e:   # mmcv's message names neither the type nor a fix
+        raise KeyError(
+            f'Unknown norm layer type {norm_cfg.get("type")!r} in norm_cfg; '
+            f'use one mmcv registers (BN, SyncBN, GN, LN, IN, ...) or a type '
+            f'registered in MMEngine\'s MODELS.') from e
 
 
 def _fold_bn(weight: torch.Tensor, bias: Optional[torch.Tensor],
-             bn: nn.modules.batchnorm._BatchNorm):
+             bn: _BatchNorm):
     """Fold an eval-mode BatchNorm that follows a conv into the conv's weight and
     bias. Computed in float64 and returned in float64."""
+    if not isinstance(bn, _BatchNorm):
+        raise TypeError(
+            f'Only BatchNorm folds into a convolution; this RepViT uses '
+            f'{type(bn).__name__} (norm_cfg), so it cannot be '
+            f're-parameterised. Train with BN or SyncBN to deploy fused.')
     w = weight.detach().double()
     b = (torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
          if bias is None else bias.detach().double())
@@ -152,29 +145,17 @@ class SqueezeExcite(nn.Module):
         return x * s.sigmoid()
 
 
-def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
-    """Stochastic depth per sample: zero the branch for a random subset of the
-    batch and rescale the rest by ``1 / keep_prob``."""
-    if drop_prob == 0.0 or not training:
-        return x
-    keep = 1.0 - drop_prob
-    mask = x.new_empty((x.shape[0], ) + (1, ) * (x.ndim - 1)).bernoulli_(keep)
-    return x * mask.div_(keep)
-
-
 class Residual(nn.Module):
-    """``x + drop_path(m(x))``."""
+    """``x + drop_path(m(x))``, with mmcv's per-sample :class:`DropPath`."""
 
     def __init__(self, m: nn.Module, drop_path_rate: float = 0.0):
         super().__init__()
         self.m = m
-        self.drop_path_rate = drop_path_rate
+        self.drop_path = (DropPath(drop_path_rate) if drop_path_rate > 0
+                          else nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + drop_path(self.m(x), self.drop_path_rate, self.training)
-
-    def extra_repr(self) -> str:
-        return f'drop_path_rate={self.drop_path_rate}'
+        return x + self.drop_path(self.m(x))
 
 
 class RepViTBlock(nn.Module):

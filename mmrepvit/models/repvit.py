@@ -1,25 +1,61 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 import contextlib
+import logging
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from collections import OrderedDict
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
+from ..checkpoint import is_fused, read_backbone_state
 from .layers import RepViTBlock, conv_bn, fuse_modules, preserved_norm_stats
 
-
-def _expand(runs: Sequence[Tuple[int, int]]) -> List[int]:
-    return [c for n, c in runs for _ in range(n)]
+STAGE_ENDS = ('before_pre_block', 'before_downsample')
 
 
-def _arch(runs, se: str, strides: str) -> dict:
-    return dict(channels=_expand(runs), se=[int(c) for c in se],
-                strides=[int(c) for c in strides])
+class BlockSetting(NamedTuple):
+    """One RepViT block: output width, stride (1 or 2) and whether it has SE."""
+    width: int
+    stride: int
+    use_se: bool
+
+
+def block_settings(widths: Sequence[int],
+                   depths: Sequence[int]) -> List[BlockSetting]:
+    """The blocks of a RepViT given its widths and depths per stage.
+
+    Every stage but the first starts with a stride-2 block that changes the
+    width. SE follows one rule in all official arches: counting the stride-1
+    blocks after each downsampling (the stem, or a stride-2 block) from 0,
+    the even ones have SE, except the *pre-block* (the last block of a stage
+    that is followed by another stage), which has none; stride-2 blocks have
+    none either.
+    """
+    blocks = []
+    last_stage = len(widths) - 1
+    for stage, (width, depth) in enumerate(zip(widths, depths)):
+        for j in range(depth):
+            downsamples = stage > 0 and j == 0
+            position = j - 1 if stage > 0 else j
+            pre_block = stage < last_stage and j == depth - 1
+            use_se = not (downsamples or pre_block) and position % 2 == 0
+            blocks.append(BlockSetting(width, 2 if downsamples else 1, use_se))
+    return blocks
+
+
+class LoadReport(NamedTuple):
+    """What :meth:`RepViT.load_pretrained` loaded."""
+    loaded: List[str]
+    missing: List[str]
+    unexpected: List[str]
+    dropped_head: List[str]
+    layout: str
 
 
 @MODELS.register_module()
@@ -28,34 +64,51 @@ class RepViT(BaseModule):
 
     A re-parameterisable mobile CNN from `RepViT: Revisiting Mobile CNN From ViT
     Perspective <https://arxiv.org/abs/2307.09283>`_ (CVPR 2024). Module and
-    parameter names follow the official ``features.{i}`` layout, so official
-    ImageNet, COCO and ADE20K checkpoints load without conversion; timm-layout
-    checkpoints are converted in memory.
+    parameter names follow the official ``features.{i}`` layout (``features.0``
+    is the stem, ``features.i`` the i-th block), so official ImageNet, COCO
+    and ADE20K checkpoints load without conversion; timm-layout checkpoints
+    are converted in memory.
+
+    The network has four stages at strides 4, 8, 16 and 32. Every stage after
+    the first starts with a stride-2 block, and the block just before each
+    stride-2 block is a *pre-block* that prepares the downsampling. The paper
+    taps the stages at two places, chosen with ``stage_ends``:
+
+    - ``'before_pre_block'`` (the paper's detection code, and timm's stages):
+      a stage ends before its pre-block, so each pre-block opens the next
+      stage. For m1_1 the four outputs are ``features`` 2, 6, 20, 24.
+    - ``'before_downsample'`` (the paper's segmentation code): a stage ends
+      right before the next stride-2 block. For m1_1: ``features`` 3, 7, 21,
+      24.
+
+    Both give the same widths and strides; the last stage ends at the last
+    block either way.
 
     Args:
         arch (str | dict): One of ``'m0_6'``, ``'m0_9'``, ``'m1_0'``, ``'m1_1'``,
-            ``'m1_5'``, ``'m2_3'``, or a dict with equally long lists
-            ``channels`` (output width of each block), ``se`` (0/1 per block)
-            and ``strides`` (1/2 per block); the width may change only at
-            stride-2 blocks. Defaults to ``'m1_1'``.
+            ``'m1_5'``, ``'m2_3'``, or a dict with ``widths`` (output channels
+            of each stage, even) and ``depths`` (blocks of each stage, the
+            stride-2 block included; at least 2 in every stage but the last).
+            SE and downsampling follow :func:`block_settings`.
+            Defaults to ``'m1_1'``.
         in_channels (int): Number of input image channels. Defaults to ``3``.
-        out_indices (int | Sequence[int] | None): Indices into ``features``
-            (0 is the stem, ``i`` the i-th block) whose outputs are returned;
-            negative indices count from the end. ``None`` selects the arch's
-            detection taps (the block before the last block of each of the
-            first three stages, and the last block), as used by the paper.
-            Defaults to ``None``.
+        out_indices (int | Sequence[int]): Stages whose outputs are returned,
+            0-3 for the official arches; negative indices count from the end.
+            Defaults to ``(0, 1, 2, 3)``.
+        stage_ends (str): Where stages end, ``'before_pre_block'`` or
+            ``'before_downsample'`` (see above). Also decides which blocks
+            ``frozen_stages`` freezes. Defaults to ``'before_pre_block'``.
         frozen_stages (int): Stages to freeze (parameters without gradients,
             norm layers in eval mode): ``-1`` none, ``0`` the stem, ``k`` the
-            stem and the first ``k`` stages. A stage is a run of blocks that
-            starts at a stride-2 block. Defaults to ``-1``.
-        norm_eval (bool): Keep every norm layer in eval mode during training
+            stem and the first ``k`` stages. Defaults to ``-1``.
+        norm_eval (bool): Keep every BatchNorm in eval mode during training
             (frozen running statistics; affine parameters still learn), as
             the official detection and segmentation code does.
             Defaults to ``False``.
-        norm_cfg (dict): Norm layer config, ``dict(type='BN')`` or
-            ``dict(type='SyncBN')`` for example. Defaults to
-            ``dict(type='BN')``.
+        norm_cfg (dict): Norm layer config for mmcv's ``build_norm_layer``,
+            e.g. ``dict(type='BN')``, ``dict(type='SyncBN')`` or
+            ``dict(type='GN', num_groups=8)``; only BatchNorm can be fused
+            for deployment. Defaults to ``dict(type='BN')``.
         drop_path_rate (float): Stochastic depth rate of the residual channel
             mixers, rising linearly from 0 over the blocks. The official
             network uses none. Defaults to ``0.``.
@@ -68,7 +121,7 @@ class RepViT(BaseModule):
         init_cfg (dict | list[dict] | None): Initialisation config;
             ``dict(type='Pretrained', checkpoint=PATH_OR_URL, prefix=...)``
             loads official, timm, MMEngine and plain checkpoints (see
-            :func:`mmrepvit.load_pretrained`). Defaults to ``None``.
+            :meth:`load_pretrained`). Defaults to ``None``.
 
     Example:
         >>> import torch
@@ -83,30 +136,19 @@ class RepViT(BaseModule):
     """
 
     arch_zoo: Dict[str, dict] = {
-        'm0_6': _arch([(2, 40), (3, 80), (10, 160), (2, 320)],
-                      '10010010101010001', '11211211111111121'),
-        'm0_9': _arch([(3, 48), (4, 96), (16, 192), (3, 384)],
-                      '10001000101010101010100010',
-                      '11121112111111111111111211'),
-        'm1_0': _arch([(3, 56), (4, 112), (16, 224), (3, 448)],
-                      '10001000101010101010100010',
-                      '11121112111111111111111211'),
-        'm1_1': _arch([(3, 64), (4, 128), (14, 256), (3, 512)],
-                      '100010001010101010100010', '111211121111111111111211'),
-        'm1_5': _arch([(5, 64), (6, 128), (26, 256), (5, 512)],
-                      '101000101000101010101010101010101010001010',
-                      '111112111112111111111111111111111111121111'),
-        'm2_3': _arch([(7, 80), (8, 160), (36, 320), (3, 640)],
-                      '10101000101010001010101010101010101010101010101010'
-                      '0010',
-                      '11111112111111121111111111111111111111111111111111'
-                      '1211'),
+        'm0_6': dict(widths=(40, 80, 160, 320), depths=(2, 3, 10, 2)),
+        'm0_9': dict(widths=(48, 96, 192, 384), depths=(3, 4, 16, 3)),
+        'm1_0': dict(widths=(56, 112, 224, 448), depths=(3, 4, 16, 3)),
+        'm1_1': dict(widths=(64, 128, 256, 512), depths=(3, 4, 14, 3)),
+        'm1_5': dict(widths=(64, 128, 256, 512), depths=(5, 6, 26, 5)),
+        'm2_3': dict(widths=(80, 160, 320, 640), depths=(7, 8, 36, 3)),
     }
 
     def __init__(self,
                  arch: Union[str, dict] = 'm1_1',
                  in_channels: int = 3,
-                 out_indices: Union[int, Sequence[int], None] = None,
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
+                 stage_ends: str = 'before_pre_block',
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  norm_cfg: Optional[dict] = None,
@@ -115,134 +157,127 @@ class RepViT(BaseModule):
                  deploy: bool = False,
                  init_cfg: Union[dict, List[dict], None] = None):
         super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self._parse_arch(arch)
+        self.arch_settings = self.parse_arch(arch)
         self.arch_name = arch if isinstance(arch, str) else 'custom'
-        channels = self.arch_settings['channels']
-        se = self.arch_settings['se']
-        strides = self.arch_settings['strides']
-        num_blocks = len(channels)
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(
                 f'drop_path_rate must be in [0, 1), got {drop_path_rate}.')
         self.in_channels = in_channels
         self.norm_cfg = dict(type='BN') if norm_cfg is None else norm_cfg
         self.deploy = deploy
+        self.features = self._build_features(drop_path_rate)
 
-        # Stages: the stem is stage 0; stage k (k >= 1) starts at the first
-        # block or at a stride-2 block. stage_ends[k] is its last features idx.
-        starts = [i + 1 for i, s in enumerate(strides) if s == 2 or i == 0]
-        self.stage_ends = [0] + [s - 1 for s in starts[1:]] + [num_blocks]
-        self.det_taps = [max(e - 1, 0) for e in self.stage_ends[1:-1]] + \
-            [num_blocks]
-        self.seg_taps = self.stage_ends[1:]
-
-        c0 = channels[0]
-        stem = nn.Sequential(
-            conv_bn(in_channels, c0 // 2, 3, 2, 1, norm_cfg=self.norm_cfg,
-                    deploy=deploy), nn.GELU(),
-            conv_bn(c0 // 2, c0, 3, 2, 1, norm_cfg=self.norm_cfg,
-                    deploy=deploy))
-        dpr = torch.linspace(0, drop_path_rate, num_blocks).tolist()
-        layers = [stem]
-        in_c = c0
-        for i in range(num_blocks):
-            layers.append(
-                RepViTBlock(in_c, channels[i], strides[i], bool(se[i]),
-                            dpr[i], self.norm_cfg, deploy))
-            in_c = channels[i]
-        self.features = nn.ModuleList(layers)
-
+        self.stage_ends = stage_ends
+        self.stage_outputs = self._stage_outputs(stage_ends)
         self.out_indices = self._parse_out_indices(out_indices)
-        if not -1 <= frozen_stages < len(self.stage_ends):
+        num_stages = len(self.stage_outputs)
+        if not -1 <= frozen_stages <= num_stages:
             raise ValueError(
-                f'frozen_stages must be in [-1, {len(self.stage_ends) - 1}] '
-                f'(-1: none, 0: the stem, k: the stem and the first k of the '
-                f'{len(self.stage_ends) - 1} stages), got {frozen_stages}.')
+                f'frozen_stages must be in [-1, {num_stages}] (-1: none, 0: '
+                f'the stem, k: the stem and the first k of the {num_stages} '
+                f'stages), got {frozen_stages}.')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
 
-        # (channels, stride) of every tapped output, so callers such as FPN
-        # never hard-code widths.
-        widths = [c0] + channels
-        reductions = [4]
-        for s in strides:
-            reductions.append(reductions[-1] * s)
+        # Width and stride of every output, so that callers such as FPN
+        # never hard-code them.
+        widths = self.arch_settings['widths']
         self.feature_info = [
-            dict(num_chs=widths[i], reduction=reductions[i],
-                 module=f'features.{i}') for i in self.out_indices
+            dict(num_chs=widths[i], reduction=4 * 2**i,
+                 module=f'features.{self.stage_outputs[i]}')
+            for i in self.out_indices
         ]
         self.out_channels = [info['num_chs'] for info in self.feature_info]
         self._freeze_stages()
 
     # ------------------------------------------------------------------ args
     @classmethod
-    def _parse_arch(cls, arch: Union[str, dict]) -> dict:
+    def parse_arch(cls, arch: Union[str, dict]) -> dict:
+        """Check ``arch`` and return its ``dict(widths=..., depths=...)``."""
         if isinstance(arch, str):
             if arch not in cls.arch_zoo:
                 raise ValueError(
                     f'Unknown RepViT arch {arch!r}; valid arches are '
-                    f'{sorted(cls.arch_zoo)}, or a dict with keys channels, '
-                    f'se and strides.')
+                    f'{sorted(cls.arch_zoo)}, or a dict with keys widths and '
+                    f'depths.')
             return cls.arch_zoo[arch]
         if not isinstance(arch, dict):
             raise TypeError(
                 f'arch must be a str or a dict, got {type(arch).__name__}.')
-        needed = {'channels', 'se', 'strides'}
+        needed = {'widths', 'depths'}
         if set(arch) != needed:
             raise ValueError(
                 f'A custom RepViT arch dict needs exactly the keys '
                 f'{sorted(needed)}; missing {sorted(needed - set(arch))}, '
                 f'unexpected {sorted(set(arch) - needed)}.')
-        channels, se, strides = (list(arch[k]) for k in ('channels', 'se',
-                                                          'strides'))
-        if not channels or not len(channels) == len(se) == len(strides):
+        widths, depths = tuple(arch['widths']), tuple(arch['depths'])
+        if not widths or len(widths) != len(depths):
             raise ValueError(
-                f'channels, se and strides of a custom RepViT arch must be '
-                f'non-empty lists of one entry per block and of equal length, '
-                f'got lengths {len(channels)}, {len(se)} and {len(strides)}.')
-        if any(not isinstance(c, int) or c < 2 or c % 2 for c in channels):
+                f'widths and depths of a custom RepViT arch need one entry '
+                f'per stage, got {len(widths)} widths and {len(depths)} '
+                f'depths.')
+        if any(not isinstance(w, int) or w < 2 or w % 2 for w in widths):
+            raise ValueError(f'widths must be even ints >= 2, got {widths}.')
+        if any(not isinstance(d, int) or d < 2 for d in depths[:-1]) or \
+                not isinstance(depths[-1], int) or depths[-1] < 1:
             raise ValueError(
-                f'channels must be even positive ints, got {channels}.')
-        if any(s not in (0, 1) for s in se):
-            raise ValueError(f'se flags must be 0 or 1, got {se}.')
-        if any(s not in (1, 2) for s in strides):
-            raise ValueError(f'strides must be 1 or 2, got {strides}.')
-        if strides[0] != 1:
-            raise ValueError('The first block must have stride 1 (the stem '
-                             'already downsamples by 4).')
-        for i in range(1, len(channels)):
-            if strides[i] == 1 and channels[i] != channels[i - 1]:
-                raise ValueError(
-                    f'Block {i} has stride 1 but changes the width from '
-                    f'{channels[i - 1]} to {channels[i]}; the width may change '
-                    f'only at stride-2 blocks.')
-        return dict(channels=channels, se=se, strides=strides)
+                f'depths must be ints, at least 2 in every stage but the last '
+                f'(the stride-2 block and the pre-block) and at least 1 in '
+                f'the last, got {depths}.')
+        return dict(widths=widths, depths=depths)
+
+    def _build_features(self, drop_path_rate: float) -> nn.ModuleList:
+        blocks = block_settings(**self.arch_settings)
+        first_width = blocks[0].width
+        stem = nn.Sequential(
+            conv_bn(self.in_channels, first_width // 2, 3, 2, 1,
+                    norm_cfg=self.norm_cfg, deploy=self.deploy), nn.GELU(),
+            conv_bn(first_width // 2, first_width, 3, 2, 1,
+                    norm_cfg=self.norm_cfg, deploy=self.deploy))
+        drop_rates = torch.linspace(0, drop_path_rate, len(blocks)).tolist()
+        features = [stem]
+        width = first_width
+        for block, drop_rate in zip(blocks, drop_rates):
+            features.append(
+                RepViTBlock(width, block.width, block.stride, block.use_se,
+                            drop_rate, self.norm_cfg, self.deploy))
+            width = block.width
+        return nn.ModuleList(features)
+
+    def _stage_outputs(self, stage_ends: str) -> List[int]:
+        """The ``features`` index each stage's output is taken from."""
+        if stage_ends not in STAGE_ENDS:
+            raise ValueError(f'stage_ends must be one of {STAGE_ENDS}, got '
+                             f'{stage_ends!r}.')
+        depths = self.arch_settings['depths']
+        last_blocks = [sum(depths[:i + 1]) for i in range(len(depths))]
+        if stage_ends == 'before_pre_block':
+            return [i - 1 for i in last_blocks[:-1]] + last_blocks[-1:]
+        return last_blocks
 
     def _parse_out_indices(self, out_indices) -> Tuple[int, ...]:
-        n = len(self.features)
-        if out_indices is None:
-            return tuple(self.det_taps)
         if isinstance(out_indices, int):
             out_indices = [out_indices]
-        if not isinstance(out_indices, Sequence) or not out_indices:
+        if not isinstance(out_indices, Sequence) or not out_indices or \
+                not all(isinstance(i, int) for i in out_indices):
             raise TypeError(f'out_indices must be an int or a non-empty '
                             f'sequence of ints, got {out_indices!r}.')
-        parsed = []
+        n = len(self.stage_outputs)
         for index in out_indices:
             if not -n <= index < n:
                 raise IndexError(
-                    f'out_indices entry {index} is out of range for arch '
-                    f'{self.arch_name!r}, whose features has {n} entries '
-                    f'(valid: -{n}..{n - 1}; 0 is the stem).')
-            parsed.append(index % n)
-        return tuple(parsed)
+                    f'out_indices entry {index} is out of range: RepViT '
+                    f'{self.arch_name!r} has {n} stages (valid: 0..{n - 1}, '
+                    f'or -{n}..-1 from the end).')
+        return tuple(index % n for index in out_indices)
 
     # ------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        taps = {}
-        for i, layer in enumerate(self.features):
-            if self.with_cp and torch.is_grad_enabled() and i > 0:
+        wanted = {self.stage_outputs[i]: i for i in self.out_indices}
+        outs = {}
+        for index, layer in enumerate(self.features):
+            if self.with_cp and torch.is_grad_enabled() and index > 0:
                 # Non-reentrant checkpoint; the recomputation restores the
                 # BatchNorm statistics so they are updated once per step.
                 x = checkpoint(
@@ -251,18 +286,18 @@ class RepViT(BaseModule):
                                                 preserved_norm_stats(m)))
             else:
                 x = layer(x)
-            if i in self.out_indices:
-                taps[i] = x
-        return tuple(taps[i] for i in self.out_indices)
+            if index in wanted:
+                outs[wanted[index]] = x
+        return tuple(outs[i] for i in self.out_indices)
 
     # ------------------------------------------------------------ training
     def _freeze_stages(self):
         if self.frozen_stages < 0:
             return
-        for i in range(self.stage_ends[self.frozen_stages] + 1):
-            m = self.features[i]
-            m.eval()
-            for p in m.parameters():
+        last = ([0] + self.stage_outputs)[self.frozen_stages]
+        for layer in self.features[:last + 1]:
+            layer.eval()
+            for p in layer.parameters():
                 p.requires_grad = False
 
     def train(self, mode: bool = True):
@@ -277,11 +312,10 @@ class RepViT(BaseModule):
     # ---------------------------------------------------------- pretrained
     def init_weights(self):
         """Load ``init_cfg=dict(type='Pretrained', ...)`` with
-        :func:`mmrepvit.load_pretrained` (safe loading, layout conversion and
-        key checks); any other ``init_cfg`` goes to MMEngine."""
+        :meth:`load_pretrained` (safe loading, layout conversion and key
+        checks); any other ``init_cfg`` goes to MMEngine."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            from ..checkpoint import load_pretrained
             unknown = set(cfg) - {'type', 'checkpoint', 'prefix',
                                   'map_location'}
             if unknown:
@@ -289,11 +323,90 @@ class RepViT(BaseModule):
                     f'Unknown keys {sorted(unknown)} in the Pretrained '
                     f'init_cfg of RepViT; allowed: checkpoint, prefix, '
                     f'map_location.')
-            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                            map_location=cfg.get('map_location', 'cpu'))
+            self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'),
+                                 map_location=cfg.get('map_location', 'cpu'))
             self._is_init = True
         else:
             super().init_weights()
+
+    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None,
+                        map_location='cpu', logger='current') -> LoadReport:
+        """Load pretrained weights from a local path or an http(s) URL.
+
+        Accepts official ImageNet checkpoints (classification heads dropped),
+        timm-layout checkpoints (converted in memory), MMEngine / MMDetection
+        / MMSegmentation checkpoints of a whole model with
+        ``prefix='backbone.'``, plain state dicts, fused checkpoints into a
+        ``deploy=True`` backbone, and unfused ones into a ``deploy=True``
+        backbone (loaded into the training form, then fused). Logs how many
+        tensors loaded and names the missing and unexpected keys to
+        ``logger`` (an MMLogger, its name, or ``'current'``).
+
+        Raises:
+            ValueError: no tensor matches the backbone, a tensor's shape
+                differs (a checkpoint of another arch), or a fused checkpoint
+                meets a training-form backbone.
+        """
+        source = f'checkpoint {checkpoint!r}'
+        state, layout, dropped = read_backbone_state(checkpoint, prefix,
+                                                     map_location)
+        if is_fused(state) and not self.deploy:
+            raise ValueError(
+                f'{source} holds a fused (re-parameterised) RepViT; build the '
+                f'backbone with deploy=True to load it.')
+        target = self
+        if self.deploy and not is_fused(state):
+            # Load into the training form, then fuse, so that ImageNet
+            # weights initialise a deploy-form backbone directly.
+            target = RepViT(self.arch_settings, self.in_channels,
+                            norm_cfg=self.norm_cfg)
+        matched, missing, unexpected = target._match_state(state, source)
+        target.load_state_dict(matched, strict=False)
+        expected = len(target.state_dict())
+        if target is not self:
+            self.load_state_dict(target.eval().switch_to_deploy().state_dict())
+        name = f'RepViT-{self.arch_name}' + (' (deploy)' if self.deploy
+                                             else '')
+        print_log(
+            f'Loaded {len(matched)}/{expected} tensors of '
+            f'{name} from {checkpoint} ({layout} layout'
+            + (f', prefix {prefix!r}' if prefix else '')
+            + (f', dropped {len(dropped)} classification-head tensors'
+               if dropped else '') + ').', logger=logger)
+        if missing:
+            print_log(f'Missing keys in {source} ({len(missing)}; these keep '
+                      f'their initialisation): {missing}', logger=logger,
+                      level=logging.WARNING)
+        if unexpected:
+            print_log(f'Unexpected keys in {source} ({len(unexpected)}; '
+                      f'ignored): {unexpected}', logger=logger,
+                      level=logging.WARNING)
+        return LoadReport(list(matched), missing, unexpected, dropped, layout)
+
+    def _match_state(self, state: dict, source: str):
+        """Split ``state`` into the tensors this backbone has, its keys the
+        state lacks and keys it does not know; raise if nothing matches or a
+        shape differs."""
+        own = self.state_dict()
+        mismatched = [
+            f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+            for k, v in state.items() if k in own and own[k].shape != v.shape
+        ]
+        if mismatched:
+            raise ValueError(
+                f'{source} does not fit RepViT arch {self.arch_name!r}: '
+                f'{len(mismatched)} tensors differ in shape (is it a '
+                f'checkpoint of another arch?), e.g. {mismatched[:5]}.')
+        matched = OrderedDict((k, v) for k, v in state.items() if k in own)
+        if not matched:
+            raise ValueError(
+                f'No tensor of {source} matches the RepViT backbone: its keys '
+                f'look like {list(state)[:5]}, the backbone\'s like '
+                f'{list(own)[:3]}. For a whole detector or segmentor '
+                f"checkpoint pass prefix='backbone.'.")
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        return matched, missing, unexpected
 
     # -------------------------------------------------------------- deploy
     def switch_to_deploy(self) -> 'RepViT':

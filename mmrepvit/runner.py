@@ -1,6 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""What tools/train.py and tools/test.py share: config loading and the CPU
-(gloo) fallback for distributed runs on machines without CUDA."""
+"""What tools/train.py and tools/test.py share: their common flags, config
+loading, the CPU (gloo) fallback for distributed runs on machines without
+CUDA, and ending a distributed job cleanly."""
 import logging
 import os
 import os.path as osp
@@ -8,8 +9,6 @@ import os.path as osp
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
-
-import mmrepvit  # noqa: F401  (registers RepViT; safe MMEngine checkpoints)
 
 
 def add_common_args(parser):
