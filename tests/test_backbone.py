@@ -438,3 +438,14 @@ print('ok')
                             text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == 'ok'
+
+
+def test_docstring_examples_run():
+    # The Example: sections of RepViT and AlignResize, as doctests.
+    import doctest
+
+    import mmrepvit.models.repvit
+    import mmrepvit.transforms
+    for module in (mmrepvit.models.repvit, mmrepvit.transforms):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -35,9 +35,9 @@ import torch.nn.functional as F
 # the reference), with the same parameter names, used as the speed baseline.
 class NaiveConvBN(nn.Sequential):
 
-    def __init__(self, cin, cout, k=1, s=1, p=0, g=1):
+    def __init__(self, width, cout, k=1, s=1, p=0, g=1):
         super().__init__()
-        self.add_module('c', nn.Conv2d(cin, cout, k, s, p, groups=g,
+        self.add_module('c', nn.Conv2d(width, cout, k, s, p, groups=g,
                                        bias=False))
         self.add_module('bn', nn.BatchNorm2d(cout))
 
@@ -78,15 +78,15 @@ class NaiveResidual(nn.Module):
 
 class NaiveBlock(nn.Module):
 
-    def __init__(self, cin, cout, stride, se):
+    def __init__(self, width, cout, stride, se):
         super().__init__()
-        se_layer = NaiveSE(cin) if se else nn.Identity()
+        se_layer = NaiveSE(width) if se else nn.Identity()
         if stride == 1:
-            self.token_mixer = nn.Sequential(NaiveRepVGGDW(cin), se_layer)
+            self.token_mixer = nn.Sequential(NaiveRepVGGDW(width), se_layer)
         else:
             self.token_mixer = nn.Sequential(
-                NaiveConvBN(cin, cin, 3, 2, 1, cin), se_layer,
-                NaiveConvBN(cin, cout))
+                NaiveConvBN(width, width, 3, 2, 1, width), se_layer,
+                NaiveConvBN(width, cout))
         self.channel_mixer = NaiveResidual(nn.Sequential(
             NaiveConvBN(cout, 2 * cout), nn.GELU(),
             NaiveConvBN(2 * cout, cout)))
@@ -101,13 +101,13 @@ class NaiveRepViT(nn.Module):
         super().__init__()
         from mmrepvit import block_settings
         blocks = block_settings(**arch)
-        c0 = blocks[0].width
-        layers = [nn.Sequential(NaiveConvBN(3, c0 // 2, 3, 2, 1), nn.GELU(),
-                                NaiveConvBN(c0 // 2, c0, 3, 2, 1))]
-        cin = c0
+        stem_width = blocks[0].width
+        layers = [nn.Sequential(NaiveConvBN(3, stem_width // 2, 3, 2, 1), nn.GELU(),
+                                NaiveConvBN(stem_width // 2, stem_width, 3, 2, 1))]
+        width = stem_width
         for c, s, se in blocks:
-            layers.append(NaiveBlock(cin, c, s, se))
-            cin = c
+            layers.append(NaiveBlock(width, c, s, se))
+            width = c
         self.features = nn.ModuleList(layers)
         self.out_indices = out_indices
 
