@@ -6,6 +6,7 @@ decides how to load what these functions return
 import os
 import pickle
 import re
+import urllib.error
 from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Optional
 
@@ -32,39 +33,86 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
 
     Raises:
         FileNotFoundError: the local path does not exist.
+        ConnectionError: the URL cannot be downloaded.
+        ValueError: the file is not a PyTorch checkpoint (truncated,
+            corrupted, or another kind of file such as a saved HTML page).
         RuntimeError: the file holds objects other than tensors and plain
             containers, which only an unsafe unpickling could read.
     """
     filename = str(filename)
+    if re.match(r'^https?://', filename):
+        try:
+            return _torch_load(
+                filename, lambda: torch.hub.load_state_dict_from_url(
+                    filename, map_location=map_location, weights_only=True,
+                    progress=False))
+        except urllib.error.URLError as e:
+            raise ConnectionError(
+                f'Could not download the checkpoint {filename} ({e.reason}). '
+                f'Download it by hand (from a machine that can reach it) and '
+                f'give its local path instead, e.g. '
+                f'init_cfg.checkpoint=/path/to/{filename.rsplit("/", 1)[-1]}.'
+            ) from e
+    if '://' in filename:
+        raise ValueError(
+            f'Unsupported checkpoint location {filename!r}: use a local '
+            f'path or an http(s) URL.')
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(
+            f'Checkpoint file {filename!r} does not exist (looked for '
+            f'{os.path.abspath(filename)!r}); check init_cfg.checkpoint.')
+    with open(filename, 'rb') as f:
+        magic = f.read(2)
+    # torch.save writes a zip archive ('PK'); old files are a pickle (0x80).
+    if magic not in (b'PK', ) and not magic.startswith(b'\x80'):
+        raise _not_a_checkpoint(filename, f'it starts with {magic!r}')
+    return _torch_load(filename, lambda: torch.load(
+        filename, map_location=map_location, weights_only=True))
+
+
+def _not_a_checkpoint(filename: str, why: str) -> ValueError:
+    again = 'Download it again'
+    if '://' in filename:
+        again += (f' (delete the cached copy in '
+                  f'{os.path.join(torch.hub.get_dir(), "checkpoints")} first)')
+    return ValueError(
+        f'{filename!r} is not a valid PyTorch checkpoint ({why}): it is '
+        f'truncated or corrupted, or another kind of file (an HTML error '
+        f'page saved as .pth, for example). {again}.')
+
+
+def _torch_load(filename: str, load):
+    """``load()``, with torch's errors turned into ones that say what is
+    wrong with ``filename`` and what to do."""
     try:
-        if re.match(r'^https?://', filename):
-            return torch.hub.load_state_dict_from_url(
-                filename, map_location=map_location, weights_only=True,
-                progress=False)
-        if '://' in filename:
-            raise ValueError(
-                f'Unsupported checkpoint location {filename!r}: use a local '
-                f'path or an http(s) URL.')
-        if not os.path.isfile(filename):
-            raise FileNotFoundError(
-                f'Checkpoint file {filename!r} does not exist (looked for '
-                f'{os.path.abspath(filename)!r}); check init_cfg.checkpoint.')
-        return torch.load(filename, map_location=map_location,
-                          weights_only=True)
+        return load()
     except pickle.UnpicklingError as e:
-        # torch's message starts with generic advice; keep the line that
-        # names what was refused.
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        why = next((ln for ln in lines if 'GLOBAL' in ln or 'Refusing' in ln
-                    or 'reduce' in ln), lines[-1] if lines else '')
+        # Refusals name the global or call (ours say 'Refusing ...'); a
+        # broken file fails on a byte that is no pickle opcode.
+        refused = next((ln for ln in lines if 'GLOBAL' in ln or
+                        'Refusing' in ln or 'reduce' in ln), None)
+        if refused is None:   # not an allow-list refusal: a broken file
+            generic = ('Weights only load failed', 'Please file an issue',
+                       'Check the documentation')
+            detail = [ln for ln in lines if not ln.startswith(generic)]
+            raise _not_a_checkpoint(
+                filename, detail[0] if detail else 'unreadable pickle') from e
         raise RuntimeError(
             f'Refusing to load {filename!r}: it holds Python objects other '
             f'than tensors and plain containers, and unpickling those could '
-            f'run code from the file ({why}). mmrepvit reads weights '
+            f'run code from the file ({refused}). mmrepvit reads weights '
             f'with torch.load(weights_only=True). If you trust the file, save '
             f'only its state dict and load that instead, e.g. '
             f"torch.save(torch.load(path, weights_only=False)['model'], "
             f"'weights.pth').") from e
+    except EOFError as e:   # an empty file
+        raise _not_a_checkpoint(filename, 'the file is empty') from e
+    except RuntimeError as e:
+        if 'PytorchStreamReader' not in str(e):
+            raise
+        # A zip archive cut short or damaged.
+        raise _not_a_checkpoint(filename, str(e).splitlines()[0]) from e
 
 
 def extract_state_dict(ckpt: dict, prefix: Optional[str] = None,

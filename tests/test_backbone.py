@@ -449,3 +449,26 @@ def test_docstring_examples_run():
     for module in (mmrepvit.models.repvit, mmrepvit.transforms):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+@pytest.mark.parametrize('shape,message', [
+    ((3, 64, 64), r'4-D image batch \(N, C, H, W\), got a 3-D tensor'),
+    ((1, 1, 3, 64, 64), 'got a 5-D tensor'),
+    ((1, 1, 64, 64), r'built for 3-channel images but got 1 channels.*'
+     r'in_channels=1'),
+    ((1, 4, 64, 64), 'got 4 channels.*in_channels=4'),
+])
+def test_bad_input_names_the_problem_and_the_fix(shape, message):
+    with pytest.raises(ValueError, match=message):
+        RepViT('m0_6')(torch.rand(*shape))
+
+
+@pytest.mark.parametrize('hw', [(1, 1), (8, 13), (31, 31)])
+def test_inputs_below_32_pixels_work(hw):
+    # Stride-2 3x3 convs with padding 1 map n to ceil(n / 2) >= 1, so there
+    # is no minimum size; the outputs are just 1x1 at the deepest stages.
+    model = RepViT('m0_6', in_channels=1).eval()
+    with torch.no_grad():
+        outs = model(torch.rand(1, 1, *hw))
+    assert [tuple(o.shape[2:]) for o in outs] == [
+        (downsampled(hw[0], k), downsampled(hw[1], k)) for k in (2, 3, 4, 5)]

@@ -244,3 +244,53 @@ def test_unfused_partial_checkpoint_into_deploy_reports_missing(tmp_path,
     n = len(RepViT('m0_6').state_dict())
     assert any(m.startswith(f'Loaded {n - 1}/{n} tensors of RepViT-m0_6 '
                             f'(deploy)') for m in messages)
+
+
+def _truncated(path, source):
+    torch.save({'model': source.state_dict()}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+@pytest.mark.parametrize('write,why', [
+    # A download cut short: the zip archive lacks its directory.
+    (_truncated, 'failed finding central directory'),
+    # An HTML error page saved under the checkpoint's name.
+    (lambda p, s: p.write_text('<!DOCTYPE html><html>Not Found</html>'),
+     r"starts with b'<!'"),
+    (lambda p, s: p.write_bytes(b''), r"starts with b''"),
+    # A file that starts like a pickle but is not one.
+    (lambda p, s: p.write_bytes(b'\x80\x05garbage'), 'Unsupported operand'),
+])
+def test_broken_file_names_the_file_and_says_to_download_again(
+        tmp_path, source, write, why):
+    path = tmp_path / 'repvit_m0_6_distill_300e.pth'
+    write(path, source)
+    with pytest.raises(ValueError, match=f"{path.name}' is not a valid "
+                       f'PyTorch checkpoint .*{why}.*Download it again'):
+        pretrained(path).init_weights()
+
+
+def test_unreachable_url_names_it_and_suggests_a_local_path(
+        tmp_path, monkeypatch):
+    # A port nothing listens on: the connection is refused at once.
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path))
+    url = f'http://127.0.0.1:{port}/repvit_m0_6_distill_300e.pth'
+    with pytest.raises(ConnectionError,
+                       match=f'Could not download the checkpoint {url}.*by '
+                       r'hand.*/path/to/repvit_m0_6_distill_300e\.pth'):
+        pretrained(url).init_weights()
+
+
+def test_checkpoint_without_backbone_tensors(tmp_path):
+    # A detector checkpoint whose keys are all neck / head ones.
+    torch.save({'state_dict': {'neck.conv.weight': torch.zeros(1),
+                               'rpn_head.conv.weight': torch.zeros(1)}},
+               tmp_path / 'heads_only.pth')
+    with pytest.raises(ValueError, match='No tensor of .*heads_only.pth.* '
+                       "matches the RepViT backbone.*prefix='backbone.'"):
+        pretrained(tmp_path / 'heads_only.pth').init_weights()

@@ -274,6 +274,16 @@ class RepViT(BaseModule):
 
     # ------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if x.dim() != 4:
+            raise ValueError(
+                f'RepViT expects a 4-D image batch (N, C, H, W), got a '
+                f'{x.dim()}-D tensor of shape {tuple(x.shape)}.')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'RepViT was built for {self.in_channels}-channel images but '
+                f'got {x.shape[1]} channels (input shape {tuple(x.shape)}); '
+                f'set in_channels={x.shape[1]} in the backbone config, or '
+                f'convert the images to {self.in_channels} channels.')
         wanted = {self.stage_outputs[i]: i for i in self.out_indices}
         outs = {}
         for index, layer in enumerate(self.features):
