@@ -64,7 +64,7 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
     with open(filename, 'rb') as f:
         magic = f.read(2)
     # torch.save writes a zip archive ('PK'); old files are a pickle (0x80).
-    if magic not in (b'PK', ) and not magic.startswith(b'\x80'):
+    if magic != b'PK' and not magic.startswith(b'\x80'):
         raise _not_a_checkpoint(filename, f'it starts with {magic!r}')
     return _torch_load(filename, lambda: torch.load(
         filename, map_location=map_location, weights_only=True))

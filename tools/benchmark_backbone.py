@@ -35,11 +35,11 @@ import torch.nn.functional as F
 # the reference), with the same parameter names, used as the speed baseline.
 class NaiveConvBN(nn.Sequential):
 
-    def __init__(self, width, cout, k=1, s=1, p=0, g=1):
+    def __init__(self, in_channels, out_channels, k=1, s=1, p=0, g=1):
         super().__init__()
-        self.add_module('c', nn.Conv2d(width, cout, k, s, p, groups=g,
+        self.add_module('c', nn.Conv2d(in_channels, out_channels, k, s, p, groups=g,
                                        bias=False))
-        self.add_module('bn', nn.BatchNorm2d(cout))
+        self.add_module('bn', nn.BatchNorm2d(out_channels))
 
 
 class NaiveSE(nn.Module):
@@ -78,18 +78,18 @@ class NaiveResidual(nn.Module):
 
 class NaiveBlock(nn.Module):
 
-    def __init__(self, width, cout, stride, se):
+    def __init__(self, in_channels, out_channels, stride, se):
         super().__init__()
-        se_layer = NaiveSE(width) if se else nn.Identity()
+        se_layer = NaiveSE(in_channels) if se else nn.Identity()
         if stride == 1:
-            self.token_mixer = nn.Sequential(NaiveRepVGGDW(width), se_layer)
+            self.token_mixer = nn.Sequential(NaiveRepVGGDW(in_channels), se_layer)
         else:
             self.token_mixer = nn.Sequential(
-                NaiveConvBN(width, width, 3, 2, 1, width), se_layer,
-                NaiveConvBN(width, cout))
+                NaiveConvBN(in_channels, in_channels, 3, 2, 1, in_channels), se_layer,
+                NaiveConvBN(in_channels, out_channels))
         self.channel_mixer = NaiveResidual(nn.Sequential(
-            NaiveConvBN(cout, 2 * cout), nn.GELU(),
-            NaiveConvBN(2 * cout, cout)))
+            NaiveConvBN(out_channels, 2 * out_channels), nn.GELU(),
+            NaiveConvBN(2 * out_channels, out_channels)))
 
     def forward(self, x):
         return self.channel_mixer(self.token_mixer(x))
@@ -102,12 +102,14 @@ class NaiveRepViT(nn.Module):
         from mmrepvit import block_settings
         blocks = block_settings(**arch)
         stem_width = blocks[0].width
-        layers = [nn.Sequential(NaiveConvBN(3, stem_width // 2, 3, 2, 1), nn.GELU(),
-                                NaiveConvBN(stem_width // 2, stem_width, 3, 2, 1))]
-        width = stem_width
-        for c, s, se in blocks:
-            layers.append(NaiveBlock(width, c, s, se))
-            width = c
+        layers = [nn.Sequential(
+            NaiveConvBN(3, stem_width // 2, 3, 2, 1), nn.GELU(),
+            NaiveConvBN(stem_width // 2, stem_width, 3, 2, 1))]
+        in_channels = stem_width
+        for block in blocks:
+            layers.append(NaiveBlock(in_channels, block.width, block.stride,
+                                     block.use_se))
+            in_channels = block.width
         self.features = nn.ModuleList(layers)
         self.out_indices = out_indices
 
