@@ -87,6 +87,25 @@ def run_job(job) -> None:
     os._exit(0)
 
 
+def write_test_metrics_on_rank0_only(runner) -> None:
+    """MMEngine 0.10.7's LoggerHook writes the test metrics JSON on every
+    rank, all to the same file (the timestamp is shared), so concurrent
+    writes of different lengths can leave it corrupt ('Extra data'). Other
+    ranks keep logging the line but no longer write the file."""
+    from mmengine.dist import is_main_process
+    from mmengine.hooks import LoggerHook
+    if is_main_process():
+        return
+    for hook in runner.hooks:
+        if isinstance(hook, LoggerHook):
+            def log_only(runner, metrics=None):
+                _, line = runner.log_processor.get_log_after_epoch(
+                    runner, len(runner.test_dataloader), 'test',
+                    with_non_scalar=True)
+                runner.logger.info(line)
+            hook.after_test_epoch = log_only
+
+
 def _use_cpu_distributed(cfg: Config):
     """Run distributed jobs on CPU processes with the gloo backend.
 

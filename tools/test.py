@@ -12,7 +12,8 @@ import os.path as osp
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmrepvit.runner import add_common_args, load_config, run_job
+from mmrepvit.runner import (add_common_args, load_config, run_job,
+                             write_test_metrics_on_rank0_only)
 
 
 def parse_args():
@@ -74,6 +75,7 @@ def main():
             raise ValueError('--out for detection must be a .pkl file.')
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
+    write_test_metrics_on_rank0_only(runner)
     run_job(runner.test)
 
 
