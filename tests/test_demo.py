@@ -6,7 +6,6 @@ import glob
 import json
 import os
 import pickle
-import runpy
 import signal
 import socket
 import subprocess
@@ -38,8 +37,9 @@ def demo_data(tmp_path_factory):
     root = tmp_path_factory.mktemp('demo_data')
     for task, spec in TASKS.items():
         generator = REPO / 'tools' / 'dataset_converters' / spec['generator']
-        runpy.run_path(str(generator))['generate'](
-            str(root / task), num_train=4, num_val=2, size=128)
+        subprocess.run([sys.executable, str(generator), '--out',
+                        str(root / task), '--num-train', '4', '--num-val', '2',
+                        '--size', '128'], check=True, capture_output=True)
     return root
 
 

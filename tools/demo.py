@@ -16,7 +16,6 @@ import glob
 import json
 import os
 import os.path as osp
-import runpy
 import subprocess
 import sys
 import time
@@ -97,8 +96,8 @@ def main():
     py = sys.executable
 
     print(f'== 1/4 demo data in {task["data"]}', flush=True)
-    generator = runpy.run_path(osp.join(ROOT, task['generator']))
-    generator['generate'](osp.join(ROOT, task['data']))
+    subprocess.run([py, task['generator'], '--out', task['data']], cwd=ROOT,
+                   check=True)
 
     print('== 2/4 untrained model', flush=True)
     untrained = osp.join(work, 'untrained.pth')
