@@ -3,6 +3,7 @@
 settings, and their command line. Imported by make_demo_coco.py and
 make_demo_ade.py, which run as scripts from this folder."""
 import argparse
+import inspect
 import json
 import shutil
 from pathlib import Path
@@ -33,13 +34,17 @@ def write_once(out_dir, settings, subdirs, write, force=False):
 
 def main(generate, doc, default_out):
     """The generators' command line: ``--out --seed --num-train --num-val
-    --size --force``, passed to ``generate`` as keyword arguments."""
+    --size --force``, with ``generate``'s defaults, passed to it as keyword
+    arguments."""
+    defaults = inspect.signature(generate).parameters
     parser = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--out', dest='out_dir', default=default_out)
-    for flag, default in [('--seed', 0), ('--num-train', 120),
-                          ('--num-val', 30), ('--size', 256)]:
-        parser.add_argument(flag, type=int, default=default)
+    parser.add_argument('--out', dest='out_dir', default=default_out,
+                        help='default: %(default)s')
+    for name in ('seed', 'num_train', 'num_val', 'size'):
+        parser.add_argument('--' + name.replace('_', '-'), type=int,
+                            default=defaults[name].default,
+                            help='default: %(default)s')
     parser.add_argument('--force', action='store_true',
                         help='regenerate even if already generated')
     generate(**vars(parser.parse_args()))

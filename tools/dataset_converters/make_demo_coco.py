@@ -11,7 +11,7 @@ byte-identical for the same settings. A second run with the same settings
 does nothing, unless ``--force``. Usage::
 
     python tools/dataset_converters/make_demo_coco.py --out data/demo_coco \\
-        [--seed 0] [--num-train 120] [--num-val 30] [--size 256] [--force]
+        [--seed 0] [--num-train 240] [--num-val 30] [--size 256] [--force]
 """
 import json
 
@@ -97,7 +97,7 @@ def render(rng, size):
     return np.clip(image, 0, 255).round().astype(np.uint8), annotations
 
 
-def generate(out_dir, num_train=120, num_val=30, size=256, seed=0,
+def generate(out_dir, num_train=240, num_val=30, size=256, seed=0,
              force=False):
     """Write the dataset to ``out_dir``; returns False (and writes nothing)
     if it already holds one made with the same settings, unless ``force``."""
