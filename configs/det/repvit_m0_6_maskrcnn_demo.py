@@ -95,7 +95,9 @@ param_scheduler = [
 auto_scale_lr = dict(enable=False, base_batch_size=2)
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1),
+    # draw confident predictions only (--show-dir); AP uses all of them
+    visualization=dict(score_thr=0.5))
 log_processor = dict(window_size=10)
 
 # Reproducible runs (tools/demo.py evaluates the untrained model with the
