@@ -201,7 +201,7 @@ class OnnxReport(NamedTuple):
     max_rel_diff: Dict[Tuple[int, ...], float]
 
 
-class _Features(nn.Module):
+class DetectorFeatures(nn.Module):
     """Image batch -> the detector's backbone + neck features."""
 
     def __init__(self, model):
@@ -212,7 +212,7 @@ class _Features(nn.Module):
         return tuple(self.model.extract_feat(x))
 
 
-class _Segmentor(nn.Module):
+class SegmentorLogits(nn.Module):
     """Image batch -> per-pixel logits at the input size (what mmseg's
     ``EncoderDecoder`` computes before cropping padding), or their arg-max
     label map."""
@@ -284,6 +284,38 @@ def _dynamic_upsampling(model: nn.Module):
             del m.forward
 
 
+def _deploy_wrapper(net: nn.Module, kind: str, labels: bool) -> nn.Module:
+    """The module to export: a fused copy of ``net`` (or of the part)
+    that maps the image batch to the outputs, in eval mode."""
+    net = copy.deepcopy(net).cpu().float().eval()
+    switch_to_deploy(net)
+    if kind == 'backbone':
+        wrapper = net if isinstance(net, RepViT) else net.backbone
+    elif kind == 'features':
+        wrapper = DetectorFeatures(net)
+    else:
+        wrapper = SegmentorLogits(net, labels)
+    return wrapper.eval()
+
+
+def _names_and_axes(wrapper, kind, labels, x):
+    """Output names, and the dynamic axes of the input and outputs."""
+    if kind == 'segmentor':
+        names = ['labels' if labels else 'logits']
+    else:
+        with torch.no_grad():
+            count = len(wrapper(x))
+        prefix = 'stage' if kind == 'backbone' else 'level'
+        names = [f'{prefix}{i}' for i in range(count)]
+    image = {0: 'batch', 2: 'height', 3: 'width'}
+    dynamic = {'input': image}
+    for n in names:
+        dynamic[n] = ({0: 'batch', 1: 'height', 2: 'width'} if n == 'labels'
+                      else image if n == 'logits' else
+                      {0: 'batch', 2: f'{n}_height', 3: f'{n}_width'})
+    return names, dynamic
+
+
 def _rel_diff(ours, reference) -> float:
     """Maximum absolute difference relative to the largest magnitude of
     ``reference`` (numpy arrays)."""
@@ -349,36 +381,18 @@ def export_onnx(model: nn.Module, out: str,
     net = _unwrap(model)
     kind = _pick_part(net, part)
     _repvits(net)
-    net = copy.deepcopy(net).cpu().float().eval()
-    switch_to_deploy(net)
-    if kind == 'backbone':
-        wrapper = net if isinstance(net, RepViT) else net.backbone
-    elif kind == 'features':
-        wrapper = _Features(net)
-    else:
-        wrapper = _Segmentor(net, labels)
-    wrapper.eval()
-    in_channels = _repvits(net)[0].in_channels
+    if labels and kind != 'segmentor':
+        raise ValueError(f'labels=True (--labels) is for a whole segmentor; '
+                         f'this export is the {kind}.')
+    wrapper = _deploy_wrapper(net, kind, labels)
+    in_channels = _repvits(wrapper)[0].in_channels
     height, width = shape
     if check_shapes is None:
         check_shapes = [(1, in_channels, height, width),
                         (2, in_channels, height + 32, width + 64)]
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randn(*s, generator=generator) for s in check_shapes]
-    with torch.no_grad():
-        first = wrapper(inputs[0])
-    outputs = [first] if torch.is_tensor(first) else list(first)
-    if kind == 'segmentor':
-        names = ['labels' if labels else 'logits']
-    else:
-        names = [f'{"stage" if kind == "backbone" else "level"}{i}'
-                 for i in range(len(outputs))]
-    dynamic = {'input': {0: 'batch', 2: 'height', 3: 'width'}}
-    for n in names:
-        dynamic[n] = ({0: 'batch', 1: 'height', 2: 'width'} if n == 'labels'
-                      else {0: 'batch', 2: 'height', 3: 'width'}
-                      if n == 'logits' else
-                      {0: 'batch', 2: f'{n}_height', 3: f'{n}_width'})
+    names, dynamic = _names_and_axes(wrapper, kind, labels, inputs[0])
 
     tmp = f'{out}.tmp'
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)

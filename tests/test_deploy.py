@@ -139,8 +139,7 @@ def test_fuse_model_needs_a_repvit():
 
 @pytest.mark.parametrize('config,part,labels,outputs', [
     (None, 'backbone', False, [(40, 4), (80, 8), (160, 16), (320, 32)]),
-    (DET, 'features', False, [(128, 4), (128, 8), (128, 16), (128, 32),
-                              (128, 64)]),
+    (DET, 'features', False, [4, 8, 16, 32, 64]),   # neck width: config
     (SEG, 'segmentor', False, [(5, 1)]),
     (SEG, 'segmentor', True, [(None, 1)]),
 ])
@@ -149,6 +148,8 @@ def test_export_onnx_parity_at_two_sizes(config, part, labels, outputs,
     import onnx
     import onnxruntime as ort
     model = RepViT('m0_6') if config is None else build_model(config)
+    if part == 'features':
+        outputs = [(model.neck.out_channels, s) for s in outputs]
     randomize(model if config is None else model.backbone, seed=3)
     out = tmp_path / 'model.onnx'
     report = export_onnx(model, str(out), (64, 96), labels=labels)
@@ -237,3 +238,6 @@ def test_export_onnx_unsupported_models():
         export_onnx(RepViT('m0_6'), 'never.onnx', part='segmentor')
     with pytest.raises(ValueError, match='part must be one of'):
         export_onnx(RepViT('m0_6'), 'never.onnx', part='neck')
+    with pytest.raises(ValueError, match='labels=True .* is for a whole '
+                       'segmentor; this export is the backbone'):
+        export_onnx(RepViT('m0_6'), 'never.onnx', labels=True)

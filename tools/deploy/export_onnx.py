@@ -59,8 +59,6 @@ def main():
         model = build_model(args.config)
         load_weights(model, args.checkpoint)
         part = 'backbone' if args.backbone_only else None
-    if args.labels and part == 'backbone':
-        parser.error('--labels is for a segmentor\'s whole-model export.')
     try:
         report = export_onnx(model, args.out, tuple(args.shape), part=part,
                              labels=args.labels, opset=args.opset,
@@ -68,7 +66,9 @@ def main():
     except ParityError as e:
         print(f'REFUSED: {e}', file=sys.stderr)
         sys.exit(1)
-    print(f'exported the {report.part} (opset {report.opset}, outputs '
+    what = {'backbone': 'backbone', 'features': 'backbone + neck',
+            'segmentor': 'whole segmentor'}[report.part]
+    print(f'exported the {what} (opset {report.opset}, outputs '
           f'{", ".join(report.output_names)}) to {args.out}')
     for shape, diff in report.max_rel_diff.items():
         print(f'onnxruntime vs PyTorch, input {"x".join(map(str, shape))}: '
