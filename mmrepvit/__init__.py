@@ -2,13 +2,16 @@
 """RepViT backbones for MMDetection 3.x and MMSegmentation 1.x.
 
 Importing this package registers ``RepViT`` in MMEngine's root ``MODELS``
-registry (so ``type='RepViT'`` builds under the ``mmdet`` and ``mmseg`` scopes)
-and ``AlignResize`` in its root ``TRANSFORMS``, and lets MMEngine's own
-checkpoints load with ``torch.load(weights_only=True)``. It needs neither
-mmdet nor mmseg.
+registry (so ``type='RepViT'`` builds under the ``mmdet`` and ``mmseg``
+scopes), ``AlignResize`` in its root ``TRANSFORMS`` and ``FuseModelHook`` in
+its root ``HOOKS``, and lets MMEngine's own checkpoints load with
+``torch.load(weights_only=True)``. It needs neither mmdet nor mmseg (nor
+onnx, which only the ONNX export imports).
 """
-from .checkpoint import (is_fused, official_to_timm, read_backbone_state,
-                         read_checkpoint, timm_to_official)
+from .checkpoint import (is_fused, is_unfused, official_to_timm,
+                         read_backbone_state, read_checkpoint,
+                         timm_to_official)
+from .deploy import FuseModelHook, export_onnx, fuse_model
 from .models import RepViT, block_settings, switch_to_deploy
 from .safe_load import allow_mmengine_checkpoints
 from .transforms import AlignResize
@@ -18,6 +21,7 @@ __version__ = '0.1.0'
 allow_mmengine_checkpoints()
 
 __all__ = ['RepViT', 'block_settings', 'switch_to_deploy', 'AlignResize',
-           'read_checkpoint', 'read_backbone_state', 'is_fused',
+           'fuse_model', 'export_onnx', 'FuseModelHook',
+           'read_checkpoint', 'read_backbone_state', 'is_fused', 'is_unfused',
            'official_to_timm', 'timm_to_official',
            'allow_mmengine_checkpoints', '__version__']
