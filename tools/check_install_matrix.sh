@@ -12,14 +12,14 @@
 # (it is not one of the unit tests, which never reach the network).
 #
 # usage: tools/check_install_matrix.sh [PYTHON ...]
-#   default: python3.10 ... python3.13, found under pyenv or on PATH (missing ones are
-#   reported as SKIP and do not fail the check).
+#   default: python3.10 ... python3.14 (the Pythons torch 2.13 has wheels for), found
+#   under pyenv or on PATH; missing ones are reported as SKIP and do not fail the check.
 # Environment: TORCH_VERSION (default 2.13.0, the version tools/install.sh installs).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
-VERSIONS=(3.10 3.11 3.12 3.13)
+VERSIONS=(3.10 3.11 3.12 3.13 3.14)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 

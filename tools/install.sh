@@ -52,8 +52,8 @@ for name in ('mmcv', 'mmcv-full', 'mmcv-lite'):
     except PackageNotFoundError:
         continue
     url = json.loads(dist.read_text('direct_url.json') or '{}').get('url', '')
-    path = os.path.realpath(url[len('file://'):]) if url.startswith('file://') else ''
-    ours = path.startswith(os.path.join(cache, 'wheels') + os.sep)
+    folder = os.path.realpath(os.path.dirname(url[len('file://'):])) if url.startswith('file://') else ''
+    ours = folder.startswith(os.path.join(cache, 'wheels') + os.sep)
     print(name, dist.version, 'cache' if ours else 'other')
     break
 PY
