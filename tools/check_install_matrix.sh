@@ -11,7 +11,14 @@
 # exits 1 if any failed. Run it after changing a pin. It needs the package index
 # (it is not one of the unit tests, which never reach the network).
 #
-# usage: tools/check_install_matrix.sh [PYTHON ...]
+# usage: tools/check_install_matrix.sh [--install] [PYTHON ...]
+#   --install: where the dry run passed, also install for real, as a user would, and test:
+#   a fresh virtual environment per interpreter, `bash tools/install.sh` (the mmcv wheel
+#   cache is used as usual: empty it, or set MMREPVIT_CACHE, to time a build), then
+#   `python -m pytest tests -q` ($PYTEST_ARGS replaces `tests -q`). Adds install time, test
+#   time and pytest's summary to the table; logs stay in $MATRIX_LOGS (default
+#   ./work_dirs/install_matrix). Heavy: minutes to tens of minutes per interpreter, and
+#   several GB of disk for a CUDA torch (removed after each interpreter).
 #   default: python3.10 ... python3.14 (the Pythons torch 2.13 has wheels for), found
 #   under pyenv or on PATH; missing ones are reported as SKIP and do not fail the check.
 # Environment: TORCH_VERSION (default 2.13.0, the version tools/install.sh installs).
@@ -84,6 +91,41 @@ PY
   echo "OK   $count pinned packages + torch $TORCH_VERSION (${numpy/-/ })"
 }
 
+INSTALL=0
+if [ "${1:-}" = --install ]; then INSTALL=1; shift; fi
+LOGS=${MATRIX_LOGS:-$PWD/work_dirs/install_matrix}
+
+install_and_test() {  # prints "install Ns (mmcv built|cached|kept), tests Ns: SUMMARY" for $1
+  local py=$1 tag=$2 venv="$WORK/install-venv" t0 rc summary how
+  mkdir -p "$LOGS"
+  rm -rf "$venv"
+  "$py" -m venv "$venv" || { echo "FAIL could not create a venv"; return; }
+  t0=$SECONDS
+  (cd "$REPO" && PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" PYTHON="$venv/bin/python" \
+     bash tools/install.sh) >"$LOGS/install-$tag.log" 2>&1
+  rc=$?
+  local tinst=$((SECONDS - t0))
+  if grep -q 'building mmcv' "$LOGS/install-$tag.log"; then how='mmcv built'
+  elif grep -q 'using cached mmcv wheel' "$LOGS/install-$tag.log"; then how='mmcv from cache'
+  else how='mmcv kept'; fi
+  if [ $rc -ne 0 ]; then
+    rm -rf "$venv"
+    echo "FAIL install after ${tinst}s: $(grep -m1 'FAILED' "$LOGS/install-$tag.log" | sed 's/\x1b\[[0-9;]*m//g') (log: $LOGS/install-$tag.log)"
+    return
+  fi
+  t0=$SECONDS
+  # shellcheck disable=SC2086
+  (cd "$REPO" && PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" \
+     "$venv/bin/python" -m pytest ${PYTEST_ARGS:-tests -q} -p no:cacheprovider) >"$LOGS/pytest-$tag.log" 2>&1
+  rc=$?
+  summary=$(grep -E '(passed|failed|error)' "$LOGS/pytest-$tag.log" | tail -n1 | tr -d '=' | sed 's/^ *//; s/ *$//')
+  local versions
+  versions=$("$venv/bin/python" -c 'import torch, mmcv, numpy; print(f"torch {torch.__version__}, numpy {numpy.__version__}")' 2>/dev/null)
+  rm -rf "$venv"
+  [ $rc -eq 0 ] && echo "OK   install ${tinst}s ($how; $versions), tests $((SECONDS - t0))s: $summary" ||
+    echo "FAIL install ${tinst}s ($how; $versions), tests $((SECONDS - t0))s: ${summary:-pytest exit $rc} (log: $LOGS/pytest-$tag.log)"
+}
+
 if [ $# -gt 0 ]; then
   PYTHONS=("$@")
 else
@@ -101,11 +143,16 @@ for py in "${PYTHONS[@]}"; do
   if ver=$("$py" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null); then
     printf 'checking %s (%s) ...\n' "$py" "$ver" >&2
     result=$(check "$py")
+    if [ $INSTALL = 1 ] && [ "${result:0:2}" = OK ]; then
+      printf 'installing and testing in a fresh venv (%s) ...\n' "$ver" >&2
+      result="$result; $(install_and_test "$py" "$ver")"
+    fi
   else
     ver=-; result="SKIP not found"
   fi
-  case $result in FAIL*) failed=1 ;; esac
+  case $result in FAIL* | *"; FAIL"*) failed=1 ;; esac
   rows+=("$(printf '%-8s %-48s %4ss  %s' "$ver" "$py" $((SECONDS - start)) "$result")")
+  printf '%s\n' "${rows[-1]}" >&2
 done
 printf '%-8s %-48s %5s  %s\n' python interpreter time result
 printf '%s\n' "${rows[@]}"

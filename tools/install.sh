@@ -122,7 +122,7 @@ elif MMCV_WHY=$(mmcv_ok); then
   INSTALL_MMCV=()
 elif [ "$MMCV_ORIGIN" = cache ]; then
   say "mmcv $MMCV_VERSION, installed earlier by this script, no longer runs its compiled ops ($MMCV_WHY):"
-  say "replacing it with one built against the current torch"
+  say "replacing it with mmcv $MMCV_VERSION for the current torch ($TORCH_TAG)"
   INSTALL_MMCV+=(--force-reinstall --no-deps)
 else
   fail "mmcv $MMCV_VERSION is installed but its compiled ops do not work: $MMCV_WHY" \
