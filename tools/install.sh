@@ -12,7 +12,7 @@
 # A second run only checks, and finishes in seconds.
 #
 # Environment variables:
-#   PYTHON             interpreter to install into (default: python; 3.10 to 3.13 are tested)
+#   PYTHON             interpreter to install into (default: python; Python >= 3.10)
 #   MMREPVIT_CACHE     where the built mmcv wheel is kept (default: ~/.cache/mmrepvit)
 #   MMCV_BUILD_JOBS    parallel compile jobs for mmcv (default: number of cores)
 set -euo pipefail
