@@ -91,7 +91,7 @@ else
     fail "pip could not install torch==$TORCH_DEFAULT" \
          "install a PyTorch build for your machine (see pytorch.org), then rerun"
 fi
-TORCH_TAG=$("$PYTHON" - <<'PY'
+TORCH_TAG=$("$PYTHON" -W ignore - <<'PY'  # ignore: torch warns when numpy is not installed yet
 import sys, torch
 cuda = 'cu' + torch.version.cuda.replace('.', '') if torch.version.cuda else 'cpu'
 print(f"torch{torch.__version__.split('+')[0]}-{cuda}-py{sys.version_info[0]}{sys.version_info[1]}")
