@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 from torch.utils.benchmark import Measurement, Timer
 
+from ..deploy import use_channels_last
 from . import builders
 from .complexity import count
 
@@ -93,8 +94,12 @@ def _as_built(model, inputs, run):
 
 
 def _channels_last(model, inputs, run):
-    model = model.to(memory_format=torch.channels_last)
-    return partial(run, model, channels_last(inputs))
+    if isinstance(inputs, torch.Tensor):  # a bare backbone
+        model = model.to(memory_format=torch.channels_last)
+        return partial(run, model, channels_last(inputs))
+    # a detector/segmentor: backbone and neck only, as mmrepvit.deploy does
+    # (mmcv's RoIAlign returns wrong values on channels_last features)
+    return partial(run, use_channels_last(model), inputs)
 
 
 def _cuda_fp16(model, inputs, run):
