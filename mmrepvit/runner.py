@@ -10,6 +10,8 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
+from .config_checks import check_neck_widths, warn_ineffective_options
+
 
 def add_common_args(parser):
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -32,6 +34,7 @@ def load_config(args) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
+        warn_ineffective_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -43,6 +46,7 @@ def load_config(args) -> Config:
             f"{args.config}: default_scope is {cfg.get('default_scope')!r}; "
             f"these tools run MMDetection ('mmdet') and MMSegmentation "
             f"('mmseg') configs.")
+    check_neck_widths(cfg.model)
     if args.launcher != 'none' and not torch.cuda.is_available():
         _use_cpu_distributed(cfg)
     return cfg

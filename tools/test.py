@@ -8,11 +8,11 @@ config's default_scope decides which); the flags are MMDetection's.
     python tools/test.py CONFIG CKPT --fuse --channels-last   # deploy form
 """
 import argparse
-import os.path as osp
 
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmrepvit.config_checks import check_config
 from mmrepvit.runner import (add_common_args, load_config, run_job,
                              write_test_metrics_on_rank0_only)
 
@@ -61,11 +61,9 @@ def enable_visualization(cfg, args):
 
 def main():
     args = parse_args()
-    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
-        raise FileNotFoundError(
-            f'Checkpoint file {args.checkpoint!r} does not exist.')
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
+    check_config(cfg, ['test_dataloader'])
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
 

@@ -8,12 +8,13 @@ decides which) with MMEngine's Runner; the flags are MMDetection's.
 """
 import argparse
 import logging
-import os.path as osp
 
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmrepvit.config_checks import check_config
+from mmrepvit.resume import find_resume_checkpoint, make_resumable
 from mmrepvit.runner import add_common_args, load_config, run_job
 
 
@@ -54,15 +55,14 @@ def main():
                                'dict(base_batch_size=...) in the config.')
         cfg.auto_scale_lr.enable = True
 
+    make_resumable(cfg)
     if args.resume == 'auto':
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
     elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise FileNotFoundError(
-                f'--resume checkpoint {args.resume!r} does not exist.')
         cfg.resume = True
         cfg.load_from = args.resume
+    check_config(cfg, ['train_dataloader', 'val_dataloader'])
 
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
               RUNNERS.build(cfg))
