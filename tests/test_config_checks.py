@@ -229,7 +229,10 @@ def test_tools_log_the_cfg_options_warning():
     logged = []
     handler = logging.Handler()
     handler.emit = lambda record: logged.append(record.getMessage())
-    logger = MMLogger.get_current_instance()
+    # a fresh current logger: MMEngine's loggers drop a WARNING they have
+    # already logged once, and other tests may have logged this one
+    logger = MMLogger.get_instance(f'cfg_options_{id(logged)}',
+                                   log_level='INFO')
     logger.addHandler(handler)
     try:
         cfg = tool_config(SEG_DEMO, 'train_cfg.max_iter=3')

@@ -102,26 +102,18 @@ def _channels_last(model, inputs, run):
     return partial(run, use_channels_last(model), inputs)
 
 
-def _cuda_fp16(model, inputs, run):
-    if not next(model.parameters()).is_cuda:
-        return None
-    run_plain = _as_built(model, inputs, run)
+def _cuda_fp16(make):
+    """The form ``make`` under CUDA float16 autocast (None off CUDA)."""
+    def form(model, inputs, run):
+        if not next(model.parameters()).is_cuda:
+            return None
+        timed = make(model, inputs, run)
 
-    def fn():
-        with torch.autocast('cuda', dtype=torch.float16):
-            return run_plain()
-    return fn
-
-
-def _channels_last_cuda_fp16(model, inputs, run):
-    if not next(model.parameters()).is_cuda:
-        return None
-    run_cl = _channels_last(model, inputs, run)
-
-    def fn():
-        with torch.autocast('cuda', dtype=torch.float16):
-            return run_cl()
-    return fn
+        def fn():
+            with torch.autocast('cuda', dtype=torch.float16):
+                return timed()
+        return fn
+    return form
 
 
 @dataclass(frozen=True)
@@ -140,8 +132,9 @@ FORMS: Dict[str, Form] = {
     'deploy': Form(_as_built, fused=True),
     'deploy+channels_last': Form(_channels_last, fused=True),
     # CUDA only: float16 autocast
-    'deploy+fp16': Form(_cuda_fp16, fused=True),
-    'deploy+channels_last+fp16': Form(_channels_last_cuda_fp16, fused=True),
+    'deploy+fp16': Form(_cuda_fp16(_as_built), fused=True),
+    'deploy+channels_last+fp16': Form(_cuda_fp16(_channels_last),
+                                      fused=True),
 }
 CUDA_AMP_FORMS = ('deploy+fp16', 'deploy+channels_last+fp16')
 
