@@ -260,6 +260,12 @@ def is_fused(state: Dict[str, torch.Tensor]) -> bool:
     return 'features.0.0.weight' in state
 
 
+def is_unfused(state: Dict[str, torch.Tensor]) -> bool:
+    """Whether an official-layout state dict holds a training-form
+    (unfused) RepViT: its stem's first conv is ``features.0.0.c.weight``."""
+    return 'features.0.0.c.weight' in state
+
+
 class BackboneState(NamedTuple):
     """The backbone tensors of a checkpoint, in the official layout."""
     state: 'OrderedDict[str, torch.Tensor]'

@@ -6,7 +6,6 @@ import glob
 import json
 import os
 import pickle
-import runpy
 import signal
 import socket
 import subprocess
@@ -38,8 +37,9 @@ def demo_data(tmp_path_factory):
     root = tmp_path_factory.mktemp('demo_data')
     for task, spec in TASKS.items():
         generator = REPO / 'tools' / 'dataset_converters' / spec['generator']
-        runpy.run_path(str(generator))['generate'](
-            str(root / task), num_train=4, num_val=2, size=128)
+        subprocess.run([sys.executable, str(generator), '--out',
+                        str(root / task), '--num-train', '4', '--num-val', '2',
+                        '--size', '128'], check=True, capture_output=True)
     return root
 
 
@@ -90,21 +90,86 @@ def metrics(work_dir):
 
 
 def predictions(task, out):
-    """What tools/test.py --out wrote: per image (boxes, scores, labels) for
-    detection, the label map for segmentation."""
+    """What tools/test.py --out wrote: per image (boxes, scores, labels,
+    masks) for detection, the label map for segmentation."""
     if task == 'det':
+        from pycocotools import mask as mask_util
         with open(out, 'rb') as f:
             results = pickle.load(f)
         return {r['img_path']: tuple(
             np.asarray(r['pred_instances'][k])
-            for k in ('bboxes', 'scores', 'labels')) for r in results}
+            for k in ('bboxes', 'scores', 'labels')) + (
+                mask_util.decode(r['pred_instances']['masks']), )
+            for r in results}
     import cv2
     return {p.name: cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
             for p in sorted(out.glob('*.png'))}
 
 
+def assert_same_predictions(task, original, other):
+    """Fusion changes the backbone's outputs by float rounding (~1e-6
+    relative), so every detection stays: same labels, boxes within 0.01 px,
+    scores within 1e-4, at most 0.1% of mask pixels flipped; label maps: at
+    most 0.1% of pixels flip (where two classes' logits tie)."""
+    assert other.keys() == original.keys()
+    for key, before in original.items():
+        after = other[key]
+        if task == 'det':
+            (b0, s0, l0, m0), (b1, s1, l1, m1) = before, after
+            assert np.array_equal(l0, l1) and len(b0) == len(b1)
+            assert np.allclose(b0, b1, atol=1e-2)
+            assert np.allclose(s0, s1, atol=1e-4)
+            assert m0.shape == m1.shape and (m0 != m1).mean() <= 1e-3
+        else:
+            assert before.shape == after.shape
+            assert (before != after).mean() <= 1e-3
+
+
+def inferencer_predictions(task, inferencer, images):
+    """Per image what predictions() reads, from an mmdet / mmseg
+    inferencer."""
+    samples = inferencer(images, return_datasamples=True)
+    if task == 'det':
+        return {img: tuple(
+            sample.pred_instances[k].numpy()
+            for k in ('bboxes', 'scores', 'labels', 'masks'))
+            for img, sample in zip(images, samples['predictions'])}
+    return {img: sample.pred_sem_seg.data[0].numpy()
+            for img, sample in zip(images, samples)}
+
+
+def check_inferencers(task, cfg, ckpt, fused, images):
+    """DetInferencer / MMSegInferencer and init_detector / init_model take
+    the fused checkpoint as they are and predict what the original does, and
+    so does the original after fuse_model() in memory."""
+    from mmrepvit import fuse_model
+    if task == 'det':
+        from mmdet.apis import DetInferencer as Inferencer
+        from mmdet.apis import init_detector as init
+    else:
+        from mmseg.apis import MMSegInferencer as Inferencer
+        from mmseg.apis import init_model as init
+    original = Inferencer(model=str(cfg), weights=str(ckpt), device='cpu')
+    before = inferencer_predictions(task, original, images)
+    fused_inferencer = Inferencer(model=str(cfg), weights=str(fused),
+                                  device='cpu')
+    assert fused_inferencer.model.backbone.deploy
+    assert_same_predictions(task, before, inferencer_predictions(
+        task, fused_inferencer, images))
+    fuse_model(original.model, channels_last=True)
+    assert_same_predictions(task, before, inferencer_predictions(
+        task, original, images))
+    model = init(str(cfg), str(fused), device='cpu')
+    saved = torch.load(fused, weights_only=True)['state_dict']
+    assert model.backbone.deploy
+    for k, v in model.state_dict().items():
+        if k in saved:
+            assert torch.equal(v, saved[k]), k
+
+
 @pytest.mark.parametrize('task', ['det', 'seg'])
-def test_demo_trains_tests_and_fuses(task, tiny_config, tmp_path):
+def test_demo_trains_tests_and_fuses(task, tiny_config, demo_data,
+                                     tmp_path):
     cfg = tiny_config(task)
     work = tmp_path / 'work'
     log = run([sys.executable, 'tools/train.py', str(cfg), '--work-dir',
@@ -119,42 +184,46 @@ def test_demo_trains_tests_and_fuses(task, tiny_config, tmp_path):
         tmp_path / 'test.log')
     original = predictions(task, out)
     assert len(original) == 2    # one entry per validation image
+    if task == 'det':    # the comparisons below compare detections
+        assert sum(len(boxes) for boxes, *_ in original.values()) > 0
     result = metrics(tmp_path / 'test')
     assert set(TASKS[task]['metrics']) <= set(result)
     # --show-dir is absolute, so both scopes draw under it.
     drawn = [f for f in vis.rglob('*') if f.suffix in ('.png', '.jpg')]
     assert len(drawn) == 2
 
-    # The trained checkpoint fuses for deployment and predicts the same.
+    # The trained checkpoint fuses for deployment, and the fused file runs
+    # through tools/test.py as it is, with the same predictions and metric.
     fused = tmp_path / 'fused.pth'
-    out_log = run([sys.executable, 'tools/reparameterize.py', str(cfg),
-                   str(ckpt), str(fused)], tmp_path / 'fuse.log')
+    out_log = run([sys.executable, 'tools/deploy/reparameterize.py',
+                   str(cfg), str(ckpt), str(fused)], tmp_path / 'fuse.log')
     assert 'max relative difference' in out_log
     state = torch.load(fused, weights_only=True)['state_dict']
     assert not any(k.startswith('backbone.') and '.bn.' in k for k in state)
     fused_out = tmp_path / ('fused.pkl' if task == 'det' else 'fused_png')
-    run([sys.executable, 'tools/test.py', str(cfg), str(fused), '--work-dir',
-         str(tmp_path / 'test_fused'), '--out', str(fused_out),
-         '--cfg-options', 'model.backbone.deploy=True'],
-        tmp_path / 'test_fused.log')
-    after = predictions(task, fused_out)
-    assert after.keys() == original.keys()
-    for key, before in original.items():
-        if task == 'det':
-            # Fusion changes the backbone's outputs by float rounding
-            # (~1e-6 relative), so every detection stays: same labels, boxes
-            # within 0.01 px, scores within 1e-4.
-            (b0, s0, l0), (b1, s1, l1) = before, after[key]
-            assert np.array_equal(l0, l1) and len(b0) == len(b1)
-            assert np.allclose(b0, b1, atol=1e-2) and np.allclose(s0, s1,
-                                                                  atol=1e-4)
-        else:
-            # Label maps: at most 0.1% of pixels may flip where two classes'
-            # logits tie to float rounding.
-            assert before.shape == after[key].shape
-            assert (before != after[key]).mean() <= 1e-3
-    assert metrics(tmp_path / 'test_fused')[TASKS[task]['metrics'][0]] == \
-        pytest.approx(result[TASKS[task]['metrics'][0]], abs=1e-3)
+    log = run([sys.executable, 'tools/test.py', str(cfg), str(fused),
+               '--work-dir', str(tmp_path / 'test_fused'), '--out',
+               str(fused_out)], tmp_path / 'test_fused.log')
+    assert 'switched to its deploy form to load it' in log
+    assert_same_predictions(task, original, predictions(task, fused_out))
+    metric = TASKS[task]['metrics'][0]
+    assert metrics(tmp_path / 'test_fused')[metric] == \
+        pytest.approx(result[metric], abs=1e-3)
+
+    # The fast path on the original checkpoint: fused in memory, backbone
+    # and neck in channels_last.
+    fast_out = tmp_path / ('fast.pkl' if task == 'det' else 'fast_png')
+    run([sys.executable, 'tools/test.py', str(cfg), str(ckpt), '--work-dir',
+         str(tmp_path / 'test_fast'), '--out', str(fast_out),
+         '--channels-last'], tmp_path / 'test_fast.log')
+    assert_same_predictions(task, original, predictions(task, fast_out))
+    assert metrics(tmp_path / 'test_fast')[metric] == \
+        pytest.approx(result[metric], abs=1e-3)
+
+    images = sorted(str(p) for p in (demo_data / task).rglob('*.jpg')
+                    if p.parent.name in ('val', 'validation'))
+    assert len(images) == 2
+    check_inferencers(task, cfg, ckpt, fused, images)
 
 
 def test_resume_from_a_checkpoint(tiny_config, tmp_path):
@@ -197,11 +266,16 @@ def test_dist_train_and_test_two_gloo_processes(task, tiny_config,
     assert iters in log
     ckpt = work / TASKS[task]['ckpt']
     assert ckpt.is_file()
+    # Test its fused form: every rank recognises the fused checkpoint.
+    from mmrepvit.deploy import fuse_checkpoint
+    fused = tmp_path / 'fused.pth'
+    fuse_checkpoint(str(cfg), str(ckpt), str(fused))
     env['PORT'] = str(free_port())
-    log = run(['bash', 'tools/dist_test.sh', str(cfg), str(ckpt), '2',
+    log = run(['bash', 'tools/dist_test.sh', str(cfg), str(fused), '2',
                '--work-dir', str(tmp_path / 'test')], tmp_path / 'dtest.log',
               env=env)
     assert 'GPU number: 2' in log
+    assert 'switched to its deploy form to load it' in log
     for key in TASKS[task]['metrics']:
         assert key in metrics(tmp_path / 'test')
 

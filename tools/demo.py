@@ -9,14 +9,15 @@ it from scratch, evaluate it again and draw its predictions.
 ``python tools/demo.py seg``: the same for Semantic FPN + RepViT-M0.6 on the
 generated ADE20K-layout textures dataset (mIoU).
 
-Logs go to ``work_dirs/demo_{det,seg}/``; the console shows progress only.
+Logs go to ``work_dirs/demo_{det,seg}/``, the training curves to
+``work_dirs/demo_{det,seg}/training_curves.png`` (beside the drawn predictions
+in ``vis/``); the console shows progress only.
 """
 import argparse
 import glob
 import json
 import os
 import os.path as osp
-import runpy
 import subprocess
 import sys
 import time
@@ -64,6 +65,17 @@ def metrics_of(work_dir):
         return json.load(f)
 
 
+def plot_training_curves(work_dir):
+    """Plot the newest training run in WORK_DIR (losses, lr, validation
+    metrics) into WORK_DIR/training_curves.png; returns the PNG's path and
+    the run's summary."""
+    from mmrepvit.analysis import logs
+    run = logs.load_log(work_dir)
+    png = logs.plot_logs([run], osp.join(work_dir, 'training_curves.png'),
+                         title=f'{run.name}: training curves')
+    return png, logs.format_summary(logs.summarize(run))
+
+
 def save_untrained(config, path):
     """The model as training starts (same seed and init), as a checkpoint."""
     import torch
@@ -97,8 +109,8 @@ def main():
     py = sys.executable
 
     print(f'== 1/4 demo data in {task["data"]}', flush=True)
-    generator = runpy.run_path(osp.join(ROOT, task['generator']))
-    generator['generate'](osp.join(ROOT, task['data']))
+    subprocess.run([py, task['generator'], '--out', task['data']], cwd=ROOT,
+                   check=True)
 
     print('== 2/4 untrained model', flush=True)
     untrained = osp.join(work, 'untrained.pth')
@@ -132,6 +144,8 @@ def main():
                    if f.endswith(('.png', '.jpg')))
     print(f'Predictions drawn on {len(drawn)} images, e.g. '
           f'{drawn[0] if drawn else "(none)"}')
+    curves, summary = plot_training_curves(work)
+    print(f'Training curves: {curves}\n{summary}')
     print(f'Checkpoint: {checkpoint}')
 
 

@@ -2,14 +2,17 @@
 # Sets up everything mmrepvit needs in the active Python environment, idempotently:
 #   1. PyTorch (kept if already importable; otherwise torch==2.13.0 is installed),
 #   2. mmcv 2.1.0 WITH its compiled ops (RoIAlign, NMS, ...), built from the source
-#      release once per machine and cached as a wheel outside the repository,
+#      release once per machine and cached as a wheel outside the repository; an
+#      mmcv 2.1.0 already installed whose ops work is kept, never rebuilt, and any
+#      other mmcv (2.2.x, which MMDetection 3.3 refuses, 2.0.x, 1.x, mmcv-lite)
+#      stops the script with what to do, before anything is installed,
 #   3. MMEngine, MMDetection, MMSegmentation and the rest from requirements.txt,
 #      with every transitive dependency pinned by constraints.txt,
 #   4. mmrepvit itself in editable mode.
 # A second run only checks, and finishes in seconds.
 #
 # Environment variables:
-#   PYTHON             interpreter to install into (default: python)
+#   PYTHON             interpreter to install into (default: python; Python >= 3.10)
 #   MMREPVIT_CACHE     where the built mmcv wheel is kept (default: ~/.cache/mmrepvit)
 #   MMCV_BUILD_JOBS    parallel compile jobs for mmcv (default: number of cores)
 set -euo pipefail
@@ -28,9 +31,56 @@ fail() {
 }
 pip_install() { "$PYTHON" -m pip install --disable-pip-version-check -q "$@"; }
 
-"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 8)' 2>/dev/null ||
-  fail "'$PYTHON' is not Python >= 3.8" "set PYTHON=/path/to/python3.11 and rerun"
+"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null ||
+  fail "'$PYTHON' is not Python >= 3.10 (constraints.txt pins releases that need 3.10 or newer)" \
+       "set PYTHON=/path/to/python3.10 (or 3.11, 3.12, 3.13) and rerun"
 say "python: $("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+
+# ---------------------------------------------------------------- 0. an mmcv already there
+# Read from the package metadata (no import, no torch needed), before anything is
+# installed: an mmcv that this script did not install is never replaced, since it
+# may be a CUDA build the user needs; one that cannot serve stops the script here.
+# Prints "DIST VERSION ORIGIN", ORIGIN "cache" for a wheel this script installed
+# from its cache, "other" for anything else; nothing when no mmcv is installed.
+MMCV_FOUND=$("$PYTHON" - "$CACHE" <<'PY' 2>/dev/null || true
+import json, os, sys
+from importlib.metadata import PackageNotFoundError, distribution
+cache = os.path.realpath(sys.argv[1])
+for name in ('mmcv', 'mmcv-full', 'mmcv-lite'):
+    try:
+        dist = distribution(name)
+    except PackageNotFoundError:
+        continue
+    url = json.loads(dist.read_text('direct_url.json') or '{}').get('url', '')
+    folder = os.path.realpath(os.path.dirname(url[len('file://'):])) if url.startswith('file://') else ''
+    ours = folder.startswith(os.path.join(cache, 'wheels') + os.sep)
+    print(name, dist.version, 'cache' if ours else 'other')
+    break
+PY
+)
+read -r MMCV_DIST MMCV_FOUND_VERSION MMCV_ORIGIN <<<"${MMCV_FOUND:-none - -}"
+KEEP_OR_REPLACE="this script does not replace an mmcv it did not install (it may be a CUDA build you need). Either
+    $PYTHON -m pip uninstall $MMCV_DIST
+  and rerun: it then builds mmcv $MMCV_VERSION with its ops against your torch (CUDA ops too where a
+  GPU and nvcc are present); or install mmcv $MMCV_VERSION built for your torch and CUDA yourself
+  (OpenMMLab's prebuilt wheels cover torch up to 2.1, e.g.
+    pip install mmcv==$MMCV_VERSION -f https://download.openmmlab.com/mmcv/dist/cu121/torch2.1.0/index.html)
+  and rerun: a working mmcv $MMCV_VERSION with compiled ops is kept as it is."
+case $MMCV_DIST:$MMCV_FOUND_VERSION in
+  none:* | mmcv:$MMCV_VERSION) ;;
+  mmcv-lite:*)
+    fail "mmcv-lite $MMCV_FOUND_VERSION is installed: mmcv without the compiled ops (RoIAlign, NMS, ...) that Mask R-CNN needs" \
+         "$KEEP_OR_REPLACE" ;;
+  mmcv-full:*)
+    fail "mmcv-full $MMCV_FOUND_VERSION is installed: mmcv 1.x, for MMDetection 2.x; MMDetection 3.3.0 needs mmcv >= 2.0.0rc4, < 2.2.0 and this project uses mmcv $MMCV_VERSION" \
+         "$KEEP_OR_REPLACE" ;;
+  mmcv:2.[2-9]* | mmcv:[3-9]*)
+    fail "mmcv $MMCV_FOUND_VERSION is installed, but MMDetection 3.3.0 refuses mmcv >= 2.2.0 (it needs mmcv >= 2.0.0rc4, < 2.2.0); this project uses mmcv $MMCV_VERSION" \
+         "$KEEP_OR_REPLACE" ;;
+  *)
+    fail "$MMCV_DIST $MMCV_FOUND_VERSION is installed; this project is built and tested with mmcv $MMCV_VERSION" \
+         "$KEEP_OR_REPLACE" ;;
+esac
 
 # ---------------------------------------------------------------- 1. PyTorch
 if "$PYTHON" -c 'import torch' 2>/dev/null; then
@@ -41,7 +91,7 @@ else
     fail "pip could not install torch==$TORCH_DEFAULT" \
          "install a PyTorch build for your machine (see pytorch.org), then rerun"
 fi
-TORCH_TAG=$("$PYTHON" - <<'PY'
+TORCH_TAG=$("$PYTHON" -W ignore - <<'PY'  # ignore: torch warns when numpy is not installed yet
 import sys, torch
 cuda = 'cu' + torch.version.cuda.replace('.', '') if torch.version.cuda else 'cpu'
 print(f"torch{torch.__version__.split('+')[0]}-{cuda}-py{sys.version_info[0]}{sys.version_info[1]}")
@@ -49,23 +99,42 @@ PY
 )
 
 # ---------------------------------------------------------------- 2. mmcv with ops
-mmcv_ok() {
-  "$PYTHON" - <<PY 2>/dev/null
+mmcv_ok() {  # mmcv $MMCV_VERSION whose compiled ops import and run; else prints why not
+  "$PYTHON" - <<PY 2>&1 | tail -n1
 import mmcv
-assert mmcv.__version__ == '$MMCV_VERSION', mmcv.__version__
-from mmcv.ops import nms, roi_align  # needs the compiled extension mmcv._ext
-import mmcv._ext
+assert mmcv.__version__ == '$MMCV_VERSION', f'mmcv {mmcv.__version__} is installed'
+import mmcv._ext  # the compiled extension
+import torch
+from mmcv.ops import RoIAlign, nms
+boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]])
+assert len(nms(boxes, torch.tensor([0.9, 0.8]), 0.5)[1]) == 1
+RoIAlign((2, 2), 1.0)(torch.ones(1, 1, 8, 8), torch.tensor([[0., 0., 0., 4., 4.]]))
 PY
+  return "${PIPESTATUS[0]}"
 }
-if mmcv_ok; then
-  say "mmcv $MMCV_VERSION with compiled ops already installed"
+# The mmcv found in step 0 (if any) is mmcv $MMCV_VERSION. Kept when its ops work;
+# replaced only when this script installed it (from its cache, for another torch).
+INSTALL_MMCV=(-c "$REPO/constraints.txt")
+if [ "$MMCV_DIST" = none ]; then
+  say "mmcv is not installed"
+elif MMCV_WHY=$(mmcv_ok); then
+  say "mmcv $MMCV_VERSION with compiled ops already installed: keeping it (not rebuilt)"
+  INSTALL_MMCV=()
+elif [ "$MMCV_ORIGIN" = cache ]; then
+  say "mmcv $MMCV_VERSION, installed earlier by this script, no longer runs its compiled ops ($MMCV_WHY):"
+  say "replacing it with mmcv $MMCV_VERSION for the current torch ($TORCH_TAG)"
+  INSTALL_MMCV+=(--force-reinstall --no-deps)
 else
+  fail "mmcv $MMCV_VERSION is installed but its compiled ops do not work: $MMCV_WHY" \
+       "$KEEP_OR_REPLACE"
+fi
+if [ ${#INSTALL_MMCV[@]} -gt 0 ]; then
   # mmcv's setup.py imports pkg_resources (setuptools < 70) and torch, so it is built
   # without build isolation, against the torch installed above. setuptools < 70 also
   # stays installed on purpose: MMEngine resolves 'mmdet::' config paths with
   # pkg_resources at run time. pip then notes that torch's metadata asks for
   # setuptools >= 77; torch needs it only to compile C++ extensions, not to run.
-  pip_install 'setuptools>=60,<70' wheel ninja 'numpy' ||
+  pip_install -c "$REPO/constraints.txt" 'setuptools>=60,<70' wheel ninja numpy ||
     fail "could not install the build tools (setuptools<70, wheel, ninja)"
   WHEEL_DIR="$CACHE/wheels/$TORCH_TAG"
   mkdir -p "$WHEEL_DIR"
@@ -95,8 +164,8 @@ else
   else
     say "using cached mmcv wheel $WHEEL"
   fi
-  pip_install -c "$REPO/constraints.txt" "$WHEEL" || fail "could not install $WHEEL" "delete it and rerun to rebuild"
-  mmcv_ok || fail "mmcv installed but its compiled ops do not import" \
+  pip_install "${INSTALL_MMCV[@]}" "$WHEEL" || fail "could not install $WHEEL" "delete it and rerun to rebuild"
+  MMCV_WHY=$(mmcv_ok) || fail "mmcv installed but its compiled ops do not work: $MMCV_WHY" \
     "delete $WHEEL_DIR and rerun to rebuild against the current torch"
 fi
 
@@ -129,5 +198,5 @@ else
     fail "pip could not install mmrepvit in editable mode"
   deps_ok || fail "dependencies installed but do not import" "run: $PYTHON -c 'import mmdet, mmseg, mmrepvit'"
 fi
-mmcv_ok || fail "mmcv was replaced by a dependency" "rerun this script"
+MMCV_WHY=$(mmcv_ok) || fail "mmcv no longer works after installing the requirements: $MMCV_WHY" "rerun this script"
 say "ready: $("$PYTHON" -c 'import torch, mmcv, mmdet, mmseg, mmengine; print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, mmdet {mmdet.__version__}, mmseg {mmseg.__version__}")')"

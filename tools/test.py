@@ -5,6 +5,7 @@ config's default_scope decides which); the flags are MMDetection's.
 
     python tools/test.py configs/det/repvit_m1_1_maskrcnn.py repvit_m1_1_coco.pth
     python tools/test.py CONFIG CKPT --show-dir vis --out results.pkl
+    python tools/test.py CONFIG CKPT --fuse --channels-last   # deploy form
 """
 import argparse
 
@@ -31,6 +32,12 @@ def parse_args():
         'directory (relative paths go under the work dir\'s timestamp dir)')
     parser.add_argument('--wait-time', type=float, default=2,
                         help='seconds each image is shown with --show')
+    parser.add_argument('--fuse', action='store_true',
+                        help='fuse (re-parameterise) every RepViT before '
+                        'testing; fused checkpoints need no flag')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='fuse, and run backbone and neck in the '
+                        'channels_last memory format')
     add_common_args(parser)
     return parser.parse_args()
 
@@ -59,6 +66,10 @@ def main():
     check_config(cfg, ['test_dataloader'])
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
+
+    if args.fuse or args.channels_last:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(
+            type='FuseModelHook', channels_last=args.channels_last)]
 
     if args.out and cfg.default_scope == 'mmseg':
         cfg.test_evaluator['output_dir'] = args.out

@@ -13,7 +13,7 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from ..checkpoint import is_fused, read_backbone_state
+from ..checkpoint import is_fused, is_unfused, read_backbone_state
 from .layers import RepViTBlock, conv_bn, fuse_modules, preserved_norm_stats
 
 STAGE_ENDS = ('before_pre_block', 'before_downsample')
@@ -311,6 +311,14 @@ class RepViT(BaseModule):
                 p.requires_grad = False
 
     def train(self, mode: bool = True):
+        if mode and getattr(self, '_fused_by_load', False):
+            raise RuntimeError(
+                'This RepViT switched to its fused (deploy) form to load a '
+                'fused checkpoint, a form meant for inference; an optimizer '
+                'or DDP wrapper built before the load still holds the '
+                'replaced parameters. To fine-tune, load the training-form '
+                'checkpoint; to train the fused network, build the backbone '
+                'with deploy=True (model.backbone.deploy=True).')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
@@ -436,10 +444,61 @@ class RepViT(BaseModule):
                 'fused network folds in the BatchNorm running statistics, so it '
                 'matches this network in eval mode only; call model.eval() '
                 'first to compare outputs.', stacklevel=2)
+        self._fuse()
+        return self
+
+    def _fuse(self):
         fuse_modules(self.features)
         self.deploy = True
         self._freeze_stages()
-        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Load weights of either form into either form.
+
+        ``load_state_dict`` (PyTorch's and MMEngine's, so ``tools/test.py``,
+        the inferencers, ``init_detector`` and ``init_model`` alike) calls
+        this before it loads the children, so the backbone can adapt first:
+        a fused checkpoint switches a training-form backbone to the deploy
+        form, and a training-form checkpoint is fused on the way into a
+        deploy-form backbone (it must then hold every backbone tensor, or
+        this raises rather than fuse what it lacks).
+        """
+        own = {k[len(prefix):]: v for k, v in state_dict.items()
+               if k.startswith(prefix)}
+        name = prefix[:-1] or type(self).__name__
+        if is_fused(own) and not self.deploy:
+            self._fuse()
+            self._fused_by_load = True
+            print_log(f'{name}: the checkpoint holds a fused RepViT, so the '
+                      f'backbone switched to its deploy form to load it.',
+                      logger='current')
+        elif is_unfused(own) and self.deploy:
+            for key in own:
+                del state_dict[prefix + key]
+            fused = self._fuse_state(own, name)
+            state_dict.update((prefix + k, v) for k, v in fused.items())
+            print_log(f'{name}: fused the training-form RepViT weights of '
+                      f'the checkpoint to load them into the deploy-form '
+                      f'backbone.', logger='current')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _fuse_state(self, state: dict, name: str) -> dict:
+        """The deploy-form state dict of training-form weights ``state``."""
+        training = RepViT(self.arch_settings, self.in_channels,
+                          norm_cfg=self.norm_cfg)
+        result = training.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys
+                   if not k.endswith('num_batches_tracked')]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f'{name}: the checkpoint holds training-form RepViT weights '
+                f'that do not fit this deploy-form backbone, so they cannot '
+                f'be fused into it: {len(missing)} missing (e.g. '
+                f'{missing[:3]}), {len(result.unexpected_keys)} unexpected '
+                f'(e.g. {result.unexpected_keys[:3]}). Check the arch, or '
+                f'fuse a complete checkpoint with '
+                f'tools/deploy/reparameterize.py.')
+        return training.eval().switch_to_deploy().state_dict()
 
 
 def switch_to_deploy(model: nn.Module) -> int:

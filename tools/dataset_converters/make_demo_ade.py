@@ -12,13 +12,9 @@ same settings does nothing, unless ``--force``. Usage::
     python tools/dataset_converters/make_demo_ade.py --out data/demo_ade \\
         [--seed 0] [--num-train 120] [--num-val 30] [--size 256] [--force]
 """
-import argparse
-import json
-import shutil
-from pathlib import Path
-
 import cv2
 import numpy as np
+from demo_dataset import main, write_once
 
 CLASSES = ('sky', 'grass', 'water', 'brick', 'sand')
 PALETTE = [[135, 206, 250], [34, 139, 34], [0, 70, 160], [178, 34, 34],
@@ -135,44 +131,29 @@ def render(rng, size):
 def generate(out_dir, num_train=120, num_val=30, size=256, seed=0,
              force=False):
     """Write the dataset to ``out_dir``; returns False (and writes nothing)
-    if it already holds one made with the same settings."""
-    out, settings = Path(out_dir), dict(version=VERSION, num_train=num_train,
-                                        num_val=num_val, size=size, seed=seed)
-    meta = out / 'meta.json'
-    if (not force and meta.is_file()
-            and json.loads(meta.read_text()) == settings):
-        print(f'{out}: already generated')
-        return False
-    meta.unlink(missing_ok=True)  # written last: marks a complete dataset
-    for name in ('images', 'annotations'):
-        shutil.rmtree(out / name, ignore_errors=True)
-    for split_index, (split, num_images) in enumerate(
-            [('training', num_train), ('validation', num_val)]):
-        (out / 'images' / split).mkdir(parents=True)
-        (out / 'annotations' / split).mkdir(parents=True)
-        for index in range(1, num_images + 1):
-            # a random stream per image: a split does not depend on the other
-            image, label = render(
-                np.random.default_rng([seed, split_index, index]), size)
-            cv2.imwrite(str(out / f'images/{split}/demo_{index:06d}.jpg'),
-                        image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-            cv2.imwrite(
-                str(out / f'annotations/{split}/demo_{index:06d}.png'), label)
-        print(f'{split}: {num_images} images')
-    meta.write_text(json.dumps(settings))
-    return True
+    if it already holds one made with the same settings, unless ``force``."""
+    settings = dict(version=VERSION, num_train=num_train, num_val=num_val,
+                    size=size, seed=seed)
 
+    def write(out):
+        for split_index, (split, num_images) in enumerate(
+                [('training', num_train), ('validation', num_val)]):
+            (out / 'images' / split).mkdir(parents=True)
+            (out / 'annotations' / split).mkdir(parents=True)
+            for index in range(1, num_images + 1):
+                # a random stream per image: a split does not depend on the
+                # other
+                image, label = render(
+                    np.random.default_rng([seed, split_index, index]), size)
+                name = f'{split}/demo_{index:06d}'
+                cv2.imwrite(str(out / f'images/{name}.jpg'), image[..., ::-1],
+                            [cv2.IMWRITE_JPEG_QUALITY, 95])
+                cv2.imwrite(str(out / f'annotations/{name}.png'), label)
+            print(f'{split}: {num_images} images')
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--out', dest='out_dir', default='data/demo_ade')
-    for flag, default in [('--seed', 0), ('--num-train', 120),
-                          ('--num-val', 30), ('--size', 256)]:
-        parser.add_argument(flag, type=int, default=default)
-    parser.add_argument('--force', action='store_true',
-                        help='regenerate even if already generated')
-    generate(**vars(parser.parse_args()))
+    return write_once(out_dir, settings, ('images', 'annotations'), write,
+                      force)
 
 
 if __name__ == '__main__':
-    main()
+    main(generate, __doc__, default_out='data/demo_ade')

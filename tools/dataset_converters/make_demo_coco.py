@@ -11,15 +11,13 @@ byte-identical for the same settings. A second run with the same settings
 does nothing, unless ``--force``. Usage::
 
     python tools/dataset_converters/make_demo_coco.py --out data/demo_coco \\
-        [--seed 0] [--num-train 120] [--num-val 30] [--size 256] [--force]
+        [--seed 0] [--num-train 240] [--num-val 30] [--size 256] [--force]
 """
-import argparse
 import json
-import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
+from demo_dataset import main, write_once
 from pycocotools import mask as mask_utils
 
 CLASSES = ('circle', 'triangle', 'square', 'star')
@@ -99,57 +97,43 @@ def render(rng, size):
     return np.clip(image, 0, 255).round().astype(np.uint8), annotations
 
 
-def generate(out_dir, num_train=120, num_val=30, size=256, seed=0,
+def generate(out_dir, num_train=240, num_val=30, size=256, seed=0,
              force=False):
     """Write the dataset to ``out_dir``; returns False (and writes nothing)
-    if it already holds one made with the same settings."""
-    out, settings = Path(out_dir), dict(version=VERSION, num_train=num_train,
-                                        num_val=num_val, size=size, seed=seed)
-    meta = out / 'meta.json'
-    if (not force and meta.is_file()
-            and json.loads(meta.read_text()) == settings):
-        print(f'{out}: already generated')
-        return False
-    meta.unlink(missing_ok=True)  # written last: marks a complete dataset
-    for name in ('train', 'val', 'annotations'):
-        shutil.rmtree(out / name, ignore_errors=True)
-    (out / 'annotations').mkdir(parents=True)
+    if it already holds one made with the same settings, unless ``force``."""
+    settings = dict(version=VERSION, num_train=num_train, num_val=num_val,
+                    size=size, seed=seed)
     categories = [dict(id=i, name=name, supercategory='shape')
                   for i, name in enumerate(CLASSES, start=1)]
-    for split_index, (split, num_images) in enumerate(
-            [('train', num_train), ('val', num_val)]):
-        (out / split).mkdir()
-        images, annotations = [], []
-        for image_id in range(1, num_images + 1):
-            # a random stream per image: a split does not depend on the other
-            rng = np.random.default_rng([seed, split_index, image_id])
-            image, objects = render(rng, size)
-            file_name = f'demo_{image_id:06d}.jpg'
-            cv2.imwrite(str(out / split / file_name), image[..., ::-1],
-                        [cv2.IMWRITE_JPEG_QUALITY, 95])
-            images.append(dict(id=image_id, file_name=file_name, width=size,
-                               height=size))
-            annotations += [dict(id=len(annotations) + i, image_id=image_id,
-                                 **obj) for i, obj in enumerate(objects, 1)]
-        coco = dict(images=images, annotations=annotations,
-                    categories=categories)
-        (out / f'annotations/instances_{split}.json').write_text(
-            json.dumps(coco))
-        print(f'{split}: {len(images)} images, {len(annotations)} shapes')
-    meta.write_text(json.dumps(settings))
-    return True
 
+    def write(out):
+        (out / 'annotations').mkdir(parents=True, exist_ok=True)
+        for split_index, (split, num_images) in enumerate(
+                [('train', num_train), ('val', num_val)]):
+            (out / split).mkdir()
+            images, annotations = [], []
+            for image_id in range(1, num_images + 1):
+                # a random stream per image: a split does not depend on the
+                # other
+                rng = np.random.default_rng([seed, split_index, image_id])
+                image, objects = render(rng, size)
+                file_name = f'demo_{image_id:06d}.jpg'
+                cv2.imwrite(str(out / split / file_name), image[..., ::-1],
+                            [cv2.IMWRITE_JPEG_QUALITY, 95])
+                images.append(dict(id=image_id, file_name=file_name,
+                                   width=size, height=size))
+                annotations += [dict(id=len(annotations) + i,
+                                     image_id=image_id, **obj)
+                                for i, obj in enumerate(objects, 1)]
+            coco = dict(images=images, annotations=annotations,
+                        categories=categories)
+            (out / f'annotations/instances_{split}.json').write_text(
+                json.dumps(coco))
+            print(f'{split}: {len(images)} images, {len(annotations)} shapes')
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--out', dest='out_dir', default='data/demo_coco')
-    for flag, default in [('--seed', 0), ('--num-train', 120),
-                          ('--num-val', 30), ('--size', 256)]:
-        parser.add_argument(flag, type=int, default=default)
-    parser.add_argument('--force', action='store_true',
-                        help='regenerate even if already generated')
-    generate(**vars(parser.parse_args()))
+    return write_once(out_dir, settings, ('train', 'val', 'annotations'),
+                      write, force)
 
 
 if __name__ == '__main__':
-    main()
+    main(generate, __doc__, default_out='data/demo_coco')

@@ -1,0 +1,661 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Latency of models in several forms, measured side by side with
+``torch.utils.benchmark`` (median and interquartile range; on CUDA the timer
+synchronises the device).
+
+Three ideas:
+
+- A :class:`Subject` is a model to measure (a bare backbone, a detector or a
+  segmentor) that can build a fresh copy of itself and example inputs.
+- A *form* (:data:`FORMS`) is how a subject runs: as built ("training" form,
+  in eval mode), fused (``deploy``), in channels_last memory format, under
+  CUDA fp16 autocast... Each form is one small function of (model, inputs,
+  run) that prepares them and returns the zero-argument callable that is
+  timed, so another path (an exported ONNX model run by onnxruntime, say) is
+  one more entry.
+- The cases of one input size, batch size and thread count are measured in
+  interleaved rounds (every case once per round), so that drift in the
+  machine's load hits all of them alike; the rounds' samples are merged.
+
+:func:`cpu_peak` estimates the CPU's peak multiply-accumulate rate, to show
+how close to the hardware each case gets.
+"""
+import multiprocessing
+import os
+import re
+import resource
+import subprocess
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from torch.utils.benchmark import Measurement, Timer
+
+from ..deploy import use_channels_last
+from . import builders
+from .complexity import count
+
+Size = Tuple[int, int]
+
+
+# ------------------------------------------------------------------ tasks
+def _forward(model, x):
+    with torch.no_grad():
+        return model(x)
+
+
+def _predict(model, data):
+    with torch.no_grad():
+        return model(**data, mode='predict')
+
+
+def _features(model, data):
+    with torch.no_grad():
+        return model.extract_feat(data['inputs'])
+
+
+def _train_step(model, data):
+    torch.manual_seed(0)   # the same RoI sampling in every call
+    loss, _ = model.parse_losses(model(**data, mode='loss'))
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one timed call does."""
+    run: Callable[[nn.Module, Any], Any]
+    training: bool   # model in training mode, inputs with ground truth
+    description: str
+
+
+TASKS = {
+    'forward': Task(_forward, False, 'forward, eval mode, no grad'),
+    'predict': Task(_predict, False,
+                    "model(..., mode='predict'), eval, no grad"),
+    'features': Task(_features, False,
+                     'backbone + neck (extract_feat), eval, no grad'),
+    'train': Task(_train_step, True, 'training step: loss + backward'),
+}
+
+
+# ------------------------------------------------------------------ forms
+def channels_last(inputs):
+    """The inputs (a tensor, or MMEngine's data dict) in channels_last."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.contiguous(memory_format=torch.channels_last)
+    return dict(inputs, inputs=channels_last(inputs['inputs']))
+
+
+def _as_built(model, inputs, run):
+    return partial(run, model, inputs)
+
+
+def _channels_last(model, inputs, run):
+    if isinstance(inputs, torch.Tensor):  # a bare backbone
+        model = model.to(memory_format=torch.channels_last)
+        return partial(run, model, channels_last(inputs))
+    # a detector/segmentor: backbone and neck only, as mmrepvit.deploy does
+    # (mmcv's RoIAlign returns wrong values on channels_last features)
+    return partial(run, use_channels_last(model), inputs)
+
+
+def _cuda_fp16(model, inputs, run):
+    if not next(model.parameters()).is_cuda:
+        return None
+    run_plain = _as_built(model, inputs, run)
+
+    def fn():
+        with torch.autocast('cuda', dtype=torch.float16):
+            return run_plain()
+    return fn
+
+
+def _channels_last_cuda_fp16(model, inputs, run):
+    if not next(model.parameters()).is_cuda:
+        return None
+    run_cl = _channels_last(model, inputs, run)
+
+    def fn():
+        with torch.autocast('cuda', dtype=torch.float16):
+            return run_cl()
+    return fn
+
+
+@dataclass(frozen=True)
+class Form:
+    """A way to run a model: ``make(model, inputs, run)`` prepares the model
+    and inputs (in place) and returns the callable that is timed, or None
+    where the form does not apply. ``fused``: the runner fuses the model
+    first (:func:`builders.to_deploy`); such forms are for inference only."""
+    make: Callable[[nn.Module, Any, Callable], Optional[Callable[[], Any]]]
+    fused: bool = False
+
+
+FORMS: Dict[str, Form] = {
+    'training': Form(_as_built),
+    'channels_last': Form(_channels_last),
+    'deploy': Form(_as_built, fused=True),
+    'deploy+channels_last': Form(_channels_last, fused=True),
+    # CUDA only: float16 autocast
+    'deploy+fp16': Form(_cuda_fp16, fused=True),
+    'deploy+channels_last+fp16': Form(_channels_last_cuda_fp16, fused=True),
+}
+CUDA_AMP_FORMS = ('deploy+fp16', 'deploy+channels_last+fp16')
+
+
+def unfused_name(form: str) -> str:
+    """What a fused form amounts to on a model with nothing to fuse:
+    'deploy+channels_last' -> 'channels_last', 'deploy' -> 'training'."""
+    return form.replace('deploy+', '') if '+' in form else 'training'
+
+
+# --------------------------------------------------------------- subjects
+@dataclass
+class Subject:
+    """A model to measure: ``build()`` returns a fresh copy (seeded random
+    weights, eval mode); ``inputs(model, batch, size, training)`` example
+    inputs on the model's device, ready for the model (for a detector or
+    segmentor: after its data preprocessor)."""
+    name: str
+    build: Callable[[], nn.Module]
+    inputs: Callable[[nn.Module, int, Size, bool], Any]
+    tasks: Tuple[str, ...]
+    baseline: bool = False
+    # a batch as the dataloader packs it, before the data preprocessor
+    packed: Optional[Callable[[int, Size], Any]] = None
+
+
+def arch_subject(arch: str) -> Subject:
+    """The dense-prediction backbone of ``arch`` (four stage outputs)."""
+
+    def inputs(model, batch, size, training):
+        device = next(model.parameters()).device
+        return torch.randn(batch, 3, *size,
+                           generator=torch.Generator().manual_seed(0)).to(
+                               device)
+
+    return Subject(builders.display_name(arch),
+                   partial(builders.build_backbone, arch), inputs,
+                   ('forward', ), baseline=arch == builders.BASELINE)
+
+
+def config_subject(cfg, name: Optional[str] = None,
+                   baseline: bool = False) -> Subject:
+    """The detector or segmentor of ``cfg``."""
+
+    def inputs(model, batch, size, training):
+        return model.data_preprocessor(
+            builders.packed_batch(cfg, batch, size), training)
+
+    return Subject(name or builders.model_name(cfg),
+                   partial(builders.build_from_config, cfg), inputs,
+                   ('predict', 'features', 'train'), baseline=baseline,
+                   packed=partial(builders.packed_batch, cfg))
+
+
+@torch.no_grad()
+def macs_of(model: nn.Module, inputs, task: str) -> Optional[int]:
+    """MACs of one call of ``task`` (MMEngine's count; None for training
+    steps)."""
+    if task == 'forward':
+        return count(model, (inputs, )).macs
+    if task == 'features':
+        with builders.features_mode(model):
+            return count(model, (inputs['inputs'], )).macs
+    if task == 'predict':
+        with builders.tensor_mode(model, inputs['data_samples']):
+            return count(model, (inputs['inputs'], )).macs
+    return None
+
+
+# -------------------------------------------------------------- CPU peak
+@dataclass
+class CpuPeak:
+    """Peak fp32 multiply-accumulates per second of a CPU: cores x SIMD
+    lanes x FMA units x clock, with 2 FMA units per core assumed (true of
+    recent x86 server cores; some have 1, which halves the peak)."""
+    model: str
+    cores: int
+    lanes: int
+    ghz: float
+    clock: str     # where the clock was read
+    fma_units: int = 2
+
+    def gmacs(self, threads: int) -> float:
+        return min(threads, self.cores) * self.lanes * self.fma_units * \
+            self.ghz
+
+    def describe(self) -> str:
+        isa = {16: 'AVX-512', 8: 'AVX2+FMA', 4: '128-bit SIMD'}[self.lanes]
+        return (f'{self.model}: {self.cores} cores x {self.lanes} fp32 lanes '
+                f'({isa}) x {self.fma_units} FMA units (assumed) x '
+                f'{self.ghz:.2f} GHz ({self.clock}) = '
+                f'{self.gmacs(self.cores):.0f} GMAC/s '
+                f'({self.gmacs(1):.1f} per core)')
+
+
+def _cpu_fields() -> Dict[str, str]:
+    """lscpu's 'key: value' lines, completed by /proc/cpuinfo's first
+    processor (lscpu's names win)."""
+    try:
+        text = subprocess.run(['lscpu'], capture_output=True, text=True,
+                              env=dict(os.environ, LC_ALL='C'),
+                              check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        text = ''
+    fields = dict(re.findall(r'^([^:\n]+):\s*(.*)$', text, re.M))
+    try:
+        with open('/proc/cpuinfo') as f:
+            first = f.read().split('\n\n')[0]
+        for key, value in re.findall(r'^([^:\n]+?)\s*:\s*(.*)$', first,
+                                     re.M):
+            fields.setdefault({'model name': 'Model name',
+                               'flags': 'Flags'}.get(key, key), value)
+    except OSError:
+        pass
+    return fields
+
+
+def cpu_peak(fields: Optional[Dict[str, str]] = None) -> Optional[CpuPeak]:
+    """The CPU's peak rate from lscpu / /proc/cpuinfo (None if unknown)."""
+    fields = _cpu_fields() if fields is None else fields
+    flags = set(fields.get('Flags', '').split())
+    if 'avx512f' in flags:
+        lanes = 16
+    elif {'avx2', 'fma'} <= flags:
+        lanes = 8
+    elif flags & {'sse2', 'asimd'}:
+        lanes = 4
+    else:
+        return None
+    for key, source in (('CPU max MHz', 'lscpu max MHz'),
+                        ('cpu MHz', '/proc/cpuinfo cpu MHz'),
+                        ('CPU MHz', 'lscpu MHz')):
+        if fields.get(key):
+            mhz, clock = float(fields[key]), source
+            break
+    else:
+        return None
+    try:
+        cores = int(fields['Core(s) per socket']) * int(
+            fields.get('Socket(s)', 1))
+    except (KeyError, ValueError):
+        cores = os.cpu_count() or 1
+    return CpuPeak(fields.get('Model name', 'unknown CPU'), cores, lanes,
+                   mhz / 1000, clock)
+
+
+# ------------------------------------------------------------ measuring
+@dataclass
+class Case:
+    """One timed callable and what it is."""
+    subject: str
+    form: str
+    label: str                    # what the table calls this case
+    fn: Callable[[], Any]
+    macs: Optional[int] = None
+    baseline: bool = False
+
+
+@dataclass
+class Row:
+    """One measured case."""
+    subject: str
+    form: str
+    task: str
+    batch: int
+    size: Size
+    threads: int
+    device: str
+    measurement: Measurement
+    macs: Optional[int] = None
+    baseline: bool = False
+
+    @property
+    def median_ms(self) -> float:
+        return self.measurement.median * 1e3
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.measurement.iqr * 1e3
+
+    @property
+    def input(self) -> str:
+        return f'{self.batch}x3x{self.size[0]}x{self.size[1]}'
+
+
+def measure(cases: Sequence[Case], threads: int, warmup: int,
+            min_run_time: float, rounds: int) -> List[Measurement]:
+    """Time every case in ``rounds`` interleaved rounds of
+    ``Timer.blocked_autorange(min_run_time)`` each, after ``warmup`` calls;
+    returns one merged Measurement per case (all rounds' samples)."""
+    torch.set_num_threads(threads)
+    for case in cases:
+        for _ in range(warmup):
+            case.fn()
+    samples: Dict[int, List[Measurement]] = {i: [] for i in range(len(cases))}
+    for _ in range(rounds):
+        for i, case in enumerate(cases):
+            timer = Timer('fn()', globals={'fn': case.fn},
+                          num_threads=threads, label=case.label,
+                          sub_label=f'case {i}')
+            samples[i].append(
+                timer.blocked_autorange(min_run_time=min_run_time))
+    return [Measurement.merge(samples[i])[0] for i in range(len(cases))]
+
+
+def build_cases(subjects: Sequence[Subject], forms: Sequence[str],
+                task: str, batch: int, size: Size, device: str,
+                with_macs: bool) -> Tuple[List[Case], List[str]]:
+    """Every (subject, form) that applies, freshly built; and notes on the
+    ones left out."""
+    cases, notes, macs_cache = [], [], {}
+    spec = TASKS[task]
+    for subject in subjects:
+        if task not in subject.tasks:
+            notes.append(f'{subject.name}: no {task!r} task '
+                         f'(it has {", ".join(subject.tasks)})')
+            continue
+        labels = set()
+        for name in forms:
+            form = FORMS[name]
+            if form.fused and spec.training:
+                notes.append(f'{name}: inference only, not run for the '
+                             f'{task!r} task')
+                continue
+            model = subject.build().to(device)
+            label = name
+            if form.fused and not builders.to_deploy(model):
+                label = unfused_name(name)   # nothing to fuse (ResNet-50)
+            if label in labels:
+                continue
+            if spec.training:
+                model.train()
+            inputs = subject.inputs(model, batch, size, spec.training)
+            macs = None
+            if with_macs and not spec.training:
+                key = (subject.name, form.fused)
+                if key not in macs_cache:
+                    macs_cache[key] = macs_of(model, inputs, task)
+                macs = macs_cache[key]
+            fn = form.make(model, inputs, spec.run)
+            if fn is None:
+                notes.append(f'{subject.name}, {name}: does not apply on '
+                             f'{device}')
+                continue
+            labels.add(label)
+            cases.append(Case(subject.name, label,
+                              f'{subject.name} {label}', fn, macs,
+                              subject.baseline))
+    return cases, notes
+
+
+def run_benchmark(subjects: Sequence[Subject], forms: Sequence[str],
+                  task: str, batches: Sequence[int], sizes: Sequence[Size],
+                  threads: Sequence[int], device: str = 'cpu',
+                  warmup: int = 2, min_run_time: float = 1.0,
+                  rounds: int = 3, with_macs: bool = True,
+                  log: Callable[[str], Any] = print) -> List[Row]:
+    """Measure every subject in every form, per thread count, input size and
+    batch size; the cases of each such group are interleaved."""
+    rows = []
+    for n in threads:
+        torch.set_num_threads(n)
+        for size in sizes:
+            for batch in batches:
+                cases, notes = build_cases(subjects, forms, task, batch,
+                                           size, device, with_macs)
+                for note in dict.fromkeys(notes):
+                    log(f'  note: {note}')
+                results = measure(cases, n, warmup, min_run_time, rounds)
+                for case, m in zip(cases, results):
+                    rows.append(Row(case.subject, case.form, task, batch,
+                                    size, n, device, m, case.macs,
+                                    case.baseline))
+                    log(f'  {case.label:<40} {rows[-1].input:>16} '
+                        f'{n} thr: {rows[-1].median_ms:9.2f} ms')
+                del cases
+    return rows
+
+
+# ---------------------------------------------------------------- output
+def _ms(value: float) -> str:
+    return f'{value:.1f}' if value >= 10 else f'{value:.2f}'
+
+
+def _group(row: Row):
+    return (row.task, row.batch, row.size, row.threads, row.device)
+
+
+def markdown_table(rows: Sequence[Row],
+                   peak: Optional[CpuPeak] = None) -> str:
+    """One line per row: median and IQR, speed-up over the same model's
+    training form and over the baseline (ResNet-50) in the same group,
+    achieved GMAC/s and its share of the CPU's peak."""
+    training = {(_group(r), r.subject): r for r in rows if r.form ==
+                'training'}
+    baseline = {_group(r): r for r in rows if r.baseline and r.form ==
+                'training'}
+    base_name = next((r.subject for r in rows if r.baseline), None)
+    with_macs = any(r.macs for r in rows)
+    head = ['model', 'form', 'input', 'threads', 'median ms', 'IQR ms',
+            'x training']
+    if base_name:
+        head.append(f'x {base_name.split()[0]}')
+    if with_macs:
+        head.append('GMAC/s')
+        if peak:
+            head.append('% of peak')
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r in rows:
+        ref = training.get((_group(r), r.subject))
+        cells = [r.subject, r.form, r.input,
+                 str(r.threads) if r.device == 'cpu' else r.device,
+                 _ms(r.median_ms), _ms(r.iqr_ms),
+                 f'{ref.median_ms / r.median_ms:.2f}' if ref else '-']
+        if base_name:
+            base = baseline.get(_group(r))
+            cells.append(f'{base.median_ms / r.median_ms:.2f}'
+                         if base else '-')
+        if with_macs:
+            rate = r.macs / r.measurement.median / 1e9 if r.macs else None
+            cells.append(f'{rate:.1f}' if rate else '-')
+            if peak:
+                cells.append(f'{rate / peak.gmacs(r.threads):.0%}'
+                             if rate and r.device == 'cpu' else '-')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def _find(rows, subject, form, batch, size, threads, device='cpu'):
+    for r in rows:
+        if (r.subject, r.form, r.batch, r.size, r.threads, r.device) == (
+                subject, form, batch, size, threads, device):
+            return r
+    return None
+
+
+def goal_lines(rows: Sequence[Row]) -> List[str]:
+    """The backbone goals, where this run measured them (reported, not
+    asserted): RepViT-M1.1's deploy form >= 1.2x its training form at
+    1x3x512x512 on 2 threads; deploy + channels_last >= 1.3x plain deploy at
+    8x3x224x224."""
+    lines = []
+    for r in rows:
+        if r.task != 'forward' or not r.subject.startswith('RepViT'):
+            continue
+        if (r.subject, r.form, r.batch, r.size, r.threads) == (
+                'RepViT-M1.1', 'deploy', 1, (512, 512), 2) and \
+                r.device == 'cpu':
+            ref = _find(rows, r.subject, 'training', 1, (512, 512), 2)
+            goal, what = 1.2, 'deploy / training form, 1x3x512x512, 2 threads'
+        elif r.form == 'deploy+channels_last' and r.batch == 8 and \
+                r.size == (224, 224):
+            ref = _find(rows, r.subject, 'deploy', 8, (224, 224), r.threads,
+                        r.device)
+            goal, what = 1.3, (f'deploy+channels_last / deploy, 8x3x224x224,'
+                               f' {r.threads} threads')
+        else:
+            continue
+        if ref:
+            ratio = ref.median_ms / r.median_ms
+            lines.append(f'goal {r.subject} {what}: {ratio:.2f}x (goal >= '
+                         f'{goal}x: {"met" if ratio >= goal else "NOT met"})')
+    return lines
+
+
+# ------------------------------------------------- training-step breakdown
+BREAKDOWN_PARTS = ('data preprocessor', 'backbone forward',
+                   'backbone forward+backward', 'neck forward+backward',
+                   'heads forward+backward', 'whole step')
+
+
+def breakdown_cases(subject: Subject, form: str, batch: int, size: Size,
+                    device: str) -> List[Case]:
+    """The parts of one training step of a detector or segmentor, each timed
+    alone with the same inputs and fixed random output gradients: the data
+    preprocessor (normalise, pad, stack), the backbone (forward; forward +
+    backward), the neck and the heads (forward + backward from detached
+    inputs that require grad, as in the step), and the whole step.
+    ``form``: 'training' or 'channels_last' (model and images in
+    channels_last: the same maths in another memory layout)."""
+    if subject.packed is None:
+        raise ValueError(f'{subject.name}: the training-step breakdown '
+                         f'needs a detector or segmentor config.')
+    if form not in ('training', 'channels_last'):
+        raise ValueError(f'The training-step breakdown runs the training '
+                         f'or channels_last form, not {form!r}.')
+    model = subject.build().to(device)
+    model.train()
+    convert = channels_last if form == 'channels_last' else (lambda x: x)
+    if form == 'channels_last':
+        model = model.to(memory_format=torch.channels_last)
+    packed = subject.packed(batch, size)
+    data = convert(model.data_preprocessor(packed, True))
+    inputs = data['inputs']
+    with torch.no_grad():
+        feats = model.backbone(inputs)
+        necks = model.neck(feats) if model.with_neck else feats
+    generator = torch.Generator().manual_seed(0)
+    feat_grads, neck_grads = ([
+        torch.randn(t.shape, generator=generator).to(t) for t in tensors
+    ] for tensors in (feats, necks))
+
+    def preprocessor():
+        convert(model.data_preprocessor(packed, True))
+
+    def backbone_forward():
+        model.backbone(inputs)
+
+    def backbone_forward_backward():
+        _backward(model.backbone(inputs), feat_grads, model)
+
+    def neck_forward_backward():
+        x = [f.detach().requires_grad_() for f in feats]
+        _backward(model.neck(x), neck_grads, model)
+
+    def heads_forward_backward():
+        x = [f.detach().requires_grad_() for f in necks]
+        model.extract_feat = lambda _: x
+        try:
+            _train_step(model, data)
+        finally:
+            del model.extract_feat
+
+    def whole_step():
+        _train_step(model, convert(model.data_preprocessor(packed, True)))
+
+    parts = (preprocessor, backbone_forward, backbone_forward_backward,
+             neck_forward_backward if model.with_neck else None,
+             heads_forward_backward, whole_step)
+    return [Case(subject.name, f'{form}: {part}',
+                 f'{subject.name} {form} {part}', fn,
+                 baseline=subject.baseline)
+            for part, fn in zip(BREAKDOWN_PARTS, parts) if fn is not None]
+
+
+def _backward(outputs, grads, model):
+    # Outputs of frozen stages (ResNet-50's first) need no gradient.
+    pairs = [(o, g) for o, g in zip(outputs, grads) if o.requires_grad]
+    torch.autograd.backward(*zip(*pairs))
+    model.zero_grad(set_to_none=True)
+
+
+def breakdown_table(subjects: Sequence[str], forms: Sequence[str],
+                    cases: Sequence[Case],
+                    results: Sequence[Measurement]) -> str:
+    """Median ms of each part, one column per (model, form); the backbone's
+    backward is forward+backward minus forward."""
+    ms = {(c.subject, c.form): m.median * 1e3
+          for c, m in zip(cases, results)}
+    columns = [(s, f) for s in subjects for f in forms]
+    parts = list(BREAKDOWN_PARTS)
+    parts.insert(3, 'backbone backward (difference)')
+    parts.insert(-1, 'sum of the parts')
+    lines = ['| part | ' + ' | '.join(f'{s}, {f}' for s, f in columns) +
+             ' |', '|' + '---|' * (len(columns) + 1)]
+    for part in parts:
+        cells = []
+        for s, f in columns:
+            if part.startswith('backbone backward'):
+                fwd = ms.get((s, f'{f}: backbone forward'))
+                both = ms.get((s, f'{f}: backbone forward+backward'))
+                value = both - fwd if fwd and both else None
+            elif part == 'sum of the parts':
+                value = sum(ms.get((s, f'{f}: {p}'), 0) for p in (
+                    'data preprocessor', 'backbone forward+backward',
+                    'neck forward+backward', 'heads forward+backward'))
+            else:
+                value = ms.get((s, f'{f}: {part}'))
+            cells.append(_ms(value) if value is not None else '-')
+        lines.append(f'| {part} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------- memory
+def _rss_kib() -> int:
+    with open('/proc/self/statm') as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() // 1024
+
+
+def _memory_child(arch, size, batch, with_cp, threads, device, queue):
+    from mmrepvit import RepViT
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = RepViT(arch, with_cp=with_cp).train().to(device)
+    x = torch.randn(batch, 3, *size, device=device)
+    if device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_kib() * 1024
+    sum(o.mean() for o in model(x)).backward()
+    if device == 'cuda':
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    queue.put((peak - base) / 2**20)
+
+
+def train_step_memory(arch: str, size: Size, batch: int, with_cp: bool,
+                      threads: int = 1, device: str = 'cpu') -> float:
+    """MiB one training step (forward + backward) of the backbone adds to
+    the peak: on CPU the peak resident set size over the resident size just
+    before the step, on CUDA the peak allocated memory over the allocated
+    memory before it. Runs in a fresh process, so earlier work does not
+    hide the peak."""
+    ctx = multiprocessing.get_context('spawn')
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_memory_child, args=(
+        arch, size, batch, with_cp, threads, device, queue))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f'The memory measurement process for {arch} '
+                           f'exited with status {proc.exitcode} (its error '
+                           f'is printed above).')
+    return queue.get(timeout=10)

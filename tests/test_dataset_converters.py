@@ -1,0 +1,103 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""The demo dataset generators: deterministic, written once per settings,
+annotations that agree with the images they describe."""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from helpers import REPO
+
+GENERATORS = REPO / 'tools' / 'dataset_converters'
+
+
+def generate(script, out, *extra):
+    """Run a generator as a user does; returns its console output."""
+    proc = subprocess.run(
+        [sys.executable, str(GENERATORS / script), '--out', str(out),
+         '--num-train', '3', '--num-val', '2', '--size', '96', *extra],
+        capture_output=True, text=True, check=True)
+    return proc.stdout
+
+
+def tree(root):
+    """Every file under ``root``, relative path -> bytes."""
+    return {str(p.relative_to(root)): p.read_bytes()
+            for p in sorted(root.rglob('*')) if p.is_file()}
+
+
+@pytest.mark.parametrize('script', ['make_demo_coco.py', 'make_demo_ade.py'])
+def test_same_settings_same_bytes_and_written_once(script, tmp_path):
+    generate(script, tmp_path / 'a')
+    generate(script, tmp_path / 'b')
+    first = tree(tmp_path / 'a')
+    assert len(first) > 5 and first == tree(tmp_path / 'b')
+
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / 'a').rglob('*')}
+    assert 'already generated' in generate(script, tmp_path / 'a')
+    assert {p: p.stat().st_mtime_ns
+            for p in (tmp_path / 'a').rglob('*')} == mtimes
+
+    generate(script, tmp_path / 'a', '--seed', '1')  # new settings: redone
+    assert tree(tmp_path / 'a') != first
+    assert json.loads((tmp_path / 'a' / 'meta.json').read_text())['seed'] == 1
+
+
+def test_interrupted_run_is_redone(tmp_path):
+    """meta.json is written last: without it the folder is regenerated."""
+    out = tmp_path / 'ade'
+    generate('make_demo_ade.py', out)
+    expected = tree(out)
+    (out / 'meta.json').unlink()
+    (out / 'images/training/demo_000001.jpg').write_bytes(b'half a file')
+    assert 'already generated' not in generate('make_demo_ade.py', out)
+    assert tree(out) == expected
+
+
+def test_coco_annotations_match_the_images(tmp_path):
+    generate('make_demo_coco.py', tmp_path)
+    coco = json.loads(
+        (tmp_path / 'annotations/instances_train.json').read_text())
+    assert [c['name'] for c in coco['categories']] == [
+        'circle', 'triangle', 'square', 'star']
+    assert len(coco['images']) == 3
+    for image in coco['images']:
+        pixels = cv2.imread(str(tmp_path / 'train' / image['file_name']))
+        assert pixels.shape == (96, 96, 3)
+        objects = [a for a in coco['annotations']
+                   if a['image_id'] == image['id']]
+        assert 1 <= len(objects) <= 5
+        for obj in objects:
+            rle = dict(obj['segmentation'],
+                       counts=obj['segmentation']['counts'].encode())
+            mask = mask_utils.decode(rle).astype(bool)
+            assert mask.shape == (96, 96)
+            assert mask.sum() == obj['area'] > 0
+            ys, xs = np.nonzero(mask)
+            np.testing.assert_allclose(
+                obj['bbox'], [xs.min(), ys.min(), xs.max() - xs.min() + 1,
+                              ys.max() - ys.min() + 1])
+            # a solid shape: its pixels differ from the image around it
+            ring = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5))) > mask
+            inside = pixels[mask].astype(float).mean(0)
+            outside = pixels[ring].astype(float).mean(0)
+            assert np.linalg.norm(inside - outside) > 30
+    ids = [a['id'] for a in coco['annotations']]
+    assert len(set(ids)) == len(ids)
+
+
+def test_ade_labels_are_the_six_classes(tmp_path):
+    generate('make_demo_ade.py', tmp_path)
+    for split, count in [('training', 3), ('validation', 2)]:
+        labels = sorted((tmp_path / 'annotations' / split).glob('*.png'))
+        images = sorted((tmp_path / 'images' / split).glob('*.jpg'))
+        assert [p.stem for p in labels] == [p.stem for p in images]
+        assert len(labels) == count
+        for path in labels:
+            label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            assert label.shape == (96, 96) and label.dtype == np.uint8
+            assert set(np.unique(label)) <= set(range(6))

@@ -1,0 +1,243 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""mmrepvit.deploy and tools/deploy: fused weights loading into either form,
+the whole-model fuse (with channels_last), and the ONNX export with its
+onnxruntime parity check. End to end on trained demo models (test.py,
+dist_test.sh, the inferencers): tests/test_demo.py."""
+import contextlib
+import runpy
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.runner.checkpoint import load_state_dict as mmengine_load
+
+from helpers import REPO, randomize
+from mmrepvit import RepViT
+from mmrepvit import deploy
+from mmrepvit.deploy import build_model, export_onnx, fuse_model
+
+DET = str(REPO / 'configs/det/repvit_m0_6_maskrcnn_demo.py')
+SEG = str(REPO / 'configs/seg/repvit_m0_6_fpn_demo.py')
+
+
+def rel_err(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+class Holder(nn.Module):
+    """A RepViT under the ``backbone.`` prefix, as in a detector."""
+
+    def __init__(self, deploy=False):
+        super().__init__()
+        self.backbone = RepViT('m0_6', deploy=deploy)
+
+
+def trained_and_fused():
+    """A training-form Holder with random weights and BN statistics, and
+    its fused state dict."""
+    model = Holder()
+    randomize(model.backbone, seed=1).eval()
+    fused = Holder()
+    fused.load_state_dict(model.state_dict())
+    fused.eval().backbone.switch_to_deploy()
+    return model, fused.state_dict()
+
+
+def torch_load(model, state):
+    result = model.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+
+
+@pytest.mark.parametrize('loader', [torch_load, mmengine_load])
+def test_fused_weights_switch_a_training_form_backbone(loader):
+    model, fused_state = trained_and_fused()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = model.backbone(x)
+    target = Holder()
+    assert not target.backbone.deploy
+    # Strict: every fused tensor lands in the deploy form built on the way.
+    loader(target, fused_state)
+    assert target.backbone.deploy
+    assert target.state_dict().keys() == fused_state.keys()
+    for k, v in target.state_dict().items():
+        assert torch.equal(v, fused_state[k]), k
+    with torch.no_grad():
+        out = target.eval().backbone(x)
+    for a, b in zip(out, ref):
+        assert rel_err(a, b) < 1e-4   # float32 fusion rounding
+
+
+@pytest.mark.parametrize('loader', [torch_load, mmengine_load])
+def test_training_weights_fuse_into_a_deploy_form_backbone(loader):
+    model, fused_state = trained_and_fused()
+    target = Holder(deploy=True)
+    loader(target, model.state_dict())
+    assert target.backbone.deploy
+    for k, v in target.state_dict().items():
+        # Fused in float64 on the way in: the same as fusing first.
+        assert torch.equal(v, fused_state[k]), k
+
+
+def test_incomplete_training_weights_into_deploy_form_raise():
+    model, _ = trained_and_fused()
+    state = model.state_dict()
+    del state['backbone.features.3.token_mixer.0.bn.weight']
+    # Fusing what is missing would silently use random weights: refused,
+    # even by a non-strict load.
+    with pytest.raises(ValueError, match=r'backbone: the checkpoint holds '
+                       r'training-form RepViT weights that do not fit .* 1 '
+                       r"missing \(e.g. \['features.3.token_mixer.0.bn"):
+        Holder(deploy=True).load_state_dict(state, strict=False)
+
+
+def test_training_after_a_fused_load_raises():
+    _, fused_state = trained_and_fused()
+    target = Holder()
+    target.load_state_dict(fused_state)
+    target.eval()                      # inference is what it is for
+    # The optimizer of a Runner is built before the load, so it would hold
+    # the replaced parameters: training must not start silently.
+    with pytest.raises(RuntimeError, match='deploy=True'):
+        target.train()
+    # A backbone built in deploy form trains as it always did.
+    Holder(deploy=True).train()
+
+
+def test_weights_of_neither_form_leave_the_backbone_alone():
+    target = Holder()
+    result = target.load_state_dict({}, strict=False)
+    assert not target.backbone.deploy and result.missing_keys
+
+
+def test_fuse_model_with_channels_last_predicts_the_same():
+    model = build_model(DET)
+    randomize(model.backbone, seed=2)
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        ref = model.extract_feat(x)
+        assert fuse_model(model, channels_last=True) is model
+        out = model.extract_feat(x)
+    assert model.backbone.deploy and not model.training
+    conv = model.backbone.features[0][0]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(out, ref):
+        # mmcv's RoIAlign reads NCHW memory: the heads get NCHW features.
+        assert a.is_contiguous()
+        assert rel_err(a, b) < 1e-4
+    hooks = model._channels_last_hooks
+    fuse_model(model, channels_last=True)   # a second call changes nothing
+    assert model._channels_last_hooks is hooks
+
+
+def test_fuse_model_needs_a_repvit():
+    with pytest.raises(ValueError, match='Sequential has no RepViT backbone'):
+        fuse_model(nn.Sequential(nn.Conv2d(3, 8, 3)))
+
+
+@pytest.mark.parametrize('config,part,labels,outputs', [
+    (None, 'backbone', False, [(40, 4), (80, 8), (160, 16), (320, 32)]),
+    (DET, 'features', False, [4, 8, 16, 32, 64]),   # neck width: config
+    (SEG, 'segmentor', False, [(5, 1)]),
+    (SEG, 'segmentor', True, [(None, 1)]),
+])
+def test_export_onnx_parity_at_two_sizes(config, part, labels, outputs,
+                                         tmp_path):
+    import onnx
+    import onnxruntime as ort
+    model = RepViT('m0_6') if config is None else build_model(config)
+    if part == 'features':
+        outputs = [(model.neck.out_channels, s) for s in outputs]
+    randomize(model if config is None else model.backbone, seed=3)
+    out = tmp_path / 'model.onnx'
+    report = export_onnx(model, str(out), (64, 96), labels=labels)
+    assert report.part == part and report.opset == 17
+    # Parity at the export size and at another batch and size (dynamic).
+    assert list(report.max_rel_diff) == [(1, 3, 64, 96), (2, 3, 96, 160)]
+    assert all(d <= 1e-4 for d in report.max_rel_diff.values())
+    onnx.checker.check_model(str(out), full_check=True)
+    assert onnx.load(str(out)).opset_import[0].version == 17
+    assert not any(m.deploy for m in model.modules()
+                   if isinstance(m, RepViT))
+    session = ort.InferenceSession(str(out),
+                                   providers=['CPUExecutionProvider'])
+    (name, ) = [i.name for i in session.get_inputs()]
+    assert session.get_inputs()[0].shape == ['batch', 3, 'height', 'width']
+    results = session.run(None, {name: np.zeros((3, 3, 128, 64), 'float32')})
+    assert len(results) == len(outputs)
+    for result, (channels, stride) in zip(results, outputs):
+        if channels is None:     # a label map
+            assert result.shape == (3, 128, 64) and result.dtype == np.int64
+        else:
+            assert result.shape == (3, channels, -(-128 // stride),
+                                    -(-64 // stride))
+
+
+def run_tool(monkeypatch, *args):
+    monkeypatch.setattr(sys, 'argv', ['export_onnx.py', *map(str, args)])
+    runpy.run_path(str(REPO / 'tools/deploy/export_onnx.py'),
+                   run_name='__main__')
+
+
+def test_export_tool_refuses_a_graph_that_does_not_generalise(
+        monkeypatch, tmp_path, capsys):
+    model = build_model(SEG)
+    ckpt = tmp_path / 'seg.pth'
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    # Without the dynamic upsampling, mmseg's Upsample bakes the export
+    # size into the graph: right at that size, wrong at the second one.
+    monkeypatch.setattr(deploy, '_dynamic_upsampling',
+                        lambda model: contextlib.nullcontext())
+    out = tmp_path / 'seg.onnx'
+    with pytest.raises(SystemExit) as e:
+        run_tool(monkeypatch, SEG, ckpt, out, '--shape', 64, 64)
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert 'REFUSED: onnxruntime differs from PyTorch by' in err
+    assert '1x3x64x64: ' in err and '2x3x96x128: ' in err
+    assert not out.exists() and not (tmp_path / 'seg.onnx.tmp').exists()
+
+
+def test_export_tool_bare_backbone_from_an_arch_name(monkeypatch, tmp_path,
+                                                     capsys):
+    ckpt = tmp_path / 'backbone.pth'
+    torch.save(randomize(RepViT('m0_6')).state_dict(), ckpt)
+    out = tmp_path / 'backbone.onnx'
+    run_tool(monkeypatch, 'm0_6', ckpt, out, '--shape', 64, 64)
+    printed = capsys.readouterr().out
+    assert 'exported the backbone (opset 17, outputs stage0, stage1, ' \
+        'stage2, stage3)' in printed
+    assert 'input 2x3x96x128: max relative difference' in printed
+    assert out.is_file()
+
+
+def test_export_tool_bad_inputs(monkeypatch, tmp_path):
+    broken = tmp_path / 'broken.pth'
+    broken.write_bytes(b'<html>not found</html>')
+    with pytest.raises(ValueError, match='is not a valid PyTorch checkpoint'):
+        run_tool(monkeypatch, DET, broken, tmp_path / 'x.onnx')
+    resnet = tmp_path / 'resnet.py'
+    resnet.write_text(f"_base_ = ['{DET}']\nmodel = dict(backbone=dict("
+                      "_delete_=True, type='ResNet', depth=18))\n")
+    with pytest.raises(ValueError, match="model.backbone is 'ResNet', not "
+                       'RepViT'):
+        run_tool(monkeypatch, resnet, broken, tmp_path / 'x.onnx')
+    with pytest.raises(SystemExit):      # argparse: neither file nor arch
+        run_tool(monkeypatch, 'm9', broken, tmp_path / 'x.onnx')
+    assert not list(tmp_path.glob('*.onnx*'))
+
+
+def test_export_onnx_unsupported_models():
+    # A model type the exporter does not know, even with a RepViT inside.
+    with pytest.raises(ValueError, match='Cannot export a Sequential'):
+        export_onnx(nn.Sequential(RepViT('m0_6')), 'never.onnx')
+    with pytest.raises(ValueError, match="Cannot export part 'segmentor' of "
+                       'a RepViT'):
+        export_onnx(RepViT('m0_6'), 'never.onnx', part='segmentor')
+    with pytest.raises(ValueError, match='part must be one of'):
+        export_onnx(RepViT('m0_6'), 'never.onnx', part='neck')
+    with pytest.raises(ValueError, match='labels=True .* is for a whole '
+                       'segmentor; this export is the backbone'):
+        export_onnx(RepViT('m0_6'), 'never.onnx', labels=True)

@@ -1,0 +1,37 @@
+#!/usr/bin/env python
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Fuse the RepViT backbone of a trained detector or segmentor checkpoint
+for deployment, and check that the fused backbone computes the same thing.
+
+    python tools/deploy/reparameterize.py CONFIG CHECKPOINT OUT.pth
+    python tools/test.py CONFIG OUT.pth
+
+Every Conv-BN and RepVGGDW of the backbone becomes one convolution (see
+mmrepvit.RepViT.switch_to_deploy); the rest of the model is unchanged. The
+fused checkpoint loads into the same config as it is: RepViT recognises
+fused weights and builds its deploy form by itself.
+"""
+import argparse
+
+from mmrepvit.deploy import fuse_checkpoint
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('out')
+    parser.add_argument('--check-size', type=int, nargs=2, default=(256, 320),
+                        metavar=('H', 'W'),
+                        help='input size of the equivalence check')
+    args = parser.parse_args()
+    err = fuse_checkpoint(args.config, args.checkpoint, args.out,
+                          tuple(args.check_size))
+    print(f'fused backbone vs original on a random {tuple(args.check_size)} '
+          f'input: max relative difference {err:.2e}')
+    print(f'saved {args.out}; test it with:\n  python tools/test.py '
+          f'{args.config} {args.out}')
+
+
+if __name__ == '__main__':
+    main()
