@@ -358,5 +358,9 @@ def test_killed_rank_ends_every_node(tiny_config, tmp_path):
             if p.poll() is None:
                 p.kill()
     assert codes[0] != 0 and codes[1] != 0, codes
+    # Each node says why: the killed rank's agent names the signal, the
+    # surviving rank names the lost peer.
+    assert 'Signal 9 (SIGKILL) received by PID' in logs[1].read_text()
+    assert 'Connection closed by peer' in logs[0].read_text()
     # Measured here: both end within seconds; 180 s is the hard bound.
     print(f'both nodes ended {elapsed:.1f} s after the kill, codes {codes}')
