@@ -95,7 +95,7 @@ INSTALL=0
 if [ "${1:-}" = --install ]; then INSTALL=1; shift; fi
 LOGS=${MATRIX_LOGS:-$PWD/work_dirs/install_matrix}
 
-install_and_test() {  # prints "install Ns (mmcv built|cached|kept), tests Ns: SUMMARY" for $1
+install_and_test() {  # prints "install Ns (how mmcv came), tests Ns: SUMMARY", or "FAIL ..."
   local py=$1 tag=$2 venv="$WORK/install-venv" t0 rc summary how
   mkdir -p "$LOGS"
   rm -rf "$venv"
@@ -118,12 +118,13 @@ install_and_test() {  # prints "install Ns (mmcv built|cached|kept), tests Ns: S
   (cd "$REPO" && PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" \
      "$venv/bin/python" -m pytest ${PYTEST_ARGS:-tests -q} -p no:cacheprovider) >"$LOGS/pytest-$tag.log" 2>&1
   rc=$?
+  local ttest=$((SECONDS - t0))
   summary=$(grep -E '(passed|failed|error)' "$LOGS/pytest-$tag.log" | tail -n1 | tr -d '=' | sed 's/^ *//; s/ *$//')
   local versions
   versions=$("$venv/bin/python" -c 'import torch, mmcv, numpy; print(f"torch {torch.__version__}, numpy {numpy.__version__}")' 2>/dev/null)
   rm -rf "$venv"
-  [ $rc -eq 0 ] && echo "OK   install ${tinst}s ($how; $versions), tests $((SECONDS - t0))s: $summary" ||
-    echo "FAIL install ${tinst}s ($how; $versions), tests $((SECONDS - t0))s: ${summary:-pytest exit $rc} (log: $LOGS/pytest-$tag.log)"
+  [ $rc -eq 0 ] && echo "install ${tinst}s ($how; $versions), tests ${ttest}s: $summary" ||
+    echo "FAIL install ${tinst}s ($how; $versions), tests ${ttest}s: ${summary:-pytest exit $rc} (log: $LOGS/pytest-$tag.log)"
 }
 
 if [ $# -gt 0 ]; then
