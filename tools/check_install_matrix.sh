@@ -12,15 +12,17 @@
 # (it is not one of the unit tests, which never reach the network).
 #
 # usage: tools/check_install_matrix.sh [--install] [PYTHON ...]
-#   --install: where the dry run passed, also install for real, as a user would, and test:
-#   a fresh virtual environment per interpreter, `bash tools/install.sh` (the mmcv wheel
-#   cache is used as usual: empty it, or set MMREPVIT_CACHE, to time a build), then
-#   `python -m pytest tests -q` ($PYTEST_ARGS replaces `tests -q`). Adds install time, test
-#   time and pytest's summary to the table; logs stay in $MATRIX_LOGS (default
-#   ./work_dirs/install_matrix). Heavy: minutes to tens of minutes per interpreter, and
-#   several GB of disk for a CUDA torch (removed after each interpreter).
-#   default: python3.10 ... python3.14 (the Pythons torch 2.13 has wheels for), found
-#   under pyenv or on PATH; missing ones are reported as SKIP and do not fail the check.
+#   PYTHON: interpreters to check; default python3.10 ... python3.14 (the Pythons
+#   torch 2.13 has wheels for), found under pyenv or on PATH; missing ones are
+#   reported as SKIP and do not fail the check.
+#   --install: where the dry run passed, also install for real, as a user would, and
+#   test: a fresh virtual environment per interpreter, `bash tools/install.sh` (the
+#   mmcv wheel cache is used as usual: empty it, or set MMREPVIT_CACHE, to time a
+#   build), then `python -m pytest tests -q` ($PYTEST_ARGS replaces `tests -q`). Adds
+#   install time, test time and pytest's summary to the table; logs stay in
+#   $MATRIX_LOGS (default ./work_dirs/install_matrix). Heavy: minutes to tens of
+#   minutes per interpreter, and several GB of disk for a CUDA torch (removed after
+#   each interpreter).
 # Environment: TORCH_VERSION (default 2.13.0, the version tools/install.sh installs).
 set -uo pipefail
 
