@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks, in seconds per interpreter, that the pinned set still resolves on every
+# Checks, in about a minute of CPU per interpreter, that the pinned set still resolves on every
 # Python this project supports: for each interpreter, in a throwaway virtual
 # environment, pip's resolver runs in dry-run mode (nothing is installed or built)
 #   1. on `-c constraints.txt -r requirements.txt`: it must resolve, and every
