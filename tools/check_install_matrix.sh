@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks, in seconds per interpreter, that the pinned set still resolves on every
+# Checks, in about a minute of CPU per interpreter, that the pinned set still resolves on every
 # Python this project supports: for each interpreter, in a throwaway virtual
 # environment, pip's resolver runs in dry-run mode (nothing is installed or built)
 #   1. on `-c constraints.txt -r requirements.txt`: it must resolve, and every
@@ -12,15 +12,17 @@
 # (it is not one of the unit tests, which never reach the network).
 #
 # usage: tools/check_install_matrix.sh [--install] [PYTHON ...]
-#   --install: where the dry run passed, also install for real, as a user would, and test:
-#   a fresh virtual environment per interpreter, `bash tools/install.sh` (the mmcv wheel
-#   cache is used as usual: empty it, or set MMREPVIT_CACHE, to time a build), then
-#   `python -m pytest tests -q` ($PYTEST_ARGS replaces `tests -q`). Adds install time, test
-#   time and pytest's summary to the table; logs stay in $MATRIX_LOGS (default
-#   ./work_dirs/install_matrix). Heavy: minutes to tens of minutes per interpreter, and
-#   several GB of disk for a CUDA torch (removed after each interpreter).
-#   default: python3.10 ... python3.14 (the Pythons torch 2.13 has wheels for), found
-#   under pyenv or on PATH; missing ones are reported as SKIP and do not fail the check.
+#   PYTHON: interpreters to check; default python3.10 ... python3.14 (the Pythons
+#   torch 2.13 has wheels for), found under pyenv or on PATH; missing ones are
+#   reported as SKIP and do not fail the check.
+#   --install: where the dry run passed, also install for real, as a user would, and
+#   test: a fresh virtual environment per interpreter, `bash tools/install.sh` (the
+#   mmcv wheel cache is used as usual: empty it, or set MMREPVIT_CACHE, to time a
+#   build), then `python -m pytest tests -q` ($PYTEST_ARGS replaces `tests -q`). Adds
+#   install time, test time and pytest's summary to the table; logs stay in
+#   $MATRIX_LOGS (default ./work_dirs/install_matrix). Heavy: minutes to tens of
+#   minutes per interpreter, and several GB of disk for a CUDA torch (removed after
+#   each interpreter).
 # Environment: TORCH_VERSION (default 2.13.0, the version tools/install.sh installs).
 set -uo pipefail
 
@@ -95,7 +97,7 @@ INSTALL=0
 if [ "${1:-}" = --install ]; then INSTALL=1; shift; fi
 LOGS=${MATRIX_LOGS:-$PWD/work_dirs/install_matrix}
 
-install_and_test() {  # prints "install Ns (mmcv built|cached|kept), tests Ns: SUMMARY" for $1
+install_and_test() {  # prints "install Ns (how mmcv came), tests Ns: SUMMARY", or "FAIL ..."
   local py=$1 tag=$2 venv="$WORK/install-venv" t0 rc summary how
   mkdir -p "$LOGS"
   rm -rf "$venv"
@@ -118,12 +120,13 @@ install_and_test() {  # prints "install Ns (mmcv built|cached|kept), tests Ns: S
   (cd "$REPO" && PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" \
      "$venv/bin/python" -m pytest ${PYTEST_ARGS:-tests -q} -p no:cacheprovider) >"$LOGS/pytest-$tag.log" 2>&1
   rc=$?
+  local ttest=$((SECONDS - t0))
   summary=$(grep -E '(passed|failed|error)' "$LOGS/pytest-$tag.log" | tail -n1 | tr -d '=' | sed 's/^ *//; s/ *$//')
   local versions
   versions=$("$venv/bin/python" -c 'import torch, mmcv, numpy; print(f"torch {torch.__version__}, numpy {numpy.__version__}")' 2>/dev/null)
   rm -rf "$venv"
-  [ $rc -eq 0 ] && echo "OK   install ${tinst}s ($how; $versions), tests $((SECONDS - t0))s: $summary" ||
-    echo "FAIL install ${tinst}s ($how; $versions), tests $((SECONDS - t0))s: ${summary:-pytest exit $rc} (log: $LOGS/pytest-$tag.log)"
+  [ $rc -eq 0 ] && echo "install ${tinst}s ($how; $versions), tests ${ttest}s: $summary" ||
+    echo "FAIL install ${tinst}s ($how; $versions), tests ${ttest}s: ${summary:-pytest exit $rc} (log: $LOGS/pytest-$tag.log)"
 }
 
 if [ $# -gt 0 ]; then
