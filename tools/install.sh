@@ -178,10 +178,11 @@ import os, sys
 from importlib.metadata import version
 repo = sys.argv[1]
 for line in open(os.path.join(repo, 'requirements.txt')):
-    line = line.split('#')[0].strip()
-    if line:
-        name, want = line.split('==')
-        assert version(name) == want, (name, version(name), want)
+    # 'name==version', or a bare 'name' whose version constraints.txt pins
+    name, _, want = line.split('#')[0].strip().partition('==')
+    if name:
+        have = version(name)  # raises if it is not installed
+        assert not want or have == want, (name, have, want)
 import mmrepvit
 assert os.path.samefile(os.path.dirname(mmrepvit.__file__),
                         os.path.join(repo, 'mmrepvit')), mmrepvit.__file__
