@@ -202,7 +202,8 @@ class OnnxReport(NamedTuple):
 
 
 class DetectorFeatures(nn.Module):
-    """Image batch -> the detector's backbone + neck features."""
+    """Image batch -> the backbone + neck features of a detector (or of a
+    segmentor with a neck)."""
 
     def __init__(self, model):
         super().__init__()
@@ -229,10 +230,15 @@ class SegmentorLogits(nn.Module):
         return logits.argmax(1) if self.labels else logits
 
 
-def _pick_part(net: nn.Module, part: Optional[str]) -> str:
+def onnx_part(model: nn.Module, part: Optional[str] = None) -> str:
+    """What :func:`export_onnx` exports of ``model`` for ``part`` (None: the
+    whole of what the model is): 'backbone', 'features' (backbone + neck of
+    a detector, or of a segmentor that has a neck) or 'segmentor'. Raises
+    ValueError, naming what can be exported, for anything else."""
     if part is not None and part not in PARTS:
         raise ValueError(f'part must be one of {PARTS} or None, got '
                          f'{part!r}.')
+    net = _unwrap(model)
     if isinstance(net, RepViT):
         kind = 'backbone'
     elif hasattr(net, 'decode_head') and hasattr(net, 'extract_feat'):
@@ -243,15 +249,20 @@ def _pick_part(net: nn.Module, part: Optional[str]) -> str:
         kind = None
     if part == 'backbone' and isinstance(getattr(net, 'backbone', None),
                                          RepViT):
-        return part
-    if kind is None or (part is not None and part != kind):
+        kind = part
+    elif part == 'features' and kind == 'segmentor' and getattr(
+            net, 'with_neck', False):
+        kind = part
+    elif kind is None or (part is not None and part != kind):
         raise ValueError(
             f'Cannot export {"part " + repr(part) + " of " if part else ""}a '
             f'{type(net).__name__}: export_onnx handles a bare RepViT '
             f'(part="backbone"), an MMDetection detector with a RepViT '
             f'backbone and a neck (part="features": backbone + neck, or '
             f'"backbone") and an MMSegmentation EncoderDecoder '
-            f'(part="segmentor": the whole model, or "backbone").')
+            f'(part="segmentor": the whole model, "features" if it has a '
+            f'neck, or "backbone").')
+    _repvits(net)
     return kind
 
 
@@ -359,7 +370,8 @@ def export_onnx(model: nn.Module, out: str,
 
     ``part`` (by default the whole of what the model is): ``'backbone'``
     (a bare RepViT, or the RepViT inside a model) gives one output per
-    stage; ``'features'`` (a detector) the backbone + neck pyramid;
+    stage; ``'features'`` (a detector, or a segmentor with a neck) the
+    backbone + neck pyramid;
     ``'segmentor'`` (an mmseg EncoderDecoder) the logits at the input size,
     or with ``labels`` the arg-max label map (int64). The input ``input`` is
     the image batch as the model's data preprocessor hands it to the
@@ -379,8 +391,7 @@ def export_onnx(model: nn.Module, out: str,
     """
     import onnx
     net = _unwrap(model)
-    kind = _pick_part(net, part)
-    _repvits(net)
+    kind = onnx_part(net, part)
     if labels and kind != 'segmentor':
         raise ValueError(f'labels=True (--labels) is for a whole segmentor; '
                          f'this export is the {kind}.')

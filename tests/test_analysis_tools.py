@@ -201,6 +201,85 @@ def test_a_new_form_is_one_entry(monkeypatch):
     assert [r.form for r in rows] == ['traced'] and calls
 
 
+def test_onnxruntime_form_runs_what_pytorch_computes():
+    """The onnxruntime form times the exported deploy form: its timed call
+    returns the fused backbone's stage outputs (within 1e-4 relative, the
+    exporter's parity tolerance); a model without a RepViT is left out
+    with a note."""
+    import numpy as np
+    subjects = [latency.arch_subject('m0_6'), latency.arch_subject('resnet50')]
+    cases, notes = latency.build_cases(subjects, ['deploy', 'onnxruntime'],
+                                       'forward', 2, (64, 96), 'cpu', False)
+    assert [(c.subject, c.form) for c in cases] == [
+        ('RepViT-M0.6', 'deploy'), ('RepViT-M0.6', 'onnxruntime'),
+        ('ResNet-50', 'training')]
+    assert notes == ["ResNet-50, onnxruntime: does not apply to the "
+                     "'forward' task on cpu"]
+    ours, theirs = cases[1].fn(), cases[0].fn()
+    assert len(ours) == len(theirs) == 4
+    for o, t in zip(ours, theirs):
+        assert o.shape == tuple(t.shape)
+        assert np.abs(o - t.numpy()).max() <= 1e-4 * t.abs().max().item()
+
+
+def split_rows():
+    """Backbone / features / predict rows of a model in two forms and of
+    the baseline, with round numbers."""
+    rows = []
+    for subject, form, base, times, macs in (
+            ('A', 'training', False, (20, 50, 100), (1, 3, 6)),
+            ('A', 'deploy', False, (10, 40, 80), (1, 3, 6)),
+            ('R', 'training', True, (60, 90, 160), (4, 6, 12))):
+        for task, ms, gmacs in zip(latency.SPLIT_TASKS, times, macs):
+            row = fake_row(subject, form, 1, (64, 64), 2, ms)
+            row.task, row.macs, row.baseline = task, int(gmacs * 1e9), base
+            rows.append(row)
+    return rows
+
+
+def test_split_table():
+    lines = latency.split_table(split_rows()).splitlines()
+    cells = [[c.strip() for c in line.strip('|').split('|')]
+             for line in lines]
+    assert cells[0][4:] == ['backbone ms', 'neck ms', 'heads ms', 'whole ms',
+                            'backbone + neck x R (MAC bound)',
+                            'whole x R (MAC bound)']
+    # neck = features - backbone, heads = predict - features; shares of the
+    # whole; speed-up over R's training form (R's MACs / A's in brackets)
+    assert cells[2] == ['A', 'training', '1x3x64x64', '2', '20.0 (20%)',
+                        '30.0 (30%)', '50.0 (50%)', '100.0', '1.80 (2.00)',
+                        '1.60 (2.00)']
+    assert cells[3][4:] == ['10.0 (12%)', '30.0 (38%)', '40.0 (50%)', '80.0',
+                            '2.25 (2.00)', '2.00 (2.00)']
+    assert cells[4][8:] == ['1.00 (1.00)', '1.00 (1.00)']
+    assert cells[8:] == [['A', 'training', '1x3x64x64', '1.00', '2.00',
+                          '3.00', '6.00'],
+                         ['A', 'deploy', '1x3x64x64', '1.00', '2.00', '3.00',
+                          '6.00'],
+                         ['R', 'training', '1x3x64x64', '4.00', '2.00', '6.00',
+                          '12.0']]
+
+
+def test_benchmark_tool_split_with_onnxruntime(tmp_path):
+    """A segmentor's whole-model split, onnxruntime included, through the
+    tool (one tiny round: the table's shape, not its timings)."""
+    out = tmp_path / 'report.md'
+    run_tool('benchmark.py', SEG_DEMO, '--split', '--sizes', 64,
+             '--threads', 1, '--forms', 'deploy', 'onnxruntime',
+             '--warmup', 0, '--min-run-time', 0.001, '--rounds', 1,
+             '--out', out)
+    text = out.read_text()
+    for task in latency.SPLIT_TASKS:
+        assert (f'| RepViT-M0.6 EncoderDecoder | onnxruntime | {task} | '
+                f'1x3x64x64 | 1 |') in text
+    split = [line for line in text.splitlines()
+             if line.startswith('| RepViT-M0.6 EncoderDecoder | onnxruntime '
+                                '| 1x3x64x64 | 1 |')]
+    assert len(split) == 1 and split[0].count('%') == 3
+    assert 'goal RepViT-M0.6 EncoderDecoder onnxruntime / eager PyTorch ' \
+        'deploy form, 1x3x64x64, 1 threads: ' in text
+
+
 def test_benchmark_tool_writes_a_markdown_report(tmp_path):
     out = tmp_path / 'report.md'
     run_tool('benchmark.py', '--arch', 'm0_6', '--sizes', 32, '--threads', 1,
@@ -261,12 +340,18 @@ def test_goal_lines():
             fake_row('RepViT-M1.1', 'deploy', 1, (512, 512), 2, 100),
             fake_row('RepViT-M1.1', 'deploy', 8, (224, 224), 2, 100),
             fake_row('RepViT-M1.1', 'deploy+channels_last', 8, (224, 224), 2,
-                     80)]
+                     80),
+            fake_row('S', 'deploy', 1, (512, 2048), 2, 90),
+            fake_row('S', 'onnxruntime', 1, (512, 2048), 2, 100)]
+    for row in rows[-2:]:
+        row.task = 'predict'
     assert latency.goal_lines(rows) == [
         'goal RepViT-M1.1 deploy / training form, 1x3x512x512, 2 threads: '
         '1.30x (goal >= 1.2x: met)',
         'goal RepViT-M1.1 deploy+channels_last / deploy, 8x3x224x224, 2 '
-        'threads: 1.25x (goal >= 1.3x: NOT met)']
+        'threads: 1.25x (goal >= 1.3x: NOT met)',
+        'goal S onnxruntime / eager PyTorch deploy form, 1x3x512x2048, 2 '
+        'threads: 0.90x (goal >= 1.0x: NOT met)']
 
 
 # --------------------------------------------------------------- logs

@@ -140,6 +140,7 @@ def test_fuse_model_needs_a_repvit():
 @pytest.mark.parametrize('config,part,labels,outputs', [
     (None, 'backbone', False, [(40, 4), (80, 8), (160, 16), (320, 32)]),
     (DET, 'features', False, [4, 8, 16, 32, 64]),   # neck width: config
+    (SEG, 'features', False, [4, 8, 16, 32]),       # a segmentor's FPN
     (SEG, 'segmentor', False, [(5, 1)]),
     (SEG, 'segmentor', True, [(None, 1)]),
 ])
@@ -152,7 +153,8 @@ def test_export_onnx_parity_at_two_sizes(config, part, labels, outputs,
         outputs = [(model.neck.out_channels, s) for s in outputs]
     randomize(model if config is None else model.backbone, seed=3)
     out = tmp_path / 'model.onnx'
-    report = export_onnx(model, str(out), (64, 96), labels=labels)
+    report = export_onnx(model, str(out), (64, 96), part=part,
+                         labels=labels)
     assert report.part == part and report.opset == 17
     # Parity at the export size and at another batch and size (dynamic).
     assert list(report.max_rel_diff) == [(1, 3, 64, 96), (2, 3, 96, 160)]

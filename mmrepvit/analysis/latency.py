@@ -22,12 +22,15 @@ how close to the hardware each case gets.
 """
 import multiprocessing
 import os
+import os.path as osp
 import re
 import resource
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, List, Optional, Sequence, Tuple,
+                    Union)
 
 import torch
 import torch.nn as nn
@@ -56,6 +59,11 @@ def _features(model, data):
         return model.extract_feat(data['inputs'])
 
 
+def _backbone(model, data):
+    with torch.no_grad():
+        return model.backbone(data['inputs'])
+
+
 def _train_step(model, data):
     torch.manual_seed(0)   # the same RoI sampling in every call
     loss, _ = model.parse_losses(model(**data, mode='loss'))
@@ -77,6 +85,8 @@ TASKS = {
                     "model(..., mode='predict'), eval, no grad"),
     'features': Task(_features, False,
                      'backbone + neck (extract_feat), eval, no grad'),
+    'backbone': Task(_backbone, False,
+                     "the config's backbone alone, eval, no grad"),
     'train': Task(_train_step, True, 'training step: loss + backward'),
 }
 
@@ -116,6 +126,38 @@ def _cuda_fp16(make):
     return form
 
 
+#: What the onnxruntime form exports for each task (mmrepvit.deploy's parts);
+#: a detector's predict is absent: the full Mask R-CNN needs MMDeploy.
+_ONNX_PARTS = {_forward: 'backbone', _backbone: 'backbone',
+               _features: 'features', _predict: 'segmentor'}
+
+
+def _onnxruntime(model, inputs, run):
+    """The deploy form exported to ONNX (:func:`mmrepvit.deploy.export_onnx`,
+    parity-checked at this input's shape) and run by onnxruntime on the CPU
+    with as many intra-op threads as torch uses. A segmentor's predict is
+    its label map at the input size (logits, resize and arg-max in the
+    graph); None where there is nothing to export (a detector's predict, a
+    model without a RepViT, CUDA)."""
+    from ..deploy import export_onnx, onnx_part, ort_session
+    part = _ONNX_PARTS.get(run)
+    if next(model.parameters()).is_cuda or part is None:
+        return None
+    try:
+        onnx_part(model, part)
+    except ValueError:
+        return None
+    x = inputs if isinstance(inputs, torch.Tensor) else inputs['inputs']
+    x = x.contiguous().numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, 'model.onnx')
+        export_onnx(model, path, x.shape[2:], part=part,
+                    labels=part == 'segmentor', check_shapes=[x.shape])
+        # the session holds the graph; the file can go
+        session = ort_session(path, threads=torch.get_num_threads())
+    return partial(session.run, None, {'input': x})
+
+
 @dataclass(frozen=True)
 class Form:
     """A way to run a model: ``make(model, inputs, run)`` prepares the model
@@ -135,6 +177,8 @@ FORMS: Dict[str, Form] = {
     'deploy+fp16': Form(_cuda_fp16(_as_built), fused=True),
     'deploy+channels_last+fp16': Form(_cuda_fp16(_channels_last),
                                       fused=True),
+    # CPU: the exported deploy form in onnxruntime
+    'onnxruntime': Form(_onnxruntime, fused=True),
 }
 CUDA_AMP_FORMS = ('deploy+fp16', 'deploy+channels_last+fp16')
 
@@ -185,7 +229,8 @@ def config_subject(cfg, name: Optional[str] = None,
 
     return Subject(name or builders.model_name(cfg),
                    partial(builders.build_from_config, cfg), inputs,
-                   ('predict', 'features', 'train'), baseline=baseline,
+                   ('predict', 'features', 'backbone', 'train'),
+                   baseline=baseline,
                    packed=partial(builders.packed_batch, cfg))
 
 
@@ -195,6 +240,8 @@ def macs_of(model: nn.Module, inputs, task: str) -> Optional[int]:
     steps)."""
     if task == 'forward':
         return count(model, (inputs, )).macs
+    if task == 'backbone':
+        return count(model.backbone, (inputs['inputs'], )).macs
     if task == 'features':
         with builders.features_mode(model):
             return count(model, (inputs['inputs'], )).macs
@@ -361,7 +408,8 @@ def build_cases(subjects: Sequence[Subject], forms: Sequence[str],
                 continue
             model = subject.build().to(device)
             label = name
-            if form.fused and not builders.to_deploy(model):
+            fused = form.fused and builders.to_deploy(model)
+            if form.fused and not fused and name.startswith('deploy'):
                 label = unfused_name(name)   # nothing to fuse (ResNet-50)
             if label in labels:
                 continue
@@ -376,8 +424,8 @@ def build_cases(subjects: Sequence[Subject], forms: Sequence[str],
                 macs = macs_cache[key]
             fn = form.make(model, inputs, spec.run)
             if fn is None:
-                notes.append(f'{subject.name}, {name}: does not apply on '
-                             f'{device}')
+                notes.append(f'{subject.name}, {name}: does not apply to '
+                             f'the {task!r} task on {device}')
                 continue
             labels.add(label)
             cases.append(Case(subject.name, label,
@@ -387,28 +435,38 @@ def build_cases(subjects: Sequence[Subject], forms: Sequence[str],
 
 
 def run_benchmark(subjects: Sequence[Subject], forms: Sequence[str],
-                  task: str, batches: Sequence[int], sizes: Sequence[Size],
-                  threads: Sequence[int], device: str = 'cpu',
-                  warmup: int = 2, min_run_time: float = 1.0,
-                  rounds: int = 3, with_macs: bool = True,
+                  task: Union[str, Sequence[str]], batches: Sequence[int],
+                  sizes: Sequence[Size], threads: Sequence[int],
+                  device: str = 'cpu', warmup: int = 2,
+                  min_run_time: float = 1.0, rounds: int = 3,
+                  with_macs: bool = True,
                   log: Callable[[str], Any] = print) -> List[Row]:
-    """Measure every subject in every form, per thread count, input size and
-    batch size; the cases of each such group are interleaved."""
+    """Measure every subject in every form on ``task`` (or on each of
+    several tasks, such as :data:`SPLIT_TASKS`), per thread count, input
+    size and batch size; the cases of each such group (all tasks
+    included) are interleaved."""
+    tasks = [task] if isinstance(task, str) else list(task)
     rows = []
     for n in threads:
         torch.set_num_threads(n)
         for size in sizes:
             for batch in batches:
-                cases, notes = build_cases(subjects, forms, task, batch,
-                                           size, device, with_macs)
-                for note in dict.fromkeys(notes):
-                    log(f'  note: {note}')
+                cases, case_tasks = [], []
+                for name in tasks:
+                    built, notes = build_cases(subjects, forms, name, batch,
+                                               size, device, with_macs)
+                    for note in dict.fromkeys(notes):
+                        log(f'  note: {note}')
+                    cases += built
+                    case_tasks += [name] * len(built)
                 results = measure(cases, n, warmup, min_run_time, rounds)
-                for case, m in zip(cases, results):
-                    rows.append(Row(case.subject, case.form, task, batch,
+                for case, name, m in zip(cases, case_tasks, results):
+                    rows.append(Row(case.subject, case.form, name, batch,
                                     size, n, device, m, case.macs,
                                     case.baseline))
-                    log(f'  {case.label:<40} {rows[-1].input:>16} '
+                    what = f'{case.label} {name}' if len(tasks) > 1 \
+                        else case.label
+                    log(f'  {what:<48} {rows[-1].input:>16} '
                         f'{n} thr: {rows[-1].median_ms:9.2f} ms')
                 del cases
     return rows
@@ -434,8 +492,9 @@ def markdown_table(rows: Sequence[Row],
                 'training'}
     base_name = next((r.subject for r in rows if r.baseline), None)
     with_macs = any(r.macs for r in rows)
-    head = ['model', 'form', 'input', 'threads', 'median ms', 'IQR ms',
-            'x training']
+    with_task = len({r.task for r in rows}) > 1
+    head = ['model', 'form'] + (['task'] if with_task else []) + [
+        'input', 'threads', 'median ms', 'IQR ms', 'x training']
     if base_name:
         head.append(f'x {base_name.split()[0]}')
     if with_macs:
@@ -445,8 +504,8 @@ def markdown_table(rows: Sequence[Row],
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
         ref = training.get((_group(r), r.subject))
-        cells = [r.subject, r.form, r.input,
-                 str(r.threads) if r.device == 'cpu' else r.device,
+        cells = [r.subject, r.form] + ([r.task] if with_task else []) + [
+                 r.input, str(r.threads) if r.device == 'cpu' else r.device,
                  _ms(r.median_ms), _ms(r.iqr_ms),
                  f'{ref.median_ms / r.median_ms:.2f}' if ref else '-']
         if base_name:
@@ -463,41 +522,135 @@ def markdown_table(rows: Sequence[Row],
     return '\n'.join(lines)
 
 
-def _find(rows, subject, form, batch, size, threads, device='cpu'):
+def _find(rows, subject, form, batch, size, threads, device='cpu',
+          task='forward'):
     for r in rows:
-        if (r.subject, r.form, r.batch, r.size, r.threads, r.device) == (
-                subject, form, batch, size, threads, device):
+        if (r.subject, r.form, r.task, r.batch, r.size, r.threads,
+                r.device) == (subject, form, task, batch, size, threads,
+                              device):
             return r
     return None
 
 
 def goal_lines(rows: Sequence[Row]) -> List[str]:
-    """The backbone goals, where this run measured them (reported, not
+    """The speed goals, where this run measured them (reported, not
     asserted): RepViT-M1.1's deploy form >= 1.2x its training form at
     1x3x512x512 on 2 threads; deploy + channels_last >= 1.3x plain deploy at
-    8x3x224x224."""
+    8x3x224x224; and a segmentor in onnxruntime at least as fast as in eager
+    PyTorch, deploy form (every size measured)."""
     lines = []
     for r in rows:
-        if r.task != 'forward' or not r.subject.startswith('RepViT'):
-            continue
-        if (r.subject, r.form, r.batch, r.size, r.threads) == (
-                'RepViT-M1.1', 'deploy', 1, (512, 512), 2) and \
-                r.device == 'cpu':
-            ref = _find(rows, r.subject, 'training', 1, (512, 512), 2)
+        if r.task == 'forward' and (r.subject, r.form, r.batch, r.size,
+                                    r.threads, r.device) == (
+                'RepViT-M1.1', 'deploy', 1, (512, 512), 2, 'cpu'):
+            ref_form = 'training'
             goal, what = 1.2, 'deploy / training form, 1x3x512x512, 2 threads'
-        elif r.form == 'deploy+channels_last' and r.batch == 8 and \
-                r.size == (224, 224):
-            ref = _find(rows, r.subject, 'deploy', 8, (224, 224), r.threads,
-                        r.device)
+        elif (r.task == 'forward' and r.subject.startswith('RepViT')
+              and r.form == 'deploy+channels_last' and r.batch == 8
+              and r.size == (224, 224)):
+            ref_form = 'deploy'
             goal, what = 1.3, (f'deploy+channels_last / deploy, 8x3x224x224,'
                                f' {r.threads} threads')
+        elif r.task == 'predict' and r.form == 'onnxruntime':
+            ref_form = 'deploy'
+            goal, what = 1.0, (f'onnxruntime / eager PyTorch deploy form, '
+                               f'{r.input}, {r.threads} threads')
         else:
             continue
+        ref = _find(rows, r.subject, ref_form, r.batch, r.size, r.threads,
+                    r.device, r.task)
         if ref:
             ratio = ref.median_ms / r.median_ms
             lines.append(f'goal {r.subject} {what}: {ratio:.2f}x (goal >= '
                          f'{goal}x: {"met" if ratio >= goal else "NOT met"})')
     return lines
+
+
+# ------------------------------------------------------ whole-model split
+#: The tasks whose differences split a whole model's time: backbone, neck
+#: (features - backbone) and heads (predict - features).
+SPLIT_TASKS = ('backbone', 'features', 'predict')
+
+
+def _gmacs(macs: float) -> str:
+    return f'{macs / 1e9:.1f}' if macs >= 1e10 else f'{macs / 1e9:.2f}'
+
+
+def _ratio(num, den, fmt='{:.2f}') -> str:
+    return fmt.format(num / den) if num and den else '-'
+
+
+def split_table(rows: Sequence[Row]) -> str:
+    """Where the time of a whole detector / segmentor goes, from rows of the
+    :data:`SPLIT_TASKS`: per model and form, backbone, neck (features minus
+    backbone) and heads (predict minus features: the heads and their
+    post-processing) in ms with their share of the whole; then backbone +
+    neck and the whole model against the baseline's training form, the
+    measured speed-up beside its bound from the MAC counts (the baseline's
+    MACs over the model's: what the speed-up would be if time followed
+    MACs); and the MACs of each part."""
+    by = {(r.subject, r.form, r.task, r.batch, r.size, r.threads, r.device):
+          r for r in rows}
+    base = {(r.task, r.batch, r.size, r.threads, r.device): r
+            for r in rows if r.baseline and r.form == 'training'}
+    base_name = next((r.subject for r in rows if r.baseline),
+                     'ResNet-50').split()[0]
+    keys = list(dict.fromkeys((r.subject, r.form, r.batch, r.size,
+                               r.threads, r.device) for r in rows
+                              if r.task in SPLIT_TASKS))
+
+    def ms(key, task):
+        row = by.get(key[:2] + (task, ) + key[2:])
+        return row.median_ms if row else None
+
+    def macs(key, task):
+        row = by.get(key[:2] + (task, ) + key[2:])
+        return row.macs if row else None
+
+    def part(whole, less):
+        return whole - less if whole is not None and less is not None \
+            else None
+
+    def cell(value, total):
+        if value is None:
+            return '-'
+        share = f' ({value / total:.0%})' if total else ''
+        return _ms(value) + share
+
+    head = ['model', 'form', 'input', 'threads', 'backbone ms', 'neck ms',
+            'heads ms', 'whole ms', f'backbone + neck x {base_name} (MAC '
+            'bound)', f'whole x {base_name} (MAC bound)']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    mac_lines = []
+    for key in keys:
+        subject, form, batch, size, threads, device = key
+        b, f, p = (ms(key, t) for t in SPLIT_TASKS)
+        total = p if p is not None else f
+        group = (batch, size, threads, device)
+        ref_f, ref_p = (base.get((t, ) + group) for t in ('features',
+                                                          'predict'))
+        cells = [subject, form, f'{batch}x3x{size[0]}x{size[1]}',
+                 str(threads) if device == 'cpu' else device,
+                 cell(b, total), cell(part(f, b), total),
+                 cell(part(p, f), total), cell(p, None)]
+        for ref, mine, task in ((ref_f, f, 'features'),
+                                (ref_p, p, 'predict')):
+            measured = _ratio(ref.median_ms if ref else None, mine)
+            bound = _ratio(ref.macs if ref else None, macs(key, task))
+            cells.append(f'{measured} ({bound})')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+        mb, mf, mp = (macs(key, t) for t in SPLIT_TASKS)
+        if form in ('training', 'deploy') and mb:
+            mac_lines.append(
+                f'| {subject} | {form} | {batch}x3x{size[0]}x{size[1]} | ' +
+                ' | '.join(_gmacs(v) if v is not None else '-'
+                           for v in (mb, part(mf, mb), part(mp, mf), mp)) +
+                ' |')
+    if mac_lines:
+        lines += ['', '| model | form | input | backbone GMACs | neck GMACs '
+                  '| heads GMACs | whole GMACs |', '|' + '---|' * 7]
+        lines += list(dict.fromkeys(mac_lines))
+    return '\n'.join(lines)
 
 
 # ------------------------------------------------- training-step breakdown

@@ -13,6 +13,11 @@ deploy and deploy + channels_last form, beside ResNet-50, in one run.
     python tools/analysis_tools/benchmark.py \\
         configs/det/repvit_m1_1_maskrcnn.py --task train --sizes 256 \\
         --batch-sizes 4
+    # where a whole model's time goes (backbone, neck, heads), against
+    # ResNet-50 and the bound its MAC count sets; onnxruntime too
+    python tools/analysis_tools/benchmark.py \\
+        configs/seg/repvit_m1_1_fpn_ade20k.py --split --sizes 512 512x2048 \\
+        --forms training deploy deploy+channels_last onnxruntime
     # one training step, part by part (data preprocessor, backbone forward
     # and backward, neck, heads), training vs channels_last
     python tools/analysis_tools/benchmark.py \\
@@ -28,7 +33,9 @@ cases of each input size, batch and thread count interleaved in --rounds
 rounds. "x training": speed-up over the same model's training form; "x
 ResNet-50": over the baseline's training form; GMAC/s: MMEngine's MAC count
 of the case divided by its median time, beside the CPU's peak (printed at
-the top; how it is estimated is printed too).
+the top; how it is estimated is printed too). --split times the backbone,
+backbone + neck and the whole model in the same rounds and reports the
+differences; "MAC bound": the baseline's MACs over the model's.
 """
 import argparse
 import platform
@@ -73,6 +80,10 @@ def parse_args():
                         help='default: training deploy deploy+channels_last '
                         '(train and --train-breakdown: training '
                         'channels_last)')
+    parser.add_argument('--split', action='store_true',
+                        help='configs: time the backbone, backbone + neck '
+                        'and the whole model (predict) in the same rounds, '
+                        'and report where the time goes')
     parser.add_argument('--cuda-amp', action='store_true',
                         help='add the deploy+fp16 and deploy+channels_last+'
                         'fp16 forms (CUDA float16 autocast)')
@@ -107,6 +118,9 @@ def parse_args():
         parser.error('give configs or --arch')
     if args.train_breakdown and not args.configs:
         parser.error('--train-breakdown needs detector/segmentor configs')
+    if args.split and (not args.configs or args.arch or args.task):
+        parser.error('--split times configs (no --arch) on its own tasks '
+                     '(no --task)')
     if args.train_memory and not args.arch:
         parser.error('--train-memory needs --arch')
     return args
@@ -149,6 +163,7 @@ def main():
     print('\n'.join(report), flush=True)
     subjects, cfgs = subjects_of(args)
     task = args.task or ('predict' if cfgs else 'forward')
+    tasks = latency.SPLIT_TASKS if args.split else task
     default_sizes = {'mmdet': (800, 1333), 'mmseg': (512, 512)}
     sizes = args.sizes or [default_sizes[cfgs[0].default_scope]
                            if cfgs else (224, 224)]
@@ -164,11 +179,17 @@ def main():
         report += breakdown(args, subjects, forms, sizes)
     else:
         rows = latency.run_benchmark(
-            subjects, forms, task, args.batch_sizes, sizes, args.threads,
+            subjects, forms, tasks, args.batch_sizes, sizes, args.threads,
             args.device, args.warmup, args.min_run_time, args.rounds,
             with_macs=not args.no_macs)
-        report += ['', f'task: {task} ({latency.TASKS[task].description})',
-                   '', latency.markdown_table(rows, peak), '']
+        report += [''] + [f'task: {t} ({latency.TASKS[t].description})'
+                          for t in ([tasks] if isinstance(tasks, str)
+                                    else tasks)]
+        report += ['', latency.markdown_table(rows, peak), '']
+        if args.split:
+            report += ['where the time goes (neck = features - backbone, '
+                       'heads = predict - features; median ms, share of the '
+                       'whole)', '', latency.split_table(rows), '']
         report += latency.goal_lines(rows)
     print('\n'.join(report[len(header(args, peak)):]))
     if args.out:
