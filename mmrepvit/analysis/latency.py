@@ -9,13 +9,14 @@ Three ideas:
   segmentor) that can build a fresh copy of itself and example inputs.
 - A *form* (:data:`FORMS`) is how a subject runs: as built ("training" form,
   in eval mode), fused (``deploy``), in channels_last memory format, under
-  CUDA fp16 autocast... Each form is one small function of (model, inputs,
-  run) that prepares them and returns the zero-argument callable that is
-  timed, so another path (an exported ONNX model run by onnxruntime, say) is
-  one more entry.
+  CUDA fp16 autocast, exported and run by onnxruntime... Each form is one
+  small function of (model, inputs, run) that prepares them and returns the
+  zero-argument callable that is timed, so another path is one more entry.
 - The cases of one input size, batch size and thread count are measured in
   interleaved rounds (every case once per round), so that drift in the
   machine's load hits all of them alike; the rounds' samples are merged.
+  Timing a model's backbone, backbone + neck and whole in the same rounds
+  splits its time by part (:func:`split_table`).
 
 :func:`cpu_peak` estimates the CPU's peak multiply-accumulate rate, to show
 how close to the hardware each case gets.
