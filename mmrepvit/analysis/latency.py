@@ -650,6 +650,8 @@ def split_table(rows: Sequence[Row]) -> str:
     if mac_lines:
         lines += ['', '| model | form | input | backbone GMACs | neck GMACs '
                   '| heads GMACs | whole GMACs |', '|' + '---|' * 7]
+        # MACs do not depend on the thread count: one line per model, form
+        # and input even when several thread counts were timed
         lines += list(dict.fromkeys(mac_lines))
     return '\n'.join(lines)
 
