@@ -29,13 +29,16 @@ _TOP_MAP = (('features.0.0.', 'stem.conv1.'), ('features.0.2.', 'stem.conv2.'),
 
 def read_checkpoint(filename: str, map_location='cpu') -> dict:
     """Read a checkpoint from a local path or an http(s) URL without executing
-    code from it (``torch.load(..., weights_only=True)``).
+    code from it (``torch.load(..., weights_only=True)``); a local
+    ``.safetensors`` file (timm's weights on the Hugging Face Hub) is read
+    too, as the dict of its tensors.
 
     Raises:
         FileNotFoundError: the local path does not exist.
         ConnectionError: the URL cannot be downloaded.
         ValueError: the file is not a PyTorch checkpoint (truncated,
-            corrupted, or another kind of file such as a saved HTML page).
+            corrupted, or another kind of file such as a saved HTML page)
+            nor a safetensors file.
         RuntimeError: the file holds objects other than tensors and plain
             containers, which only an unsafe unpickling could read.
     """
@@ -60,14 +63,60 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
     if not os.path.isfile(filename):
         raise FileNotFoundError(
             f'Checkpoint file {filename!r} does not exist (looked for '
-            f'{os.path.abspath(filename)!r}); check init_cfg.checkpoint.')
+            f'{os.path.abspath(filename)!r}); check the path (the '
+            f'checkpoint argument of a tool, or init_cfg.checkpoint, '
+            f'load_from or --resume in a config).')
     with open(filename, 'rb') as f:
-        magic = f.read(2)
+        head = f.read(9)
+    magic = head[:2]
+    if _is_safetensors(head):
+        return _read_safetensors(filename, map_location)
     # torch.save writes a zip archive ('PK'); old files are a pickle (0x80).
     if magic != b'PK' and not magic.startswith(b'\x80'):
         raise _not_a_checkpoint(filename, f'it starts with {magic!r}')
     return _torch_load(filename, lambda: torch.load(
         filename, map_location=map_location, weights_only=True))
+
+
+#: safetensors dtype names -> torch dtypes (the ones weights use).
+_SAFETENSORS_DTYPES = {
+    'F64': torch.float64, 'F32': torch.float32, 'F16': torch.float16,
+    'BF16': torch.bfloat16, 'I64': torch.int64, 'I32': torch.int32,
+    'I16': torch.int16, 'I8': torch.int8, 'U8': torch.uint8,
+    'BOOL': torch.bool}
+
+
+def _is_safetensors(head: bytes) -> bool:
+    # an 8-byte little-endian header length, then the JSON header
+    return len(head) == 9 and head[8:9] == b'{'
+
+
+def _read_safetensors(filename: str, map_location='cpu') -> dict:
+    """The tensors of a safetensors file (the format timm's weights come in
+    on the Hugging Face Hub), read from its JSON header and raw data: the
+    format holds no code, so reading it is safe."""
+    import json
+    with open(filename, 'rb') as f:
+        data = f.read()
+    try:
+        length = int.from_bytes(data[:8], 'little')
+        header = json.loads(data[8:8 + length])
+        header.pop('__metadata__', None)
+        state, start = OrderedDict(), 8 + length
+        for key, info in header.items():
+            dtype = _SAFETENSORS_DTYPES[info['dtype']]
+            begin, end = info['data_offsets']
+            if not 0 <= begin <= end <= len(data) - start:
+                raise ValueError(f'{key!r} lies outside the file')
+            raw = bytearray(data[start + begin:start + end])
+            tensor = (torch.frombuffer(raw, dtype=dtype) if raw else
+                      torch.empty(0, dtype=dtype))
+            state[key] = tensor.reshape(info['shape']).to(map_location)
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise _not_a_checkpoint(
+            filename, f'a broken safetensors file: {type(e).__name__} {e}'
+        ) from e
+    return state
 
 
 def _not_a_checkpoint(filename: str, why: str) -> ValueError:
@@ -103,9 +152,11 @@ def _torch_load(filename: str, load):
             f'than tensors and plain containers, and unpickling those could '
             f'run code from the file ({refused}). mmrepvit reads weights '
             f'with torch.load(weights_only=True). If you trust the file, save '
-            f'only its state dict and load that instead, e.g. '
-            f"torch.save(torch.load(path, weights_only=False)['model'], "
-            f"'weights.pth').") from e
+            f'only its tensors and load that file instead: for a whole '
+            f'pickled model, torch.save(torch.load(path, weights_only=False)'
+            f".state_dict(), 'weights.pth'); for a dict that holds one, its "
+            f"state-dict entry, e.g. torch.save(torch.load(path, "
+            f"weights_only=False)['model'], 'weights.pth').") from e
     except EOFError as e:   # an empty file
         raise _not_a_checkpoint(filename, 'the file is empty') from e
     except RuntimeError as e:

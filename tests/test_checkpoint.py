@@ -1,5 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 import argparse
+import json
 import subprocess
 import sys
 from collections import OrderedDict
@@ -139,11 +140,83 @@ def test_unfused_checkpoint_into_deploy_backbone(tmp_path, source):
             assert ((a - b).abs().max() / a.abs().max()) < 1e-4
 
 
+def write_safetensors(state, path):
+    """The safetensors format written out from its description (an 8-byte
+    little-endian header length, a JSON header of dtype, shape and byte
+    offsets, padded with spaces to 8 bytes, then the raw data), without the
+    safetensors package."""
+    header, blobs, offset = {'__metadata__': {'format': 'pt'}}, [], 0
+    names = {torch.float32: 'F32', torch.int64: 'I64'}
+    for k, v in state.items():
+        data = v.contiguous().numpy().tobytes()
+        header[k] = dict(dtype=names[v.dtype], shape=list(v.shape),
+                         data_offsets=[offset, offset + len(data)])
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header).encode()
+    text += b' ' * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, 'little') + text + b''.join(blobs))
+
+
+def test_timm_safetensors_file(tmp_path, source):
+    """timm's weights on the Hugging Face Hub come as model.safetensors:
+    read from the file's header and data (no code in the format)."""
+    state = OrderedDict(source.state_dict())
+    state.update(head_tensors(320, distilled=True))
+    path = tmp_path / 'model.safetensors'
+    write_safetensors(to_timm_by_hand(state, [int(c) for c in
+                                              STRIDES['m0_6']]), path)
+    model = pretrained(path)
+    model.init_weights()
+    assert_same_weights(model, source)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) - 100])     # cut short
+    with pytest.raises(ValueError, match="model.safetensors' is not a valid "
+                       'PyTorch checkpoint .a broken safetensors file: '
+                       ".*lies outside the file.*Download it again"):
+        pretrained(path).init_weights()
+
+
+def test_pretrained_in_an_init_cfg_list(tmp_path, source):
+    """Beside other init_cfg entries the checkpoint goes last (MMEngine's
+    order): what it lacks keeps the other entries' initialisation."""
+    state = source.state_dict()
+    missing = 'features.17.channel_mixer.m.2.c.weight'
+    del state[missing]
+    torch.save({'model': state}, tmp_path / 'partial.pth')
+    model = RepViT('m0_6', init_cfg=[
+        dict(type='Constant', layer='Conv2d', val=0.25, bias=0),
+        dict(type='Pretrained', checkpoint=str(tmp_path / 'partial.pth'))])
+    model.init_weights()
+    loaded = model.state_dict()
+    assert torch.all(loaded[missing] == 0.25)
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    twice = RepViT('m0_6', init_cfg=[
+        dict(type='Pretrained', checkpoint=str(tmp_path / 'partial.pth'))] * 2)
+    with pytest.raises(ValueError, match='has 2 Pretrained entries'):
+        twice.init_weights()
+
+
 def test_other_arch_raises(tmp_path):
     torch.save({'model': RepViT('m0_9').state_dict()}, tmp_path / 'm0_9.pth')
     with pytest.raises(ValueError,
                        match=r"does not fit RepViT arch 'm0_6'.*another arch"):
         pretrained(tmp_path / 'm0_9.pth').init_weights()
+    # a deploy-form backbone names its own arch too (it loads through a
+    # training-form copy)
+    with pytest.raises(ValueError, match=r"does not fit RepViT arch 'm0_6'"):
+        RepViT('m0_6', deploy=True).load_pretrained(
+            str(tmp_path / 'm0_9.pth'))
+
+
+def test_checkpoint_for_other_input_channels(tmp_path, source):
+    torch.save({'model': source.state_dict()}, tmp_path / 'rgb.pth')
+    with pytest.raises(ValueError, match=r'was trained on 3-channel images '
+                       r'and this backbone takes in_channels=4: only the '
+                       r'first convolution \(features.0.0.c.weight, '
+                       r'\(20, 3, 3, 3\) vs \(20, 4, 3, 3\)\) differs'):
+        RepViT('m0_6', in_channels=4).load_pretrained(
+            str(tmp_path / 'rgb.pth'))
 
 
 def test_unrelated_checkpoint_raises(tmp_path):
@@ -184,6 +257,12 @@ def test_untrusted_pickle_is_refused(tmp_path, source):
                tmp_path / 'unsafe.pth')
     with pytest.raises(RuntimeError, match='Refusing to load.*weights_only'):
         pretrained(tmp_path / 'unsafe.pth').init_weights()
+    # A whole pickled model: the advice names .state_dict().
+    torch.save(source, tmp_path / 'module.pth')
+    with pytest.raises(RuntimeError, match=r'Refusing to load.*for a whole '
+                       r'pickled model, torch.save\(torch.load\(path, '
+                       r'weights_only=False\).state_dict\(\)'):
+        pretrained(tmp_path / 'module.pth').init_weights()
 
 
 class _CallsSystem:

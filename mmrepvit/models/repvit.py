@@ -329,23 +329,39 @@ class RepViT(BaseModule):
 
     # ---------------------------------------------------------- pretrained
     def init_weights(self):
-        """Load ``init_cfg=dict(type='Pretrained', ...)`` with
-        :meth:`load_pretrained` (safe loading, layout conversion and key
-        checks); any other ``init_cfg`` goes to MMEngine."""
+        """Load a ``dict(type='Pretrained', ...)`` in ``init_cfg`` (alone or
+        in a list) with :meth:`load_pretrained` (safe loading, layout
+        conversion and key checks), after MMEngine has applied the other
+        entries, as MMEngine orders them."""
         cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            unknown = set(cfg) - {'type', 'checkpoint', 'prefix',
-                                  'map_location'}
-            if unknown:
-                raise ValueError(
-                    f'Unknown keys {sorted(unknown)} in the Pretrained '
-                    f'init_cfg of RepViT; allowed: checkpoint, prefix, '
-                    f'map_location.')
-            self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'),
-                                 map_location=cfg.get('map_location', 'cpu'))
-            self._is_init = True
-        else:
+        entries = list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
+        pretrained = [c for c in entries
+                      if isinstance(c, dict) and c.get('type') == 'Pretrained']
+        if not pretrained:
             super().init_weights()
+            return
+        if len(pretrained) > 1:
+            raise ValueError(
+                f'The init_cfg of RepViT has {len(pretrained)} Pretrained '
+                f'entries; give one checkpoint.')
+        pretrained = pretrained[0]
+        unknown = set(pretrained) - {'type', 'checkpoint', 'prefix',
+                                     'map_location'}
+        if unknown:
+            raise ValueError(
+                f'Unknown keys {sorted(unknown)} in the Pretrained init_cfg '
+                f'of RepViT; allowed: checkpoint, prefix, map_location.')
+        others = [c for c in entries if c is not pretrained]
+        if others:
+            self.init_cfg = others
+            try:
+                super().init_weights()
+            finally:
+                self.init_cfg = cfg
+        self.load_pretrained(
+            pretrained['checkpoint'], prefix=pretrained.get('prefix'),
+            map_location=pretrained.get('map_location', 'cpu'))
+        self._is_init = True
 
     def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None,
                         map_location='cpu', logger='current') -> LoadReport:
@@ -378,6 +394,7 @@ class RepViT(BaseModule):
             # weights initialise a deploy-form backbone directly.
             target = RepViT(self.arch_settings, self.in_channels,
                             norm_cfg=self.norm_cfg)
+            target.arch_name = self.arch_name
         matched, missing, unexpected = target._match_state(state, source)
         target.load_state_dict(matched, strict=False)
         expected = len(target.state_dict())
@@ -410,6 +427,19 @@ class RepViT(BaseModule):
             f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
             for k, v in state.items() if k in own and own[k].shape != v.shape
         ]
+        stem = 'features.0.0.c.weight'
+        if (len(mismatched) == 1 and stem in state and stem in own
+                and state[stem].shape[1] != own[stem].shape[1]):
+            raise ValueError(
+                f'{source} was trained on {state[stem].shape[1]}-channel '
+                f'images and this backbone takes in_channels='
+                f'{self.in_channels}: only the first convolution '
+                f'({stem}, {tuple(state[stem].shape)} vs '
+                f'{tuple(own[stem].shape)}) differs. Adapt that tensor in the '
+                f'checkpoint to {self.in_channels} input channels (e.g. '
+                f'repeat the mean of its RGB kernels along dim 1) and save '
+                f'it, or build the backbone with in_channels='
+                f'{state[stem].shape[1]}.')
         if mismatched:
             raise ValueError(
                 f'{source} does not fit RepViT arch {self.arch_name!r}: '
@@ -421,7 +451,8 @@ class RepViT(BaseModule):
                 f'No tensor of {source} matches the RepViT backbone: its keys '
                 f'look like {list(state)[:5]}, the backbone\'s like '
                 f'{list(own)[:3]}. For a whole detector or segmentor '
-                f"checkpoint pass prefix='backbone.'.")
+                f"checkpoint pass prefix='backbone.' (export_onnx.py: "
+                f"--prefix backbone.).")
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         return matched, missing, unexpected
