@@ -145,9 +145,31 @@ def load_weights(model: nn.Module, checkpoint: str) -> dict:
 
     from .checkpoint import extract_state_dict, read_checkpoint
     ckpt = read_checkpoint(checkpoint)
-    load_state_dict(model, extract_state_dict(
-        ckpt, source=f'checkpoint {checkpoint!r}'), strict=True)
+    source = f'checkpoint {checkpoint!r}'
+    state = extract_state_dict(ckpt, source=source)
+    own = model.state_dict()
+    if own and not own.keys() & state.keys():
+        bare = any(k.startswith(('features.', 'stem.', 'stages.'))
+                   for k in state)
+        raise ValueError(
+            f'No tensor of {source} matches the {type(model).__name__}: its '
+            f'keys look like {list(state)[:3]}, the model\'s like '
+            f'{list(own)[:3]}.' + (
+                ' It holds a bare RepViT backbone, not a whole model: give '
+                'it to the backbone config as init_cfg=dict(type='
+                '"Pretrained", checkpoint=...), or export it with '
+                'tools/deploy/export_onnx.py ARCH_OR_CONFIG CKPT OUT.onnx '
+                '--backbone-only.' if bare else ''))
+    load_state_dict(model, state, strict=True)
     return ckpt
+
+
+def is_dense_model_state(state: Dict[str, torch.Tensor]) -> bool:
+    """Whether a state dict is a whole detector or segmentor's (a neck or
+    dense heads beside the backbone), not a backbone's or a classifier's."""
+    return any(k.startswith(('neck.', 'decode_head.', 'auxiliary_head.',
+                             'rpn_head.', 'roi_head.', 'bbox_head.'))
+               for k in state)
 
 
 def fuse_checkpoint(config, checkpoint: str, out: str,
@@ -162,7 +184,13 @@ def fuse_checkpoint(config, checkpoint: str, out: str,
         RuntimeError: the outputs differ by more than 1e-4 relative
             (nothing is written).
     """
-    model = build_model(config)
+    from mmengine.config import Config
+    cfg = copy.deepcopy(config) if isinstance(config, Config) else \
+        Config.fromfile(config)
+    # Built in training form: only a fused checkpoint then switches it to
+    # the deploy form (a deploy=True config fuses any checkpoint on load).
+    cfg.model.backbone.deploy = False
+    model = build_model(cfg)
     ckpt = load_weights(model, checkpoint)
     backbones = _repvits(model)
     if all(b.deploy for b in backbones):
@@ -313,11 +341,11 @@ def _names_and_axes(wrapper, kind, labels, x):
     """Output names, and the dynamic axes of the input and outputs."""
     if kind == 'segmentor':
         names = ['labels' if labels else 'logits']
+    elif kind == 'backbone':   # by stage, as out_indices counts them
+        names = [f'stage{i}' for i in wrapper.out_indices]
     else:
         with torch.no_grad():
-            count = len(wrapper(x))
-        prefix = 'stage' if kind == 'backbone' else 'level'
-        names = [f'{prefix}{i}' for i in range(count)]
+            names = [f'level{i}' for i in range(len(wrapper(x)))]
     image = {0: 'batch', 2: 'height', 3: 'width'}
     dynamic = {'input': image}
     for n in names:

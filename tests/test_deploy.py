@@ -215,6 +215,98 @@ def test_export_tool_bare_backbone_from_an_arch_name(monkeypatch, tmp_path,
     assert out.is_file()
 
 
+def test_export_names_the_stages_out_indices_asks_for(tmp_path):
+    report = export_onnx(RepViT('m0_6', out_indices=(1, 3)),
+                         str(tmp_path / 'b.onnx'), (64, 64))
+    assert report.output_names == ['stage1', 'stage3']
+
+
+def test_export_tool_fused_backbone_from_an_arch_name(monkeypatch, tmp_path,
+                                                      capsys):
+    """A fused backbone checkpoint builds the deploy form to load into."""
+    model = randomize(RepViT('m0_6')).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        reference = model(x)
+    ckpt = tmp_path / 'fused.pth'
+    torch.save(model.switch_to_deploy().state_dict(), ckpt)
+    out = tmp_path / 'backbone.onnx'
+    run_tool(monkeypatch, 'm0_6', ckpt, out, '--shape', 64, 64)
+    assert 'exported the backbone' in capsys.readouterr().out
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(out),
+                                   providers=['CPUExecutionProvider'])
+    for a, b in zip(session.run(None, {'input': x.numpy()}), reference):
+        assert rel_err(torch.from_numpy(a), b) < 1e-4
+
+
+def test_export_tool_backbone_of_a_dense_model_needs_its_config(
+        monkeypatch, tmp_path, capsys):
+    """The segmentor's backbone taps other stage ends than an arch's
+    defaults: its checkpoint with an arch name is refused, and a backbone
+    checkpoint with the config and --backbone-only is exported with the
+    config's stage outputs."""
+    import onnxruntime as ort
+    model = build_model(SEG)
+    randomize(model.backbone, seed=4)
+    whole = tmp_path / 'seg.pth'
+    torch.save({'state_dict': model.state_dict()}, whole)
+    with pytest.raises(SystemExit) as e:
+        run_tool(monkeypatch, 'm0_6', whole, tmp_path / 'x.onnx', '--prefix',
+                 'backbone.')
+    assert e.value.code == 2
+    assert ('holds a whole detector or segmentor: export its backbone with '
+            'its config' in capsys.readouterr().err)
+
+    bare = tmp_path / 'backbone.pth'
+    torch.save({'model': model.backbone.state_dict()}, bare)
+    out = tmp_path / 'backbone.onnx'
+    run_tool(monkeypatch, SEG, bare, out, '--shape', 64, 64,
+             '--backbone-only')
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        reference = model.backbone(x)
+    session = ort.InferenceSession(str(out),
+                                   providers=['CPUExecutionProvider'])
+    results = session.run(None, {'input': x.numpy()})
+    assert len(results) == len(reference) == 4
+    for a, b in zip(results, reference):
+        assert a.shape == tuple(b.shape) and \
+            rel_err(torch.from_numpy(a), b) < 1e-4
+
+
+def test_fuse_checkpoint_with_a_deploy_config(tmp_path):
+    """A config with backbone.deploy=True fuses a training checkpoint (and
+    still knows a fused one)."""
+    from mmengine.config import Config
+    model = build_model(SEG)
+    randomize(model.backbone, seed=5)
+    ckpt = tmp_path / 'train.pth'
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    cfg = Config.fromfile(SEG)
+    cfg.model.backbone.deploy = True
+    assert deploy.fuse_checkpoint(cfg, str(ckpt), str(tmp_path / 'f.pth'),
+                                  (64, 64)) < 1e-4
+    assert cfg.model.backbone.deploy        # the caller's config is kept
+    fused = torch.load(tmp_path / 'f.pth', weights_only=True)['state_dict']
+    target = build_model(SEG)
+    target.load_state_dict(fused)
+    assert target.backbone.deploy
+    with pytest.raises(ValueError, match='f.pth is fused already'):
+        deploy.fuse_checkpoint(cfg, str(tmp_path / 'f.pth'),
+                               str(tmp_path / 'g.pth'))
+
+
+def test_whole_model_tools_name_a_bare_backbone_checkpoint(tmp_path):
+    ckpt = tmp_path / 'backbone.pth'
+    torch.save(RepViT('m0_6').state_dict(), ckpt)
+    with pytest.raises(ValueError, match=r"No tensor of checkpoint .* "
+                       r"matches the EncoderDecoder: its keys look like "
+                       r"\['features.0.0.c.weight'.*It holds a bare RepViT "
+                       r'backbone.*--backbone-only'):
+        deploy.load_weights(build_model(SEG), str(ckpt))
+
+
 def test_export_tool_bad_inputs(monkeypatch, tmp_path):
     broken = tmp_path / 'broken.pth'
     broken.write_bytes(b'<html>not found</html>')

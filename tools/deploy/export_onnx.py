@@ -7,8 +7,11 @@
 What is exported follows the config: a segmentor whole (image -> logits at
 the input size; --labels: the label map), a detector's backbone + neck
 (image -> pyramid features; the RoI heads need MMDeploy, see the README),
-or with --backbone-only the bare backbone. CONFIG may also be a RepViT arch
-name (m0_6, ..., m2_3) with an ImageNet, timm or backbone checkpoint.
+or with --backbone-only the bare backbone (from the whole model's checkpoint
+or from a backbone checkpoint: ImageNet, timm, a backbone alone). CONFIG may
+also be a RepViT arch name (m0_6, ..., m2_3) with a backbone checkpoint; a
+whole detector's or segmentor's backbone needs its config (its stage
+outputs).
 
 The input is the image batch as the model's data preprocessor hands it to
 the backbone (normalised, N x 3 x H x W); batch, height and width are
@@ -22,9 +25,26 @@ import argparse
 import os.path as osp
 import sys
 
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+
 from mmrepvit import RepViT
+from mmrepvit.checkpoint import (extract_state_dict, is_fused,
+                                 read_backbone_state, read_checkpoint)
 from mmrepvit.deploy import (ParityError, build_model, export_onnx,
-                             load_weights)
+                             is_dense_model_state, load_weights)
+
+
+def load_backbone(backbone_cfg: dict, checkpoint: str, prefix=None):
+    """A RepViT built from ``backbone_cfg`` in the form of the checkpoint's
+    weights (a fused checkpoint builds the deploy form), loaded with them."""
+    state = read_backbone_state(checkpoint, prefix).state
+    cfg = {k: v for k, v in backbone_cfg.items()
+           if k not in ('type', 'init_cfg')}
+    # SyncBN (the paper configs) computes what BN does in eval mode
+    model = revert_sync_batchnorm(RepViT(**dict(cfg, deploy=is_fused(state))))
+    model.load_pretrained(checkpoint, prefix=prefix)
+    return model
 
 
 def main():
@@ -49,15 +69,32 @@ def main():
     args = parser.parse_args()
 
     if not osp.isfile(args.config) and args.config in RepViT.arch_zoo:
-        model = RepViT(args.config)
-        model.load_pretrained(args.checkpoint, prefix=args.prefix)
+        state = extract_state_dict(read_checkpoint(args.checkpoint))
+        if is_dense_model_state(state):
+            # Its backbone's stage outputs are set by its config
+            # (stage_ends, out_indices), which an arch name does not know.
+            parser.error(
+                f'{args.checkpoint} holds a whole detector or segmentor: '
+                f'export its backbone with its config, which sets the stage '
+                f'outputs it was trained with: tools/deploy/export_onnx.py '
+                f'CONFIG {args.checkpoint} {args.out} --backbone-only')
+        model = load_backbone(dict(arch=args.config), args.checkpoint,
+                              args.prefix)
         part = 'backbone'
     else:
         if not osp.isfile(args.config):
             parser.error(f'{args.config!r} is neither a config file nor a '
                          f'RepViT arch ({", ".join(RepViT.arch_zoo)}).')
-        model = build_model(args.config)
-        load_weights(model, args.checkpoint)
+        cfg = Config.fromfile(args.config)
+        model = build_model(cfg)   # (refuses a model without a RepViT)
+        state = extract_state_dict(read_checkpoint(args.checkpoint))
+        if args.backbone_only and not any(k.startswith('backbone.')
+                                          for k in state):
+            # a bare backbone checkpoint (ImageNet, timm, a backbone alone)
+            # into the backbone the config describes
+            model = load_backbone(cfg.model.backbone, args.checkpoint)
+        else:
+            load_weights(model, args.checkpoint)
         part = 'backbone' if args.backbone_only else None
     try:
         report = export_onnx(model, args.out, tuple(args.shape), part=part,
