@@ -222,6 +222,17 @@ def test_onnxruntime_form_runs_what_pytorch_computes():
         assert np.abs(o - t.numpy()).max() <= 1e-4 * t.abs().max().item()
 
 
+def test_float16_forms_are_cuda_only():
+    """Off CUDA the float16 autocast forms are left out with a note, not
+    run in float32 under their name (tests/test_cuda.py runs them)."""
+    cases, notes = latency.build_cases(
+        [latency.arch_subject('m0_6')], ['deploy', *latency.CUDA_AMP_FORMS],
+        'forward', 1, (32, 32), 'cpu', False)
+    assert [c.form for c in cases] == ['deploy']
+    assert notes == [f"RepViT-M0.6, {form}: does not apply to the 'forward' "
+                     f"task on cpu" for form in latency.CUDA_AMP_FORMS]
+
+
 def split_rows():
     """Backbone / features / predict rows of a model in two forms and of
     the baseline, with round numbers."""
