@@ -87,9 +87,9 @@ def main():
                          f'RepViT arch ({", ".join(RepViT.arch_zoo)}).')
         cfg = Config.fromfile(args.config)
         model = build_model(cfg)   # (refuses a model without a RepViT)
-        state = extract_state_dict(read_checkpoint(args.checkpoint))
-        if args.backbone_only and not any(k.startswith('backbone.')
-                                          for k in state):
+        if args.backbone_only and not any(
+                k.startswith('backbone.') for k in extract_state_dict(
+                    read_checkpoint(args.checkpoint))):
             # a bare backbone checkpoint (ImageNet, timm, a backbone alone)
             # into the backbone the config describes
             model = load_backbone(cfg.model.backbone, args.checkpoint)
