@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper, revert_sync_batchnorm
+from mmengine.model import (BaseTTAModel, is_model_wrapper,
+                            revert_sync_batchnorm)
 from mmengine.registry import HOOKS
 
 from .models import RepViT, switch_to_deploy
@@ -28,7 +29,12 @@ PARTS = ('backbone', 'features', 'segmentor')
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if is_model_wrapper(model) else model
+    """The model inside DDP-like wrappers and test-time augmentation models
+    (``BaseTTAModel``, what ``tools/test.py --tta`` builds), through any
+    nesting (DDP around a TTA model)."""
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
 
 
 def _repvits(model: nn.Module) -> List[RepViT]:

@@ -1,14 +1,20 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """What tools/train.py and tools/test.py share: their common flags, config
 loading, the CPU (gloo) fallback for distributed runs on machines without
-CUDA, and ending a distributed job cleanly."""
+CUDA, and ending a distributed job cleanly; and what tools/test.py adds:
+test-time augmentation (``--tta``) and drawing segmentation predictions
+without the training set (``--show-dir``)."""
+import copy
 import logging
 import os
 import os.path as osp
+import warnings
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.hooks import Hook
 from mmengine.logging import print_log
+from mmengine.registry import HOOKS
 
 from .config_checks import check_neck_widths, warn_ineffective_options
 
@@ -16,7 +22,7 @@ from .config_checks import check_neck_widths, warn_ineffective_options
 def add_common_args(parser):
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options', nargs='+', action=ConfigOptionsAction,
         help='override settings in the config, xxx=yyy format, e.g. '
         'train_dataloader.batch_size=4 model.backbone.with_cp=True')
     parser.add_argument('--launcher',
@@ -24,6 +30,23 @@ def add_common_args(parser):
                         default='none', help='job launcher')
     # torchrun sets LOCAL_RANK; torch.distributed.launch passes --local_rank.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+class ConfigOptionsAction(DictAction):
+    """MMEngine's ``DictAction`` (``KEY=VALUE`` pairs into a dict) that
+    reports a malformed pair as a usage error (exit status 2) instead of a
+    traceback: ``--cfg-options model.backbone.arch m1_1`` (no ``=``) gives
+    "--cfg-options expects KEY=VALUE pairs, got 'model.backbone.arch'"."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for pair in values or ():
+            if '=' not in pair:
+                parser.error(f'{option_string} expects KEY=VALUE pairs, got '
+                             f'{pair!r}')
+        try:
+            super().__call__(parser, namespace, values, option_string)
+        except AssertionError as e:   # DictAction asserts balanced brackets
+            parser.error(f'{option_string}: {e}')
 
 
 def load_config(args) -> Config:
@@ -149,3 +172,163 @@ def replace_syncbn(node) -> bool:
         for value in node:
             found |= replace_syncbn(value)
     return found
+
+
+# ------------------------------------------------------- tools/test.py --tta
+# What MMDetection's tools/test.py uses where a config has no TTA settings
+# (its base configs have none): horizontal flip on and off, boxes merged by
+# NMS.
+DET_TTA_MODEL = dict(
+    type='DetTTAModel',
+    tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+DET_TTA_META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape',
+                     'scale_factor', 'flip', 'flip_direction')
+
+
+def _innermost_dataset(dataloader: dict) -> dict:
+    """The dataset config that holds the pipeline, inside dataset wrappers
+    (``RepeatDataset``, ``ClassBalancedDataset``: ``dataset=dict(...)``)."""
+    dataset = dataloader['dataset']
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    return dataset
+
+
+def _find_key(node, key: str, path: str):
+    """The dotted path of the first non-empty ``key`` in a nested config,
+    or None."""
+    if isinstance(node, dict):
+        if node.get(key):
+            return f'{path}.{key}'
+        items = node.items()
+    elif isinstance(node, (list, tuple)):
+        items = enumerate(node)
+    else:
+        return None
+    for name, value in items:
+        found = _find_key(value, key, f'{path}.{name}')
+        if found:
+            return found
+    return None
+
+
+def _default_det_tta_pipeline(test_pipeline: list) -> list:
+    """MMDetection's default: the test pipeline with its last transform
+    (``PackDetInputs``) replaced by a flip and no flip, each packed with the
+    flip in the meta keys (``DetTTAModel`` flips the boxes back)."""
+    pipeline = copy.deepcopy(list(test_pipeline))
+    pipeline[-1] = dict(
+        type='TestTimeAug',
+        transforms=[[dict(type='RandomFlip', prob=1.),
+                     dict(type='RandomFlip', prob=0.)],
+                    [dict(type='PackDetInputs', meta_keys=DET_TTA_META_KEYS)]])
+    return pipeline
+
+
+def use_tta(cfg: Config) -> Config:
+    """Rewrite ``cfg`` in place for test-time augmentation, as the
+    ``--tta`` of MMDetection's and MMSegmentation's ``tools/test.py`` does:
+    the test set reads ``cfg.tta_pipeline`` and the model becomes
+    ``cfg.tta_model`` holding the config's model as ``module``. Returns
+    ``cfg``.
+
+    MMSegmentation configs take both from their bases (``SegTTAModel`` from
+    ``default_runtime.py``, a multi-scale + flip pipeline from the dataset
+    bases); one without them raises, naming the missing key. MMDetection's
+    bases define neither, so, as MMDetection does, a detection config
+    without them gets defaults, with a warning: ``DetTTAModel`` (NMS IoU 0.5,
+    100 boxes per image) and the test pipeline with a horizontal flip.
+    """
+    dataset = _innermost_dataset(cfg.test_dataloader)
+    if cfg.default_scope == 'mmdet':
+        mask_head = _find_key(cfg.model, 'mask_head', 'model')
+        if mask_head and cfg.get('tta_model', DET_TTA_MODEL).get(
+                'type') == 'DetTTAModel':
+            raise ValueError(
+                f'--tta: MMDetection\'s DetTTAModel merges boxes only; it '
+                f'does not support instance segmentation, and this model '
+                f'predicts masks ({mask_head}). Test it without --tta.')
+        if 'tta_model' not in cfg:
+            warnings.warn('--tta: the config has no tta_model; using '
+                          'MMDetection\'s default, DetTTAModel with NMS IoU '
+                          '0.5 and max_per_img 100.')
+            cfg.tta_model = copy.deepcopy(DET_TTA_MODEL)
+        if 'tta_pipeline' not in cfg:
+            warnings.warn('--tta: the config has no tta_pipeline; using '
+                          'MMDetection\'s default, the test pipeline with a '
+                          'horizontal flip.')
+            cfg.tta_pipeline = _default_det_tta_pipeline(dataset['pipeline'])
+    else:
+        for key, example in [
+                ('tta_model', "tta_model = dict(type='SegTTAModel') (from "
+                 "mmseg::_base_/default_runtime.py)"),
+                ('tta_pipeline', 'tta_pipeline = [...] (the MMSegmentation '
+                 'dataset bases, e.g. mmseg::_base_/datasets/ade20k.py, '
+                 'define one)')]:
+            if key not in cfg:
+                raise ValueError(f'--tta needs {key} in the config, which '
+                                 f'has none; add {example}.')
+    dataset['pipeline'] = copy.deepcopy(cfg.tta_pipeline)
+    cfg.model = ConfigDict(dict(cfg.tta_model, module=cfg.model))
+    return cfg
+
+
+# -------------------------------------------------- tools/test.py --show-dir
+@HOOKS.register_module()
+class SegTestVisualizationHook(Hook):
+    """MMSegmentation's ``SegVisualizationHook`` for testing, without the
+    training set: what ``tools/test.py --show/--show-dir`` uses for
+    MMSegmentation configs.
+
+    It draws every ``interval``-th test image (counting the images itself),
+    with the same arguments, names and files as mmseg's hook. mmseg 1.2's
+    hook passes ``runner.iter`` as the step, and reading ``runner.iter``
+    builds the train loop, hence the training dataloader: a test run failed
+    with FileNotFoundError where the training images are not there. Here the
+    step is 0, which ``runner.iter`` is in a test-only run.
+
+    Args:
+        draw (bool): Whether to draw. Defaults to ``False``.
+        interval (int): Draw every ``interval``-th image. Defaults to ``50``.
+        show (bool): Show each drawn image in a window (and store nothing).
+            Defaults to ``False``.
+        wait_time (float): Seconds each image is shown. Defaults to ``0.``.
+        backend_args (dict, optional): Arguments of the file backend that
+            reads the images. Defaults to ``None``.
+    """
+
+    def __init__(self, draw=False, interval=50, show=False, wait_time=0.,
+                 backend_args=None):
+        from mmengine.visualization import Visualizer
+        if interval < 1:
+            raise ValueError(f'interval must be >= 1, got {interval}.')
+        self._visualizer = Visualizer.get_current_instance()
+        self.draw = draw
+        self.interval = interval
+        self.show = show
+        self.wait_time = wait_time
+        self.backend_args = backend_args
+        self._count = 0
+        if show:   # shown only, as mmseg's hook does: nothing is stored
+            self._visualizer._vis_backends = {}
+
+    def before_test(self, runner) -> None:
+        self._count = 0
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None,
+                        outputs=None) -> None:
+        if not self.draw:
+            return
+        import mmcv
+        from mmengine.fileio import get
+        for sample in outputs:
+            self._count += 1
+            if self._count % self.interval:
+                continue
+            image = mmcv.imfrombytes(
+                get(sample.img_path, backend_args=self.backend_args),
+                channel_order='rgb')
+            self._visualizer.add_datasample(
+                f'test_{osp.basename(sample.img_path)}', image,
+                data_sample=sample, show=self.show,
+                wait_time=self.wait_time, step=0)

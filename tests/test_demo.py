@@ -6,12 +6,14 @@ import glob
 import json
 import os
 import pickle
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -76,9 +78,9 @@ default_hooks = dict(logger=dict(interval=1),
     return write
 
 
-def run(cmd, log, env=None):
+def run(cmd, log, env=None, cwd=REPO):
     with open(log, 'w') as f:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
+        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
                               env=env, timeout=600)
     assert proc.returncode == 0, Path(log).read_text()[-3000:]
     return Path(log).read_text()
@@ -364,3 +366,227 @@ def test_killed_rank_ends_every_node(tiny_config, tmp_path):
     assert 'Connection closed by peer' in logs[0].read_text()
     # Measured here: both end within seconds; 180 s is the hard bound.
     print(f'both nodes ended {elapsed:.1f} s after the kill, codes {codes}')
+
+
+# ------------------------------------------------------------ tools/test.py
+def random_checkpoint(cfg, path):
+    """A checkpoint of the config's model with its initial (random) weights:
+    enough to run tools/test.py without training first."""
+    from mmrepvit.deploy import build_model
+    torch.save({'state_dict': build_model(str(cfg)).state_dict()}, path)
+    return path
+
+
+def demo_config(task, **changes):
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(REPO / TASKS[task]['config']))
+    cfg.merge_from_dict(changes)
+    return cfg
+
+
+BOX_ONLY = {'model.roi_head.mask_head': None,
+            'model.roi_head.mask_roi_extractor': None}
+
+
+def test_tta_rewrites_a_seg_config():
+    """MMSegmentation's --tta: the config's tta_pipeline (inherited from
+    mmseg's ADE20K base: 6 scales x flip) and tta_model around the model."""
+    from mmrepvit.runner import use_tta
+    cfg = use_tta(demo_config('seg'))
+    assert cfg.model.type == 'SegTTAModel'
+    assert cfg.model.module.type == 'EncoderDecoder'
+    assert cfg.model.module.backbone.type == 'RepViT'
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    assert pipeline == cfg.tta_pipeline
+    resizes, flips = pipeline[1].transforms[:2]
+    assert pipeline[1].type == 'TestTimeAug'
+    assert len(resizes) == 6 and [f.prob for f in flips] == [0., 1.]
+
+
+@pytest.mark.parametrize('key', ['tta_model', 'tta_pipeline'])
+def test_tta_needs_the_seg_config_settings(key):
+    """MMSegmentation has no defaults: a missing key is named."""
+    from mmrepvit.runner import use_tta
+    cfg = demo_config('seg')
+    cfg.pop(key)
+    with pytest.raises(ValueError, match=f'--tta needs {key} in the config'):
+        use_tta(cfg)
+
+
+def test_tta_gives_det_configs_mmdet_defaults():
+    """A detection config without TTA settings gets MMDetection's test.py
+    defaults, with a warning each: DetTTAModel (NMS IoU 0.5, 100 boxes) and
+    the test pipeline packed after a flip and no flip."""
+    from mmrepvit.runner import use_tta
+    cfg = demo_config('det', **BOX_ONLY)
+    test_pipeline = list(cfg.test_dataloader.dataset.pipeline)
+    with pytest.warns(UserWarning) as record:
+        use_tta(cfg)
+    assert [str(w.message).split(';')[0] for w in record] == [
+        '--tta: the config has no tta_model',
+        '--tta: the config has no tta_pipeline']
+    assert cfg.model.type == 'DetTTAModel'
+    assert cfg.model.tta_cfg == dict(
+        nms=dict(type='nms', iou_threshold=0.5), max_per_img=100)
+    assert cfg.model.module.type == 'MaskRCNN'
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    assert pipeline[:-1] == test_pipeline[:-1]
+    flips, (pack, ) = pipeline[-1].transforms
+    assert pipeline[-1].type == 'TestTimeAug'
+    assert [f['prob'] for f in flips] == [1., 0.]
+    assert pack['type'] == 'PackDetInputs'
+    assert {'flip', 'flip_direction'} <= set(pack['meta_keys'])
+
+
+def test_tta_uses_the_det_config_settings():
+    """A detection config's own tta_model / tta_pipeline win, silently."""
+    import warnings
+
+    from mmrepvit.runner import use_tta
+    tta_model = dict(type='DetTTAModel', tta_cfg=dict(
+        nms=dict(type='nms', iou_threshold=0.6), max_per_img=50))
+    tta_pipeline = [dict(type='LoadImageFromFile'),
+                    dict(type='TestTimeAug', transforms=[])]
+    cfg = demo_config('det', tta_model=tta_model, tta_pipeline=tta_pipeline,
+                      **BOX_ONLY)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        use_tta(cfg)
+    assert cfg.model.tta_cfg.max_per_img == 50
+    assert cfg.test_dataloader.dataset.pipeline == tta_pipeline
+
+
+def test_tta_refuses_instance_segmentation():
+    """MMDetection's DetTTAModel asserts on masks at the first image; the
+    Mask R-CNN configs are refused before anything is built."""
+    from mmrepvit.runner import use_tta
+    with pytest.raises(ValueError, match=r'model\.roi_head\.mask_head'):
+        use_tta(demo_config('det'))
+
+
+def build_tta_model():
+    from mmengine.registry import MODELS, init_default_scope
+
+    from mmrepvit.runner import use_tta
+    cfg = use_tta(demo_config('seg'))
+    init_default_scope('mmseg')
+    import mmseg.models  # noqa: F401  (registers the segmentors)
+    return MODELS.build(cfg.model)
+
+
+def test_fuse_hook_reaches_the_repvit_inside_a_tta_model():
+    """--tta --fuse: FuseModelHook gets the SegTTAModel, whose segmentor is
+    its .module; every RepViT inside is fused."""
+    from mmrepvit import FuseModelHook, RepViT
+    model = build_tta_model()
+    FuseModelHook().before_test(SimpleNamespace(model=model))
+    backbones = [m for m in model.modules() if isinstance(m, RepViT)]
+    assert len(backbones) == 1 and backbones[0].deploy
+    assert not model.module.training
+
+
+def test_channels_last_hook_reaches_the_segmentor_inside_a_tta_model():
+    """--tta --channels-last: the backbone and neck of the segmentor inside
+    the SegTTAModel run in channels_last."""
+    from mmrepvit import FuseModelHook
+    model = build_tta_model()
+    FuseModelHook(channels_last=True).before_test(SimpleNamespace(
+        model=model))
+    weight = next(model.module.backbone.parameters())
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_tta_seg_demo(tiny_config, tmp_path):
+    """tools/test.py --tta --fuse on the seg demo: SegTTAModel over the
+    config's multi-scale + flip pipeline, evaluated with mIoU."""
+    cfg = tiny_config('seg')
+    ckpt = random_checkpoint(cfg, tmp_path / 'random.pth')
+    work = tmp_path / 'test'
+    # One image: 12 augmented passes.
+    log = run([sys.executable, 'tools/test.py', str(cfg), str(ckpt),
+               '--work-dir', str(work), '--tta', '--fuse', '--cfg-options',
+               'test_dataloader.dataset.indices=1'], tmp_path / 'tta.log')
+    assert 'Iter(test) [1/1]' in log
+    assert set(TASKS['seg']['metrics']) <= set(metrics(work))
+    from mmengine.config import Config
+    used = Config.fromfile(str(work / cfg.name))    # what the runner ran
+    assert used.model.type == 'SegTTAModel'
+    assert used.test_dataloader.dataset.pipeline[1].type == 'TestTimeAug'
+
+
+def test_tta_det_demo_box_only(tiny_config, demo_data, tmp_path):
+    """tools/test.py --tta on a box-only detector config without TTA
+    settings: MMDetection's defaults, with warnings; a relative --show-dir
+    goes under WORK_DIR/TIMESTAMP/, as in MMDetection."""
+    cfg = tiny_config('det')
+    with open(cfg, 'a') as f:
+        f.write(f"""
+model = dict(roi_head=dict(mask_head=None, mask_roi_extractor=None))
+test_evaluator = dict(
+    ann_file='{demo_data}/det/annotations/instances_val.json', metric='bbox')
+""")
+    ckpt = random_checkpoint(cfg, tmp_path / 'random.pth')
+    work = tmp_path / 'test'
+    log = run([sys.executable, str(REPO / 'tools/test.py'), str(cfg),
+               str(ckpt), '--work-dir', str(work), '--tta', '--show-dir',
+               'vis', '--cfg-options', 'test_dataloader.dataset.indices=1'],
+              tmp_path / 'tta.log', cwd=tmp_path)
+    assert 'the config has no tta_model' in log
+    assert 'the config has no tta_pipeline' in log
+    assert 'coco/bbox_mAP' in metrics(work)
+    from mmengine.config import Config
+    assert Config.fromfile(str(work / cfg.name)).model.type == 'DetTTAModel'
+    assert len(list(work.glob('*/vis/*.jpg'))) == 1
+    assert not (tmp_path / 'vis').exists()
+
+
+def test_seg_show_dir_without_the_training_set(demo_data, tmp_path):
+    """Testing with --show-dir needs only the test set (mmseg 1.2's
+    visualization hook builds the training dataloader); a relative
+    --show-dir is relative to the current directory, as in MMSegmentation."""
+    data = tmp_path / 'val_only'
+    for part in ('images', 'annotations'):
+        shutil.copytree(demo_data / 'seg' / part / 'validation',
+                        data / part / 'validation')
+    cfg = tmp_path / 'val_only.py'
+    cfg.write_text(f"""_base_ = ['{REPO / TASKS['seg']['config']}']
+train_dataloader = dict(dataset=dict(data_root='{tmp_path}/no_training_set'))
+test_dataloader = dict(num_workers=0, persistent_workers=False,
+                       dataset=dict(data_root='{data}'))
+""")
+    ckpt = random_checkpoint(cfg, tmp_path / 'random.pth')
+    work = tmp_path / 'test'
+    run([sys.executable, str(REPO / 'tools/test.py'), str(cfg), str(ckpt),
+         '--work-dir', str(work), '--show-dir', 'vis'], tmp_path / 'test.log',
+        cwd=tmp_path)
+    assert 'mIoU' in metrics(work)
+    drawn = sorted(p.name for p in (tmp_path / 'vis').rglob('*.png'))
+    assert drawn == ['test_demo_000001.jpg_0.png',
+                     'test_demo_000002.jpg_0.png']
+    assert (tmp_path / 'vis/vis_data/vis_image').is_dir()
+
+
+def test_show_dir_help_says_where_each_library_puts_images():
+    proc = subprocess.run([sys.executable, 'tools/test.py', '--help'],
+                          cwd=REPO, capture_output=True, text=True,
+                          check=True)
+    text = ' '.join(proc.stdout.split())
+    assert 'relative to WORK_DIR/TIMESTAMP/ for detection' in text
+    assert 'to the current directory for segmentation' in text
+    assert '--tta' in text
+
+
+@pytest.mark.parametrize('tool', ['train.py', 'test.py'])
+def test_malformed_cfg_options_is_a_usage_error(tool):
+    """'KEY VALUE' (no '=') is reported by argparse, not as a traceback."""
+    config = str(REPO / TASKS['seg']['config'])
+    args = [config] + (['missing.pth'] if tool == 'test.py' else [])
+    proc = subprocess.run(
+        [sys.executable, f'tools/{tool}', *args, '--cfg-options',
+         'model.backbone.arch', 'm1_1'], cwd=REPO, capture_output=True,
+        text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith('usage: ')
+    assert ("error: --cfg-options expects KEY=VALUE pairs, got "
+            "'model.backbone.arch'") in proc.stderr
+    assert 'Traceback' not in proc.stderr

@@ -6,6 +6,7 @@ config's default_scope decides which); the flags are MMDetection's.
     python tools/test.py configs/det/repvit_m1_1_maskrcnn.py repvit_m1_1_coco.pth
     python tools/test.py CONFIG CKPT --show-dir vis --out results.pkl
     python tools/test.py CONFIG CKPT --fuse --channels-last   # deploy form
+    python tools/test.py CONFIG CKPT --tta    # test-time augmentation
 """
 import argparse
 
@@ -13,7 +14,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmrepvit.config_checks import check_config
-from mmrepvit.runner import (add_common_args, load_config, run_job,
+from mmrepvit.runner import (add_common_args, load_config, run_job, use_tta,
                              write_test_metrics_on_rank0_only)
 
 
@@ -29,7 +30,10 @@ def parse_args():
                         help='show predictions in a window')
     parser.add_argument(
         '--show-dir', help='save images with predictions drawn to this '
-        'directory (relative paths go under the work dir\'s timestamp dir)')
+        'directory; a relative path is, as in each library\'s own test.py, '
+        'relative to WORK_DIR/TIMESTAMP/ for detection (the images go in '
+        'SHOW_DIR/) and to the current directory for segmentation (the '
+        'images go in SHOW_DIR/vis_data/vis_image/)')
     parser.add_argument('--wait-time', type=float, default=2,
                         help='seconds each image is shown with --show')
     parser.add_argument('--fuse', action='store_true',
@@ -38,6 +42,11 @@ def parse_args():
     parser.add_argument('--channels-last', action='store_true',
                         help='fuse, and run backbone and neck in the '
                         'channels_last memory format')
+    parser.add_argument(
+        '--tta', action='store_true',
+        help='test-time augmentation: test with the config\'s tta_pipeline '
+        'and tta_model (detection configs without them get MMDetection\'s '
+        'defaults: a horizontal flip, merged by DetTTAModel)')
     add_common_args(parser)
     return parser.parse_args()
 
@@ -49,6 +58,11 @@ def enable_visualization(cfg, args):
                            'in default_hooks.')
     hook['draw'] = True
     hook['interval'] = 1
+    if hook.get('type') in ('SegVisualizationHook',
+                            'mmseg.SegVisualizationHook'):
+        # mmseg's hook reads runner.iter, which builds the training
+        # dataloader: testing would need the training set.
+        hook['type'] = 'SegTestVisualizationHook'
     if args.show:
         hook['show'] = True
         hook['wait_time'] = args.wait_time
@@ -66,6 +80,8 @@ def main():
     check_config(cfg, ['test_dataloader'])
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
+    if args.tta:
+        use_tta(cfg)
 
     if args.fuse or args.channels_last:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(
