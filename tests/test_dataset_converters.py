@@ -47,15 +47,69 @@ def test_same_settings_same_bytes_and_written_once(script, tmp_path):
     assert json.loads((tmp_path / 'a' / 'meta.json').read_text())['seed'] == 1
 
 
-def test_interrupted_run_is_redone(tmp_path):
-    """meta.json is written last: without it the folder is regenerated."""
+def test_interrupted_run_is_redone(tmp_path, monkeypatch):
+    """A run stopped half-way leaves incomplete.json and no meta.json (it is
+    written last): the next run redoes the folder."""
+    generate('make_demo_ade.py', tmp_path / 'expected')
+    monkeypatch.syspath_prepend(str(GENERATORS))
+    import make_demo_ade
+    drawn, render = [], make_demo_ade.render
+
+    def render_then_stop(rng, size):
+        if len(drawn) == 2:
+            raise KeyboardInterrupt
+        drawn.append(size)
+        return render(rng, size)
+
+    monkeypatch.setattr(make_demo_ade, 'render', render_then_stop)
     out = tmp_path / 'ade'
-    generate('make_demo_ade.py', out)
-    expected = tree(out)
-    (out / 'meta.json').unlink()
-    (out / 'images/training/demo_000001.jpg').write_bytes(b'half a file')
+    with pytest.raises(KeyboardInterrupt):
+        make_demo_ade.generate(out, num_train=3, num_val=2, size=96)
+    assert (out / 'incomplete.json').is_file()
+    assert not (out / 'meta.json').exists()
+    assert len(list(out.rglob('*.jpg'))) == 2
     assert 'already generated' not in generate('make_demo_ade.py', out)
-    assert tree(out) == expected
+    assert tree(out) == tree(tmp_path / 'expected')
+
+
+@pytest.mark.parametrize('script,subdir', [('make_demo_coco.py', 'train'),
+                                           ('make_demo_ade.py', 'images')])
+def test_refuses_a_folder_it_did_not_write(script, subdir, tmp_path):
+    """A non-empty --out without the generator's meta.json (a real dataset,
+    say) is left alone unless --force: writing deletes the generator's
+    folders in it."""
+    real = tmp_path / 'real'
+    (real / subdir).mkdir(parents=True)
+    (real / subdir / 'photo.jpg').write_bytes(b'precious')
+    proc = subprocess.run(
+        [sys.executable, str(GENERATORS / script), '--out', str(real),
+         '--num-train', '3', '--num-val', '2', '--size', '96'],
+        capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert 'usage:' in proc.stderr and 'Traceback' not in proc.stderr
+    assert f'{real} is not empty and holds no meta.json' in proc.stderr
+    assert 'Pick an empty or new folder for --out, or pass --force' in \
+        proc.stderr
+    assert tree(real) == {f'{subdir}/photo.jpg': b'precious'}
+
+    # A meta.json that is not the generator's does not make it one.
+    (real / 'meta.json').write_text('{"dataset": "mine"}')
+    proc = subprocess.run(
+        [sys.executable, str(GENERATORS / script), '--out', str(real)],
+        capture_output=True, text=True)
+    assert proc.returncode == 2 and 'pass --force' in proc.stderr
+    assert (real / subdir / 'photo.jpg').read_bytes() == b'precious'
+
+    generate(script, real, '--force')    # asked for: written there
+    assert not (real / subdir / 'photo.jpg').exists()
+    assert json.loads((real / 'meta.json').read_text())['num_train'] == 3
+
+
+def test_writes_into_an_empty_folder(tmp_path):
+    """An existing empty folder is as good as a new one."""
+    generate('make_demo_ade.py', tmp_path)
+    assert (tmp_path / 'meta.json').is_file()
+    assert not (tmp_path / 'incomplete.json').exists()
 
 
 def test_coco_annotations_match_the_images(tmp_path):

@@ -14,22 +14,48 @@ def write_once(out_dir, settings, subdirs, write, force=False):
     dataset made with the same ``settings`` (or ``force``); returns whether
     it wrote.
 
-    ``subdirs`` (everything ``write`` creates) are removed first. The
-    settings go to ``OUT/meta.json`` last, so it marks a complete dataset:
-    an interrupted run is redone by the next one.
+    ``subdirs`` (everything ``write`` creates) are removed first, so only
+    a folder of this generator's is written into: a new or empty one, or one
+    with the generator's ``meta.json`` or ``incomplete.json``. Any other
+    folder with content (a real dataset, say) is refused with
+    FileExistsError, unless ``force``. ``OUT/incomplete.json`` marks a run
+    in progress and the settings go to ``OUT/meta.json`` last, so an
+    interrupted run is redone by the next one.
     """
     out = Path(out_dir)
-    meta = out / 'meta.json'
-    if (not force and meta.is_file()
-            and json.loads(meta.read_text()) == settings):
+    meta, marker = out / 'meta.json', out / 'incomplete.json'
+    previous = _read_settings(meta)
+    if not force and previous == settings:
         print(f'{out}: already generated')
         return False
+    ours = (previous is not None and previous.keys() == settings.keys()
+            or marker.is_file())
+    if not force and not ours and out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(
+            f'{out} is not empty and holds no meta.json of an earlier run of '
+            f'this generator (writing there deletes '
+            f'{", ".join(name + "/" for name in subdirs)} in it). Pick an '
+            f'empty or new folder for --out, or pass --force to write there '
+            f'anyway.')
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(settings))
     meta.unlink(missing_ok=True)
     for name in subdirs:
         shutil.rmtree(out / name, ignore_errors=True)
     write(out)
     meta.write_text(json.dumps(settings))
+    marker.unlink()
     return True
+
+
+def _read_settings(meta):
+    """The settings in ``meta`` (a dict), or None: no file, or not a JSON
+    object."""
+    try:
+        settings = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+    return settings if isinstance(settings, dict) else None
 
 
 def main(generate, doc, default_out):
@@ -45,6 +71,12 @@ def main(generate, doc, default_out):
         parser.add_argument('--' + name.replace('_', '-'), type=int,
                             default=defaults[name].default,
                             help='default: %(default)s')
-    parser.add_argument('--force', action='store_true',
-                        help='regenerate even if already generated')
-    generate(**vars(parser.parse_args()))
+    parser.add_argument(
+        '--force', action='store_true',
+        help='regenerate even if already generated, and write into a '
+        'folder that holds other files (its folders of the names the '
+        'generator writes are deleted first)')
+    try:
+        generate(**vars(parser.parse_args()))
+    except FileExistsError as e:   # --out is a folder of something else
+        parser.error(str(e))

@@ -7,7 +7,8 @@ polygons of label 0 ("other", ignored through ``reduce_zero_label=True``) on
 top. Writes OUT/images/{training,validation}/demo_000001.jpg..., label PNGs of
 the same names in OUT/annotations/{training,validation}/ and OUT/meta.json
 (the settings), byte-identical for the same settings; a second run with the
-same settings does nothing, unless ``--force``. Usage::
+same settings does nothing, unless ``--force``. A non-empty OUT that holds no
+meta.json of an earlier run is refused, unless ``--force``. Usage::
 
     python tools/dataset_converters/make_demo_ade.py --out data/demo_ade \\
         [--seed 0] [--num-train 120] [--num-val 30] [--size 256] [--force]

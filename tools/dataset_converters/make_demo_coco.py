@@ -8,7 +8,8 @@ hiding over 30% of an earlier one); each annotation is the COCO RLE of the
 pixels where its shape is visible. Writes OUT/{train,val}/demo_000001.jpg...,
 OUT/annotations/instances_{train,val}.json and OUT/meta.json (the settings),
 byte-identical for the same settings. A second run with the same settings
-does nothing, unless ``--force``. Usage::
+does nothing, unless ``--force``. A non-empty OUT that holds no meta.json of
+an earlier run is refused, unless ``--force``. Usage::
 
     python tools/dataset_converters/make_demo_coco.py --out data/demo_coco \\
         [--seed 0] [--num-train 240] [--num-val 30] [--size 256] [--force]
