@@ -243,7 +243,9 @@ def test_missing_keys_are_logged(tmp_path, source):
 
 
 def test_missing_file_and_bad_location():
-    with pytest.raises(FileNotFoundError, match='does not exist'):
+    with pytest.raises(FileNotFoundError, match=r'does not exist .*check '
+                       r'the path \(the checkpoint argument of a tool, or '
+                       r'init_cfg.checkpoint, load_from or --resume'):
         pretrained('/nonexistent/repvit.pth').init_weights()
     with pytest.raises(ValueError, match='Unsupported checkpoint location'):
         pretrained('s3://bucket/repvit.pth').init_weights()
