@@ -118,14 +118,14 @@ def check_neck_widths(model: dict) -> None:
 
 
 # ------------------------------------------------------------- data paths
-def _datasets(dataset: dict, where: str) -> Iterator[Tuple[str, dict]]:
+def leaf_datasets(dataset: dict, where: str) -> Iterator[Tuple[str, dict]]:
     """Every leaf dataset config inside wrappers (``dataset=``) and
     concatenations (``datasets=[...]``)."""
     if 'dataset' in dataset:
-        yield from _datasets(dataset['dataset'], f'{where}.dataset')
+        yield from leaf_datasets(dataset['dataset'], f'{where}.dataset')
     elif 'datasets' in dataset:
         for i, inner in enumerate(dataset['datasets']):
-            yield from _datasets(inner, f'{where}.datasets.{i}')
+            yield from leaf_datasets(inner, f'{where}.datasets.{i}')
     else:
         yield where, dataset
 
@@ -227,8 +227,8 @@ def check_data_paths(cfg, loaders: Sequence[str]) -> None:
     for loader in loaders:
         if not cfg.get(loader) or not cfg[loader].get('dataset'):
             continue
-        for where, dataset in _datasets(cfg[loader]['dataset'],
-                                        f'{loader}.dataset'):
+        for where, dataset in leaf_datasets(cfg[loader]['dataset'],
+                                            f'{loader}.dataset'):
             problems += _dataset_problems(where, dataset,
                                           cfg.get('default_scope'))
         evaluator = loader.replace('_dataloader', '_evaluator')

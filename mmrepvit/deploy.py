@@ -149,14 +149,15 @@ def load_weights(model: nn.Module, checkpoint: str) -> dict:
     weights loads. Returns the checkpoint."""
     from mmengine.runner.checkpoint import load_state_dict
 
-    from .checkpoint import extract_state_dict, read_checkpoint
+    from .checkpoint import (detect_layout, extract_state_dict, is_fused,
+                             is_unfused, read_checkpoint)
     ckpt = read_checkpoint(checkpoint)
     source = f'checkpoint {checkpoint!r}'
     state = extract_state_dict(ckpt, source=source)
     own = model.state_dict()
     if own and not own.keys() & state.keys():
-        bare = any(k.startswith(('features.', 'stem.', 'stages.'))
-                   for k in state)
+        bare = (detect_layout(state) == 'timm' or is_fused(state)
+                or is_unfused(state))
         raise ValueError(
             f'No tensor of {source} matches the {type(model).__name__}: its '
             f'keys look like {list(state)[:3]}, the model\'s like '

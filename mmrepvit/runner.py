@@ -16,7 +16,8 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from .config_checks import check_neck_widths, warn_ineffective_options
+from .config_checks import (check_neck_widths, leaf_datasets,
+                            warn_ineffective_options)
 
 
 def add_common_args(parser):
@@ -185,15 +186,6 @@ DET_TTA_META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape',
                      'scale_factor', 'flip', 'flip_direction')
 
 
-def _innermost_dataset(dataloader: dict) -> dict:
-    """The dataset config that holds the pipeline, inside dataset wrappers
-    (``RepeatDataset``, ``ClassBalancedDataset``: ``dataset=dict(...)``)."""
-    dataset = dataloader['dataset']
-    while 'dataset' in dataset:
-        dataset = dataset['dataset']
-    return dataset
-
-
 def _find_key(node, key: str, path: str):
     """The dotted path of the first non-empty ``key`` in a nested config,
     or None."""
@@ -239,7 +231,9 @@ def use_tta(cfg: Config) -> Config:
     without them gets defaults, with a warning: ``DetTTAModel`` (NMS IoU 0.5,
     100 boxes per image) and the test pipeline with a horizontal flip.
     """
-    dataset = _innermost_dataset(cfg.test_dataloader)
+    # the datasets that hold a pipeline, inside wrappers and concatenations
+    datasets = [d for _, d in leaf_datasets(cfg.test_dataloader.dataset,
+                                            'test_dataloader.dataset')]
     if cfg.default_scope == 'mmdet':
         mask_head = _find_key(cfg.model, 'mask_head', 'model')
         if mask_head and cfg.get('tta_model', DET_TTA_MODEL).get(
@@ -257,7 +251,8 @@ def use_tta(cfg: Config) -> Config:
             warnings.warn('--tta: the config has no tta_pipeline; using '
                           'MMDetection\'s default, the test pipeline with a '
                           'horizontal flip.')
-            cfg.tta_pipeline = _default_det_tta_pipeline(dataset['pipeline'])
+            cfg.tta_pipeline = _default_det_tta_pipeline(
+                datasets[0]['pipeline'])
     else:
         for key, example in [
                 ('tta_model', "tta_model = dict(type='SegTTAModel') (from "
@@ -268,7 +263,8 @@ def use_tta(cfg: Config) -> Config:
             if key not in cfg:
                 raise ValueError(f'--tta needs {key} in the config, which '
                                  f'has none; add {example}.')
-    dataset['pipeline'] = copy.deepcopy(cfg.tta_pipeline)
+    for dataset in datasets:
+        dataset['pipeline'] = copy.deepcopy(cfg.tta_pipeline)
     cfg.model = ConfigDict(dict(cfg.tta_model, module=cfg.model))
     return cfg
 

@@ -403,6 +403,21 @@ def test_tta_rewrites_a_seg_config():
     assert len(resizes) == 6 and [f.prob for f in flips] == [0., 1.]
 
 
+def test_tta_reaches_every_dataset_of_a_concatenation():
+    """The TTA pipeline goes to the datasets that hold a pipeline, inside
+    wrappers and concatenations, as config_checks finds them."""
+    from mmrepvit.runner import use_tta
+    cfg = demo_config('seg')
+    inner = cfg.test_dataloader.dataset
+    cfg.test_dataloader.dataset = dict(type='ConcatDataset', datasets=[
+        inner, dict(type='RepeatDataset', times=2, dataset=inner)])
+    use_tta(cfg)
+    concat = cfg.test_dataloader.dataset
+    assert 'pipeline' not in concat
+    assert concat.datasets[0].pipeline == cfg.tta_pipeline
+    assert concat.datasets[1].dataset.pipeline == cfg.tta_pipeline
+
+
 @pytest.mark.parametrize('key', ['tta_model', 'tta_pipeline'])
 def test_tta_needs_the_seg_config_settings(key):
     """MMSegmentation has no defaults: a missing key is named."""

@@ -27,6 +27,7 @@ import sys
 
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import MODELS
 
 from mmrepvit import RepViT
 from mmrepvit.checkpoint import (extract_state_dict, is_fused,
@@ -39,10 +40,9 @@ def load_backbone(backbone_cfg: dict, checkpoint: str, prefix=None):
     """A RepViT built from ``backbone_cfg`` in the form of the checkpoint's
     weights (a fused checkpoint builds the deploy form), loaded with them."""
     state = read_backbone_state(checkpoint, prefix).state
-    cfg = {k: v for k, v in backbone_cfg.items()
-           if k not in ('type', 'init_cfg')}
     # SyncBN (the paper configs) computes what BN does in eval mode
-    model = revert_sync_batchnorm(RepViT(**dict(cfg, deploy=is_fused(state))))
+    model = revert_sync_batchnorm(MODELS.build(dict(
+        backbone_cfg, deploy=is_fused(state), init_cfg=None)))
     model.load_pretrained(checkpoint, prefix=prefix)
     return model
 
@@ -78,8 +78,8 @@ def main():
                 f'export its backbone with its config, which sets the stage '
                 f'outputs it was trained with: tools/deploy/export_onnx.py '
                 f'CONFIG {args.checkpoint} {args.out} --backbone-only')
-        model = load_backbone(dict(arch=args.config), args.checkpoint,
-                              args.prefix)
+        model = load_backbone(dict(type='RepViT', arch=args.config),
+                              args.checkpoint, args.prefix)
         part = 'backbone'
     else:
         if not osp.isfile(args.config):
