@@ -18,6 +18,7 @@ import glob
 import json
 import os
 import os.path as osp
+import signal
 import subprocess
 import sys
 import time
@@ -40,20 +41,60 @@ TASKS = {
 }
 
 
-def run(cmd, log_file, show=('Epoch(', 'Iter(')):
-    """Run a tool, logging everything to a file and echoing progress lines."""
+class Stopped(Exception):
+    """SIGTERM or SIGHUP reached the demo (see ``stop_on_signals``)."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def stop_on_signals():
+    """Turn SIGTERM and SIGHUP into ``Stopped``, so that ``run`` stops the
+    tool it is waiting for instead of leaving it running without a parent
+    (Ctrl-C reaches the whole process group; ``kill PID`` only the demo)."""
+    signums = (signal.SIGTERM, signal.SIGHUP)
+
+    def handler(signum, frame):
+        for s in signums:      # a second signal must not cut the clean-up
+            signal.signal(s, signal.SIG_IGN)
+        raise Stopped(signum)
+    for signum in signums:
+        signal.signal(signum, handler)
+
+
+def run(cmd, log_file=None, show=('Epoch(', 'Iter(')):
+    """Run a tool, logging everything to LOG_FILE and echoing progress lines
+    (without LOG_FILE, its output goes to the console). If the demo is
+    stopped meanwhile, the tool is stopped too: SIGTERM, then SIGKILL after
+    10 s."""
     print('$ ' + ' '.join(cmd), flush=True)
-    with open(log_file, 'w') as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout:
+    log = open(log_file, 'w') if log_file else None
+    proc = subprocess.Popen(cmd, cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE if log else None,
+                            stderr=subprocess.STDOUT if log else None)
+    try:
+        for line in (proc.stdout if log else ()):
             log.write(line)
             if any(s in line for s in show) and 'mmengine - INFO' in line:
                 print('   ' + line.split('mmengine - INFO - ')[-1].strip()[:150],
                       flush=True)
-        if proc.wait() != 0:
-            sys.exit(f'FAILED: {" ".join(cmd)} exited with {proc.returncode}; '
-                     f'see {log_file}')
+        proc.wait()
+    except BaseException:   # Stopped, Ctrl-C, or a failure while echoing
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+    finally:
+        if log:
+            log.close()
+    if proc.returncode != 0:
+        where = f'; see {log_file}' if log else ''
+        sys.exit(f'FAILED: {" ".join(cmd)} exited with {proc.returncode}'
+                 f'{where}')
 
 
 def metrics_of(work_dir):
@@ -102,6 +143,16 @@ def main():
     parser.add_argument('task', nargs='?', default='det', choices=TASKS)
     parser.add_argument('--work-dir', help='default: work_dirs/demo_TASK')
     args = parser.parse_args()
+    stop_on_signals()
+    try:
+        demo(args)
+    except Stopped as stop:
+        print(f'Stopped by {stop}; the tool it was running was stopped too.',
+              file=sys.stderr)
+        sys.exit(128 + stop.signum)   # as a shell reports a signalled job
+
+
+def demo(args):
     task = TASKS[args.task]
     work = osp.abspath(args.work_dir or osp.join(ROOT, 'work_dirs',
                                                  f'demo_{args.task}'))
@@ -109,8 +160,7 @@ def main():
     py = sys.executable
 
     print(f'== 1/4 demo data in {task["data"]}', flush=True)
-    subprocess.run([py, task['generator'], '--out', task['data']], cwd=ROOT,
-                   check=True)
+    run([py, task['generator'], '--out', task['data']])
 
     print('== 2/4 untrained model', flush=True)
     untrained = osp.join(work, 'untrained.pth')
