@@ -11,7 +11,7 @@ needs neither mmdet nor mmseg (nor onnx, which only the ONNX export imports).
 """
 from .checkpoint import (is_fused, is_unfused, official_to_timm,
                          read_backbone_state, read_checkpoint,
-                         timm_to_official)
+                         timm_to_official, to_backbone_state)
 from .config_checks import check_neck_widths
 from .deploy import FuseModelHook, export_onnx, fuse_model
 from .models import RepViT, block_settings, switch_to_deploy
@@ -25,7 +25,8 @@ allow_mmengine_checkpoints()
 
 __all__ = ['RepViT', 'block_settings', 'switch_to_deploy', 'AlignResize',
            'fuse_model', 'export_onnx', 'FuseModelHook',
-           'read_checkpoint', 'read_backbone_state', 'is_fused', 'is_unfused',
+           'read_checkpoint', 'read_backbone_state', 'to_backbone_state',
+           'is_fused', 'is_unfused',
            'official_to_timm', 'timm_to_official',
            'allow_mmengine_checkpoints', 'check_neck_widths',
            'AtomicCheckpointHook', 'RandomStateHook', '__version__']

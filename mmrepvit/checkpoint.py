@@ -327,12 +327,19 @@ class BackboneState(NamedTuple):
 def read_backbone_state(checkpoint: str, prefix: Optional[str] = None,
                         map_location='cpu') -> BackboneState:
     """Read a checkpoint safely and return its RepViT backbone tensors in the
-    official ``features.{i}`` layout: timm-layout files are converted, DDP's
-    ``module.`` and ``prefix`` (e.g. ``'backbone.'`` for a whole detector)
-    stripped, and classification-head tensors dropped."""
-    source = f'checkpoint {checkpoint!r}'
-    state = extract_state_dict(
-        read_checkpoint(checkpoint, map_location), prefix, source)
+    official ``features.{i}`` layout (see :func:`to_backbone_state`)."""
+    return to_backbone_state(read_checkpoint(checkpoint, map_location),
+                             prefix, f'checkpoint {checkpoint!r}')
+
+
+def to_backbone_state(ckpt: dict, prefix: Optional[str] = None,
+                      source: str = 'checkpoint') -> BackboneState:
+    """The RepViT backbone tensors of a checkpoint already read (what
+    :func:`read_checkpoint` returns), in the official ``features.{i}``
+    layout: timm-layout files are converted, DDP's ``module.`` and ``prefix``
+    (e.g. ``'backbone.'`` for a whole detector) stripped, and
+    classification-head tensors dropped. ``source`` names it in errors."""
+    state = extract_state_dict(ckpt, prefix, source)
     layout = detect_layout(state)
     if layout == 'timm':
         state = timm_to_official(state)

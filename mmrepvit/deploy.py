@@ -122,6 +122,16 @@ class FuseModelHook(Hook):
 
 
 # --------------------------------------------------------------- checkpoints
+def repvit_backbone_cfg(cfg) -> dict:
+    """The ``model.backbone`` of a config; raises if it is not a RepViT."""
+    backbone = cfg.model.get('backbone', {})
+    if backbone.get('type') not in ('RepViT', RepViT):
+        raise ValueError(
+            f'The config\'s model.backbone is {backbone.get("type")!r}, not '
+            f'RepViT: mmrepvit fuses and exports RepViT models only.')
+    return backbone
+
+
 def build_model(config) -> nn.Module:
     """Build the model of an MMDetection / MMSegmentation config (a path or
     a :class:`~mmengine.config.Config`) without its pretrained weights, in
@@ -129,11 +139,7 @@ def build_model(config) -> nn.Module:
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
-    backbone = cfg.model.get('backbone', {})
-    if backbone.get('type') not in ('RepViT', RepViT):
-        raise ValueError(
-            f'The config\'s model.backbone is {backbone.get("type")!r}, not '
-            f'RepViT: mmrepvit fuses and exports RepViT models only.')
+    repvit_backbone_cfg(cfg)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     cfg.model.pop('pretrained', None)
     cfg.model.backbone.init_cfg = None
@@ -142,16 +148,18 @@ def build_model(config) -> nn.Module:
     return revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
 
 
-def load_weights(model: nn.Module, checkpoint: str) -> dict:
+def load_weights(model: nn.Module, checkpoint: str,
+                 contents: Optional[dict] = None) -> dict:
     """Read ``checkpoint`` safely (:func:`mmrepvit.read_checkpoint`: clear
     errors for missing, corrupted or unsafe files) and load its state dict
     into ``model`` strictly, with MMEngine's loader; either form of RepViT
-    weights loads. Returns the checkpoint."""
+    weights loads. ``contents``: the file as read already (it is then not
+    read again). Returns the checkpoint."""
     from mmengine.runner.checkpoint import load_state_dict
 
     from .checkpoint import (detect_layout, extract_state_dict, is_fused,
                              is_unfused, read_checkpoint)
-    ckpt = read_checkpoint(checkpoint)
+    ckpt = read_checkpoint(checkpoint) if contents is None else contents
     source = f'checkpoint {checkpoint!r}'
     state = extract_state_dict(ckpt, source=source)
     own = model.state_dict()

@@ -178,9 +178,24 @@ def test_export_onnx_parity_at_two_sizes(config, part, labels, outputs,
 
 
 def run_tool(monkeypatch, *args):
+    """tools/deploy/export_onnx.py ARGS. It reads the checkpoint file at
+    most once, whatever the path (arch, config, config with --backbone-only
+    and a whole or a bare checkpoint), and once when it succeeds."""
+    import mmrepvit.checkpoint
+    reads = []
+
+    def counted(filename, *args, **kwargs):
+        reads.append(filename)
+        return read_checkpoint(filename, *args, **kwargs)
+    read_checkpoint = mmrepvit.checkpoint.read_checkpoint
+    monkeypatch.setattr(mmrepvit.checkpoint, 'read_checkpoint', counted)
     monkeypatch.setattr(sys, 'argv', ['export_onnx.py', *map(str, args)])
-    runpy.run_path(str(REPO / 'tools/deploy/export_onnx.py'),
-                   run_name='__main__')
+    try:
+        runpy.run_path(str(REPO / 'tools/deploy/export_onnx.py'),
+                       run_name='__main__')
+    finally:
+        assert len(reads) <= 1, reads
+    assert len(reads) == 1, reads
 
 
 def test_export_tool_refuses_a_graph_that_does_not_generalise(

@@ -13,7 +13,8 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from ..checkpoint import is_fused, is_unfused, read_backbone_state
+from ..checkpoint import (BackboneState, is_fused, is_unfused,
+                          read_backbone_state)
 from .layers import RepViTBlock, conv_bn, fuse_modules, preserved_norm_stats
 
 STAGE_ENDS = ('before_pre_block', 'before_downsample')
@@ -381,9 +382,18 @@ class RepViT(BaseModule):
                 differs (a checkpoint of another arch), or a fused checkpoint
                 meets a training-form backbone.
         """
+        return self.load_backbone_state(
+            read_backbone_state(checkpoint, prefix, map_location), checkpoint,
+            prefix, logger)
+
+    def load_backbone_state(self, backbone: BackboneState, checkpoint: str,
+                            prefix: Optional[str] = None,
+                            logger='current') -> LoadReport:
+        """:meth:`load_pretrained` for a checkpoint already read (by
+        :func:`~mmrepvit.to_backbone_state`); ``checkpoint`` and ``prefix``
+        name where it came from in the log and in errors."""
         source = f'checkpoint {checkpoint!r}'
-        state, layout, dropped = read_backbone_state(checkpoint, prefix,
-                                                     map_location)
+        state, layout, dropped = backbone
         if is_fused(state) and not self.deploy:
             raise ValueError(
                 f'{source} holds a fused (re-parameterised) RepViT; build the '

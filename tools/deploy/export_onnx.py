@@ -31,19 +31,22 @@ from mmengine.registry import MODELS
 
 from mmrepvit import RepViT
 from mmrepvit.checkpoint import (extract_state_dict, is_fused,
-                                 read_backbone_state, read_checkpoint)
+                                 read_checkpoint, to_backbone_state)
 from mmrepvit.deploy import (ParityError, build_model, export_onnx,
-                             is_dense_model_state, load_weights)
+                             is_dense_model_state, load_weights,
+                             repvit_backbone_cfg)
 
 
-def load_backbone(backbone_cfg: dict, checkpoint: str, prefix=None):
-    """A RepViT built from ``backbone_cfg`` in the form of the checkpoint's
-    weights (a fused checkpoint builds the deploy form), loaded with them."""
-    state = read_backbone_state(checkpoint, prefix).state
+def load_backbone(backbone_cfg: dict, ckpt: dict, checkpoint: str,
+                  prefix=None):
+    """A RepViT built from ``backbone_cfg`` in the form of the weights in
+    ``ckpt`` (the file ``checkpoint``, read; a fused checkpoint builds the
+    deploy form), loaded with them."""
+    backbone = to_backbone_state(ckpt, prefix, f'checkpoint {checkpoint!r}')
     # SyncBN (the paper configs) computes what BN does in eval mode
     model = revert_sync_batchnorm(MODELS.build(dict(
-        backbone_cfg, deploy=is_fused(state), init_cfg=None)))
-    model.load_pretrained(checkpoint, prefix=prefix)
+        backbone_cfg, deploy=is_fused(backbone.state), init_cfg=None)))
+    model.load_backbone_state(backbone, checkpoint, prefix)
     return model
 
 
@@ -68,8 +71,16 @@ def main():
                         'accepted')
     args = parser.parse_args()
 
-    if not osp.isfile(args.config) and args.config in RepViT.arch_zoo:
-        state = extract_state_dict(read_checkpoint(args.checkpoint))
+    cfg = None
+    if osp.isfile(args.config):
+        cfg = Config.fromfile(args.config)
+        backbone_cfg = repvit_backbone_cfg(cfg)   # (refuses other backbones)
+    elif args.config not in RepViT.arch_zoo:
+        parser.error(f'{args.config!r} is neither a config file nor a '
+                     f'RepViT arch ({", ".join(RepViT.arch_zoo)}).')
+    ckpt = read_checkpoint(args.checkpoint)   # once, for every path below
+    state = extract_state_dict(ckpt, source=f'checkpoint {args.checkpoint!r}')
+    if cfg is None:
         if is_dense_model_state(state):
             # Its backbone's stage outputs are set by its config
             # (stage_ends, out_indices), which an arch name does not know.
@@ -78,23 +89,18 @@ def main():
                 f'export its backbone with its config, which sets the stage '
                 f'outputs it was trained with: tools/deploy/export_onnx.py '
                 f'CONFIG {args.checkpoint} {args.out} --backbone-only')
-        model = load_backbone(dict(type='RepViT', arch=args.config),
+        model = load_backbone(dict(type='RepViT', arch=args.config), ckpt,
                               args.checkpoint, args.prefix)
         part = 'backbone'
     else:
-        if not osp.isfile(args.config):
-            parser.error(f'{args.config!r} is neither a config file nor a '
-                         f'RepViT arch ({", ".join(RepViT.arch_zoo)}).')
-        cfg = Config.fromfile(args.config)
-        model = build_model(cfg)   # (refuses a model without a RepViT)
-        if args.backbone_only and not any(
-                k.startswith('backbone.') for k in extract_state_dict(
-                    read_checkpoint(args.checkpoint))):
+        if args.backbone_only and not any(k.startswith('backbone.')
+                                          for k in state):
             # a bare backbone checkpoint (ImageNet, timm, a backbone alone)
             # into the backbone the config describes
-            model = load_backbone(cfg.model.backbone, args.checkpoint)
+            model = load_backbone(backbone_cfg, ckpt, args.checkpoint)
         else:
-            load_weights(model, args.checkpoint)
+            model = build_model(cfg)
+            load_weights(model, args.checkpoint, ckpt)
         part = 'backbone' if args.backbone_only else None
     try:
         report = export_onnx(model, args.out, tuple(args.shape), part=part,
