@@ -368,8 +368,9 @@ def test_killed_rank_ends_every_node(tiny_config, tmp_path):
     print(f'both nodes ended {elapsed:.1f} s after the kill, codes {codes}')
 
 
-@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGHUP],
-                         ids=['SIGTERM', 'SIGHUP'])
+@pytest.mark.parametrize('signum',
+                         [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=['SIGINT', 'SIGTERM', 'SIGHUP'])
 def test_stopping_the_demo_stops_its_tool(signum, tmp_path):
     """`kill PID` of tools/demo.py (not its process group) stops the tool it
     is running too, and the demo exits 128 + signal number, saying so.

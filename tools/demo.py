@@ -42,7 +42,7 @@ TASKS = {
 
 
 class Stopped(Exception):
-    """SIGTERM or SIGHUP reached the demo (see ``stop_on_signals``)."""
+    """SIGINT, SIGTERM or SIGHUP reached the demo (``stop_on_signals``)."""
 
     def __init__(self, signum):
         super().__init__(signal.Signals(signum).name)
@@ -50,10 +50,11 @@ class Stopped(Exception):
 
 
 def stop_on_signals():
-    """Turn SIGTERM and SIGHUP into ``Stopped``, so that ``run`` stops the
-    tool it is waiting for instead of leaving it running without a parent
-    (Ctrl-C reaches the whole process group; ``kill PID`` only the demo)."""
-    signums = (signal.SIGTERM, signal.SIGHUP)
+    """Turn SIGINT, SIGTERM and SIGHUP into ``Stopped``, so that ``run``
+    stops the tool it is waiting for instead of leaving it running without
+    a parent (Ctrl-C reaches the whole process group, ``kill PID`` only the
+    demo)."""
+    signums = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def handler(signum, frame):
         for s in signums:      # a second signal must not cut the clean-up
@@ -80,7 +81,7 @@ def run(cmd, log_file=None, show=('Epoch(', 'Iter(')):
                 print('   ' + line.split('mmengine - INFO - ')[-1].strip()[:150],
                       flush=True)
         proc.wait()
-    except BaseException:   # Stopped, Ctrl-C, or a failure while echoing
+    except BaseException:   # Stopped, or a failure while echoing
         proc.terminate()
         try:
             proc.wait(timeout=10)
