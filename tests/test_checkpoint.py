@@ -295,7 +295,8 @@ def test_convert_tool_round_trip(tmp_path, source):
     state = OrderedDict(source.state_dict())
     state.update(head_tensors(320))
     torch.save({'model': state}, tmp_path / 'official.pth')
-    tool = str(REPO / 'tools' / 'convert_checkpoint.py')
+    tool = str(REPO / 'tools' / 'model_converters' /
+               'convert_checkpoint.py')
     subprocess.run([sys.executable, tool, str(tmp_path / 'official.pth'),
                     str(tmp_path / 'timm.pth'), '--to', 'timm'], check=True)
     timm_state = torch.load(tmp_path / 'timm.pth', weights_only=True)

@@ -9,9 +9,9 @@ is the same conversion :class:`mmrepvit.RepViT` applies in memory when it is
 given a timm-layout checkpoint, so converting is never required for loading.
 
 Examples:
-    python tools/convert_checkpoint.py repvit_m1_1_distill_300e.pth \\
+    python tools/model_converters/convert_checkpoint.py repvit_m1_1_distill_300e.pth \\
         repvit_m1_1_timm.pth --to timm
-    python tools/convert_checkpoint.py timm_repvit_m1_1.pth \\
+    python tools/model_converters/convert_checkpoint.py timm_repvit_m1_1.pth \\
         repvit_m1_1_official.pth --to official
 """
 import argparse
