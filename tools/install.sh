@@ -143,9 +143,39 @@ if [ ${#INSTALL_MMCV[@]} -gt 0 ]; then
     say "building mmcv $MMCV_VERSION with compiled ops from source (about 10 minutes on 2 cores)"
     BUILD=$(mktemp -d)
     trap 'rm -rf "$BUILD"' EXIT
-    "$PYTHON" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: \
-      -d "$BUILD" "mmcv==$MMCV_VERSION" ||
-      fail "could not download the mmcv $MMCV_VERSION source release" "check access to PyPI"
+    # pip unpacks the source release, then runs its setup.py for the metadata; on
+    # Python >= 3.13 that run fails: mmcv 2.1.0's get_version() reads __version__
+    # back from locals() after exec(), and PEP 667 made locals() a snapshot. So pip
+    # keeps its unpacked tree (--no-clean, inside $BUILD), whatever its exit status,
+    # and the build below starts from that tree with get_version() mended (the same
+    # on every Python; nothing else in the release changes).
+    mkdir -p "$BUILD/tmp"
+    TMPDIR="$BUILD/tmp" "$PYTHON" -m pip download --disable-pip-version-check -q --no-deps \
+      --no-binary :all: --no-clean -d "$BUILD" "mmcv==$MMCV_VERSION" >"$BUILD/download.log" 2>&1 || true
+    SRC=$("$PYTHON" - "$BUILD/tmp" "$MMCV_VERSION" <<'PY'
+import glob, os, re, sys
+root, want = sys.argv[1:]
+trees = [os.path.dirname(os.path.dirname(v))
+         for v in glob.glob(os.path.join(root, '*', '*', 'mmcv', 'version.py'))]
+def version(tree):
+    found = re.search(r"__version__ = '(.*?)'", open(os.path.join(tree, 'mmcv', 'version.py')).read())
+    return found and found[1]
+trees = [t for t in trees if os.path.isfile(os.path.join(t, 'setup.py')) and version(t) == want]
+if len(trees) != 1:
+    sys.exit(f'expected one unpacked mmcv {want} release under {root}, found {len(trees)}')
+setup = os.path.join(trees[0], 'setup.py')
+text = open(setup).read()
+old = "        exec(compile(f.read(), version_file, 'exec'))\n    return locals()['__version__']"
+new = ("        scope = {}\n        exec(compile(f.read(), version_file, 'exec'), scope)\n"
+       "    return scope['__version__']")
+if old not in text:
+    sys.exit(f"{setup}: get_version() is not the one this script mends")
+open(setup, 'w').write(text.replace(old, new))
+print(trees[0])
+PY
+) || { tail -n 5 "$BUILD/download.log" >&2
+       fail "could not download the mmcv $MMCV_VERSION source release (pip's log: above)" \
+            "check access to PyPI (or your pip index) and rerun"; }
     if "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null \
        && command -v nvcc >/dev/null; then
       say "CUDA GPU and nvcc found: building the CUDA ops too"
@@ -154,7 +184,7 @@ if [ ${#INSTALL_MMCV[@]} -gt 0 ]; then
     export MMCV_WITH_OPS=1 MAX_JOBS=${MMCV_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}
     LOG="$CACHE/mmcv-build.log"
     if ! "$PYTHON" -m pip wheel --disable-pip-version-check --no-build-isolation --no-deps \
-         -w "$WHEEL_DIR" "$BUILD"/mmcv-$MMCV_VERSION.tar.gz >"$LOG" 2>&1; then
+         -w "$WHEEL_DIR" "$SRC" >"$LOG" 2>&1; then
       tail -n 30 "$LOG" >&2
       fail "building mmcv $MMCV_VERSION failed; full log: $LOG" \
            "make sure gcc/g++ and the Python headers are installed (Debian: apt-get install build-essential python3-dev)"
