@@ -368,47 +368,61 @@ def test_killed_rank_ends_every_node(tiny_config, tmp_path):
     print(f'both nodes ended {elapsed:.1f} s after the kill, codes {codes}')
 
 
+@pytest.mark.parametrize('when', ['running', 'starting'])
 @pytest.mark.parametrize('signum',
                          [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
                          ids=['SIGINT', 'SIGTERM', 'SIGHUP'])
-def test_stopping_the_demo_stops_its_tool(signum, tmp_path):
+def test_stopping_the_demo_stops_its_tool(signum, when, tmp_path):
     """`kill PID` of tools/demo.py (not its process group) stops the tool it
     is running too, and the demo exits 128 + signal number, saying so.
     The tool here stands in for the data generator and never ends by
-    itself."""
+    itself. 'starting': the signal arrives inside Popen, after the tool's
+    process exists and before Popen returns it (sent by a Popen wrapper)."""
     pid_file = tmp_path / 'tool.pid'
+    started = tmp_path / 'popen.pid'   # 'starting': written by the wrapper
     tool = tmp_path / 'tool.py'
     tool.write_text('import os, sys, time\n'
                     f'open({str(pid_file)!r}, "w").write(str(os.getpid()))\n'
                     'time.sleep(300)\n')
     driver = (
-        'import importlib.util, sys\n'
+        'import importlib.util, os, subprocess, sys\n'
         'spec = importlib.util.spec_from_file_location('
         f'"demo", {str(REPO / "tools" / "demo.py")!r})\n'
         'demo = importlib.util.module_from_spec(spec)\n'
         'spec.loader.exec_module(demo)\n'
         f'demo.TASKS["det"]["generator"] = {str(tool)!r}\n'
         f'sys.argv = ["demo.py", "det", "--work-dir", '
-        f'{str(tmp_path / "work")!r}]\n'
-        'demo.main()\n')
+        f'{str(tmp_path / "work")!r}]\n')
+    if when == 'starting':
+        driver += (
+            'class Popen(subprocess.Popen):\n'
+            '    def __init__(self, *args, **kwargs):\n'
+            '        super().__init__(*args, **kwargs)\n'
+            f'        open({str(started)!r}, "w").write(str(self.pid))\n'
+            f'        os.kill(os.getpid(), {int(signum)})\n'
+            'demo.subprocess.Popen = Popen\n')
+    driver += 'demo.main()\n'
     proc = subprocess.Popen([sys.executable, '-c', driver], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    tool_pid = ended = None
+    tool_pid = ended = out = err = None
     try:
-        deadline = time.monotonic() + 120
-        while not (pid_file.exists() and pid_file.read_text()):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, 'the tool never started'
-            time.sleep(0.1)
-        tool_pid = int(pid_file.read_text())
-        os.kill(proc.pid, signum)
+        if when == 'running':
+            deadline = time.monotonic() + 120
+            while not (pid_file.exists() and pid_file.read_text()):
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, 'the tool never started'
+                time.sleep(0.1)
+            tool_pid = int(pid_file.read_text())
+            os.kill(proc.pid, signum)
         # An orphaned tool would keep the pipes open: this times out.
         out, err = proc.communicate(timeout=60)
         ended = True
     finally:
         if proc.poll() is None:
             proc.kill()
+        if when == 'starting' and started.exists():
+            tool_pid = int(started.read_text())
         if tool_pid and not ended:     # the orphan, left by a failure
             try:
                 os.kill(tool_pid, signal.SIGKILL)
@@ -416,6 +430,7 @@ def test_stopping_the_demo_stops_its_tool(signum, tmp_path):
                 pass
     assert proc.returncode == 128 + signum, (out, err)
     assert f'Stopped by {signal.Signals(signum).name}' in err
+    assert tool_pid, err
     with pytest.raises(ProcessLookupError):   # reaped by the demo: gone
         os.kill(tool_pid, 0)
 

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -59,9 +60,18 @@ def stop_on_signals():
     def handler(signum, frame):
         for s in signums:      # a second signal must not cut the clean-up
             signal.signal(s, signal.SIG_IGN)
+        if _starting.active:   # ``run`` raises it once it holds the tool
+            _starting.signum = signum
+            return
         raise Stopped(signum)
     for signum in signums:
         signal.signal(signum, handler)
+
+
+# While ``run`` starts a tool, a signal is held here instead of raised: raised
+# inside Popen (after the fork) or before ``run`` holds the process, it would
+# leave the new tool running without a parent.
+_starting = SimpleNamespace(active=False, signum=None)
 
 
 def run(cmd, log_file=None, show=('Epoch(', 'Iter(')):
@@ -71,10 +81,22 @@ def run(cmd, log_file=None, show=('Epoch(', 'Iter(')):
     10 s."""
     print('$ ' + ' '.join(cmd), flush=True)
     log = open(log_file, 'w') if log_file else None
-    proc = subprocess.Popen(cmd, cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE if log else None,
-                            stderr=subprocess.STDOUT if log else None)
+    _starting.active = True
     try:
+        proc = subprocess.Popen(cmd, cwd=ROOT, text=True,
+                                stdout=subprocess.PIPE if log else None,
+                                stderr=subprocess.STDOUT if log else None)
+    except BaseException:   # no tool to stop
+        _starting.active = False
+        if log:
+            log.close()
+        if _starting.signum is not None:
+            raise Stopped(_starting.signum)
+        raise
+    try:
+        _starting.active = False
+        if _starting.signum is not None:
+            raise Stopped(_starting.signum)
         for line in (proc.stdout if log else ()):
             log.write(line)
             if any(s in line for s in show) and 'mmengine - INFO' in line:
