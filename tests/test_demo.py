@@ -444,6 +444,105 @@ def random_checkpoint(cfg, path):
     return path
 
 
+def load_checked(model, state, whole):
+    """Load STATE into MODEL as MMEngine's Runner does, with the check
+    tools/test.py (whole) and tools/train.py's load_from (not whole) add."""
+    from mmengine.runner.checkpoint import _load_checkpoint_to_model
+
+    from mmrepvit.runner import refuse_unfit_checkpoint
+    hooks = (dict(model._load_state_dict_pre_hooks),
+             dict(model._load_state_dict_post_hooks))
+    refuse_unfit_checkpoint(SimpleNamespace(model=model), 'x.pth', whole)
+    try:
+        _load_checkpoint_to_model(model, {'state_dict': state})
+    finally:   # one-shot: its hooks are gone after the load, failed or not
+        assert (dict(model._load_state_dict_pre_hooks),
+                dict(model._load_state_dict_post_hooks)) == hooks
+
+
+def test_a_checkpoint_that_leaves_weights_random_is_refused():
+    """MMEngine only warns when a checkpoint lacks weights of the model (or
+    holds them in another shape) and goes on with random ones; testing (and
+    resuming) refuses that, fine-tuning (load_from) refuses a checkpoint
+    that fits no weight at all."""
+    from mmrepvit.deploy import build_model, fuse_model
+    config = str(REPO / TASKS['seg']['config'])
+    trained = build_model(config).state_dict()
+
+    def loaded(state, whole=True):
+        model = build_model(config)
+        load_checked(model, state, whole)
+        return model
+
+    model = loaded(trained)          # the whole model: loads, as before
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, trained[k]), k
+    fused = fuse_model(build_model(config)).state_dict()
+    assert loaded(fused).backbone.deploy  # fused: switches, fits
+
+    weights = [k for k in trained if not k.endswith('num_batches_tracked')]
+    backbone = {k: v for k, v in trained.items() if k.startswith('backbone.')}
+    heads = len([k for k in weights if not k.startswith('backbone.')])
+    with pytest.raises(ValueError) as error:
+        loaded(backbone)
+    assert str(error.value).startswith(
+        f"The checkpoint 'x.pth' does not fit the model of this config: "
+        f"{heads} of its {len(weights)} weights would keep their random "
+        f"initial values: {heads} not in the checkpoint (e.g. neck.")
+    assert 'model.backbone.init_cfg' in str(error.value)
+    loaded(backbone, whole=False)    # fine-tuning from part of a model: ok
+
+    classes = dict(trained)          # a checkpoint with another class count
+    classes['decode_head.conv_seg.weight'] = torch.zeros(3, 128, 1, 1)
+    with pytest.raises(ValueError, match=(
+            r': 1 of its \d+ weights would keep their random initial values'
+            r': 1 of another shape \(e.g. decode_head.conv_seg.weight: '
+            r'copying a param with shape torch.Size\(\[3, 128, 1, 1\]\) ')):
+        loaded(classes)
+    loaded(classes, whole=False)
+
+    unrelated = {'foo': torch.zeros(2)}
+    for whole in (True, False):
+        with pytest.raises(ValueError, match=(
+                f'{len(weights)} of its {len(weights)} weights would keep '
+                f'their random .* the checkpoint holds 1 tensors the model '
+                f'does not have \\(e.g. foo\\)')):
+            loaded(unrelated, whole)
+
+
+@pytest.mark.parametrize('tool', ['test', 'train'])
+def test_tools_refuse_a_checkpoint_of_another_model(tool, tiny_config,
+                                                    tmp_path):
+    """tools/test.py CONFIG CKPT with the segmentor's checkpoint given to the
+    detector's config: an error naming the problem, not an evaluation of
+    random weights that exits 0. tools/train.py with a load_from that fits
+    no weight of the model: the same, before the first iteration."""
+    det = tiny_config('det')
+    if tool == 'test':
+        ckpt = random_checkpoint(tiny_config('seg'), tmp_path / 'seg.pth')
+        args = [str(ckpt)]
+    else:
+        ckpt = tmp_path / 'unrelated.pth'
+        torch.save({'state_dict': {'foo': torch.zeros(2)}}, ckpt)
+        args = ['--cfg-options', f'load_from={ckpt}']
+    log = tmp_path / f'{tool}.log'
+    with open(log, 'w') as f:
+        proc = subprocess.run(
+            [sys.executable, f'tools/{tool}.py', str(det), *args,
+             '--work-dir', str(tmp_path / 'work')], cwd=REPO, stdout=f,
+            stderr=subprocess.STDOUT, timeout=600)
+    text = log.read_text()
+    assert proc.returncode != 0, text[-3000:]
+    assert (f"ValueError: The checkpoint '{ckpt}' does not fit the model of "
+            f"this config: ") in text, text[-3000:]
+    if tool == 'test':
+        assert 'not in the checkpoint (e.g. rpn_head.' in text
+    else:
+        assert 'the checkpoint holds 1 tensors the model does not have ' \
+            '(e.g. foo)' in text
+    assert 'Iter(' not in text
+
+
 def demo_config(task, **changes):
     from mmengine.config import Config
     cfg = Config.fromfile(str(REPO / TASKS[task]['config']))

@@ -14,7 +14,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmrepvit.config_checks import check_config
-from mmrepvit.runner import (add_common_args, load_config, run_job, use_tta,
+from mmrepvit.runner import (add_common_args, load_config,
+                             refuse_unfit_checkpoint, run_job, use_tta,
                              write_test_metrics_on_rank0_only)
 
 
@@ -76,6 +77,10 @@ def enable_visualization(cfg, args):
 def main():
     args = parse_args()
     cfg = load_config(args)
+    if args.out and cfg.default_scope == 'mmdet' and \
+            not args.out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out for detection must be a .pkl file, not '
+                         f'{args.out!r}.')
     cfg.load_from = args.checkpoint
     check_config(cfg, ['test_dataloader'])
     if args.show or args.show_dir:
@@ -96,10 +101,9 @@ def main():
 
     if args.out and cfg.default_scope == 'mmdet':
         from mmdet.evaluation import DumpDetResults
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise ValueError('--out for detection must be a .pkl file.')
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
+    refuse_unfit_checkpoint(runner, args.checkpoint)
     write_test_metrics_on_rank0_only(runner)
     run_job(runner.test)
 

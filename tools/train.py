@@ -15,7 +15,8 @@ from mmengine.runner import Runner
 
 from mmrepvit.config_checks import check_config
 from mmrepvit.resume import find_resume_checkpoint, make_resumable
-from mmrepvit.runner import add_common_args, load_config, run_job
+from mmrepvit.runner import (add_common_args, load_config,
+                             refuse_unfit_checkpoint, run_job)
 
 
 def parse_args():
@@ -66,6 +67,10 @@ def main():
 
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
               RUNNERS.build(cfg))
+    if cfg.get('load_from'):
+        # resuming needs every weight, fine-tuning (load_from) at least one
+        refuse_unfit_checkpoint(runner, cfg.load_from,
+                                whole=bool(cfg.get('resume')))
     run_job(runner.train)
 
 
