@@ -1,6 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 import argparse
 import json
+import re
 import subprocess
 import sys
 from collections import OrderedDict
@@ -308,6 +309,69 @@ def test_convert_tool_round_trip(tmp_path, source):
     back = torch.load(tmp_path / 'back.pth', weights_only=True)['model']
     assert list(back) == list(state)
     assert all(torch.equal(back[k], state[k]) for k in state)
+
+
+def convert(monkeypatch, *args):
+    """tools/model_converters/convert_checkpoint.py ARGS, in this process."""
+    import runpy
+    monkeypatch.setattr(sys, 'argv', ['convert_checkpoint.py',
+                                      *map(str, args)])
+    tool = REPO / 'tools' / 'model_converters' / 'convert_checkpoint.py'
+    runpy.run_path(str(tool), run_name='__main__')
+
+
+@pytest.mark.parametrize('contents,why', [
+    ({'foo': torch.zeros(1)}, r"holds no RepViT backbone tensors \(keys "
+     r"\['foo'\]\); expected official \(features.N...\) or timm"),
+    ({}, 'holds no tensors'),
+    # a stray key beside the backbone's has no place in either layout
+    ({'features.0.0.c.weight': torch.zeros(1), 'foo': torch.zeros(1)},
+     r"holds tensors that are no part of a RepViT in the official layout "
+     r"\(features., classifier.\), e.g. \['foo'\]"),
+])
+@pytest.mark.parametrize('to', ['official', 'timm'])
+def test_convert_tool_refuses_what_is_no_repvit(tmp_path, monkeypatch, capsys,
+                                                contents, why, to):
+    torch.save(contents, tmp_path / 'other.pth')
+    with pytest.raises(SystemExit) as e:
+        convert(monkeypatch, tmp_path / 'other.pth', tmp_path / 'out.pth',
+                '--to', to)
+    assert e.value.code == 2
+    assert re.search(why, capsys.readouterr().err)
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def test_convert_tool_whole_model_with_prefix(tmp_path, monkeypatch, capsys,
+                                              source):
+    whole = tmp_path / 'seg.pth'
+    torch.save({'meta': {'epoch': 1}, 'state_dict': {
+        **{f'backbone.{k}': v for k, v in source.state_dict().items()},
+        'neck.conv.weight': torch.zeros(1),
+        'decode_head.conv.weight': torch.zeros(1)}}, whole)
+    # Without the prefix it is refused, naming the prefix to pass.
+    for to in ['official', 'timm']:
+        with pytest.raises(SystemExit) as e:
+            convert(monkeypatch, whole, tmp_path / 'out.pth', '--to', to)
+        assert e.value.code == 2
+        assert ("seg.pth holds a whole model (keys under ['backbone.', "
+                "'decode_head.', 'neck.']) with its RepViT backbone under "
+                "'backbone.': pass --prefix backbone. to convert the "
+                'backbone alone.' in capsys.readouterr().err)
+    assert not (tmp_path / 'out.pth').exists()
+    # With it, the backbone alone is written, as from a backbone file.
+    convert(monkeypatch, whole, tmp_path / 'timm.pth', '--to', 'timm',
+            '--prefix', 'backbone.')
+    assert "prefix 'backbone.'" in capsys.readouterr().out
+    written = torch.load(tmp_path / 'timm.pth', weights_only=True)
+    expected = official_to_timm(source.state_dict())
+    assert list(written) == list(expected)
+    assert all(torch.equal(written[k], expected[k]) for k in expected)
+    # A prefix that is not there is named.
+    with pytest.raises(SystemExit) as e:
+        convert(monkeypatch, whole, tmp_path / 'out.pth', '--to', 'timm',
+                '--prefix', 'model.')
+    assert e.value.code == 2
+    assert "no key starts with prefix 'model.'" in capsys.readouterr().err
 
 
 def test_unfused_partial_checkpoint_into_deploy_reports_missing(tmp_path,

@@ -270,8 +270,11 @@ def test_export_tool_backbone_of_a_dense_model_needs_its_config(
         run_tool(monkeypatch, 'm0_6', whole, tmp_path / 'x.onnx', '--prefix',
                  'backbone.')
     assert e.value.code == 2
+    # --prefix does not make an arch name know the config's stage outputs
     assert ('holds a whole detector or segmentor: export its backbone with '
-            'its config' in capsys.readouterr().err)
+            'its config, which sets the stage outputs it was trained with '
+            '(an arch name has only the default ones, with --prefix or not)'
+            in capsys.readouterr().err)
 
     bare = tmp_path / 'backbone.pth'
     torch.save({'model': model.backbone.state_dict()}, bare)
@@ -350,3 +353,99 @@ def test_export_onnx_unsupported_models():
     with pytest.raises(ValueError, match='labels=True .* is for a whole '
                        'segmentor; this export is the backbone'):
         export_onnx(RepViT('m0_6'), 'never.onnx', labels=True)
+
+
+@pytest.mark.parametrize('shape', [('0', '64'), ('-64', '64'), ('64', 'x')])
+def test_export_tool_shape_is_positive(monkeypatch, tmp_path, capsys, shape):
+    # A parser error before anything is read (the checkpoint need not exist).
+    with pytest.raises(SystemExit) as e:
+        run_tool(monkeypatch, 'm0_6', tmp_path / 'none.pth',
+                 tmp_path / 'x.onnx', '--shape', *shape)
+    assert e.value.code == 2
+    assert 'H and W are positive integers' in capsys.readouterr().err
+
+
+def test_export_any_positive_size(tmp_path):
+    # Every stride-2 convolution pads: 1 x 1 exports (and generalises).
+    report = export_onnx(RepViT('m0_6'), str(tmp_path / 'b.onnx'), (1, 1))
+    assert list(report.max_rel_diff) == [(1, 3, 1, 1), (2, 3, 33, 65)]
+    assert all(d <= 1e-4 for d in report.max_rel_diff.values())
+
+
+@pytest.mark.parametrize('args,why', [
+    (['m0_6'], 'this export is the backbone'),
+    ([SEG, '--backbone-only'], 'this export is the backbone'),
+    ([DET], 'is a MaskRCNN, exported as its backbone + neck'),
+])
+def test_export_tool_labels_need_a_whole_segmentor(monkeypatch, tmp_path,
+                                                   capsys, args, why):
+    # Refused before the checkpoint is read (it need not exist).
+    config, *options = args
+    with pytest.raises(SystemExit) as e:
+        run_tool(monkeypatch, config, tmp_path / 'none.pth',
+                 tmp_path / 'x.onnx', '--labels', *options)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert '--labels outputs the label map of a whole segmentor' in err
+    assert why in err
+
+
+def test_export_tool_prefix_with_a_config(monkeypatch, tmp_path, capsys):
+    import onnxruntime as ort
+    model = build_model(SEG)
+    randomize(model.backbone, seed=6)
+    # A whole model is loaded with its own keys: a prefix is refused.
+    with pytest.raises(SystemExit) as e:
+        run_tool(monkeypatch, SEG, tmp_path / 'none.pth',
+                 tmp_path / 'x.onnx', '--prefix', 'backbone.')
+    assert e.value.code == 2
+    assert ('--prefix picks the backbone out of CHECKPOINT: it goes with an '
+            'arch name or --backbone-only' in capsys.readouterr().err)
+    # With --backbone-only it picks the backbone (here an mmpretrain
+    # classifier's: backbone. beside head.) ...
+    classifier = tmp_path / 'classifier.pth'
+    torch.save({'state_dict': {
+        **{f'backbone.{k}': v for k, v in model.backbone.state_dict().items()},
+        'head.fc.weight': torch.zeros(10, 320)}}, classifier)
+    out = tmp_path / 'backbone.onnx'
+    run_tool(monkeypatch, SEG, classifier, out, '--shape', 64, 64,
+             '--backbone-only', '--prefix', 'backbone')
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        reference = model.backbone(x)
+    session = ort.InferenceSession(str(out),
+                                   providers=['CPUExecutionProvider'])
+    results = session.run(None, {'input': x.numpy()})
+    assert len(results) == len(reference) == 4
+    for a, b in zip(results, reference):
+        assert rel_err(torch.from_numpy(a), b) < 1e-4
+    # ... and one that is not there is named, not ignored.
+    with pytest.raises(SystemExit) as e:
+        run_tool(monkeypatch, SEG, classifier, tmp_path / 'y.onnx',
+                 '--backbone-only', '--prefix', 'foo.')
+    assert e.value.code == 2
+    assert ("no key of {} starts with --prefix 'foo.'; its keys start with "
+            "['backbone.', 'head.']".format(classifier)
+            in capsys.readouterr().err)
+    assert not (tmp_path / 'y.onnx').exists()
+
+
+def test_export_tool_prefix_help(monkeypatch, capsys):
+    # The help says where --prefix applies, as the tool does it.
+    with pytest.raises(SystemExit) as e:
+        run_tool(monkeypatch, '--help')
+    assert e.value.code == 0
+    help_text = ' '.join(capsys.readouterr().out.split())
+    assert ('--prefix PREFIX with an arch name or --backbone-only: the key '
+            'prefix of the backbone in CHECKPOINT, e.g. backbone. for an '
+            'mmpretrain classifier (a whole detector or segmentor: give its '
+            'config and --backbone-only, no prefix needed)' in help_text)
+
+
+def test_export_tool_reads_package_configs(monkeypatch, tmp_path):
+    # mmdet::/mmseg:: paths are configs as in the other tools; this one is
+    # no RepViT model, so the config check is what answers (read only).
+    with pytest.raises(ValueError, match="model.backbone is 'ResNet', not "
+                       'RepViT'):
+        run_tool(monkeypatch, 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+                 tmp_path / 'none.pth', tmp_path / 'x.onnx')

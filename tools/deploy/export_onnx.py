@@ -8,10 +8,13 @@ What is exported follows the config: a segmentor whole (image -> logits at
 the input size; --labels: the label map), a detector's backbone + neck
 (image -> pyramid features; the RoI heads need MMDeploy, see the README),
 or with --backbone-only the bare backbone (from the whole model's checkpoint
-or from a backbone checkpoint: ImageNet, timm, a backbone alone). CONFIG may
-also be a RepViT arch name (m0_6, ..., m2_3) with a backbone checkpoint; a
-whole detector's or segmentor's backbone needs its config (its stage
-outputs).
+or from a backbone checkpoint: ImageNet, timm, a backbone alone). CONFIG is
+a config file or an mmdet::/mmseg:: path, or a RepViT arch name (m0_6, ...,
+m2_3) with a backbone checkpoint; a whole detector's or segmentor's backbone
+needs its config (its stage outputs), so its checkpoint is refused with an
+arch name, --prefix or not. --prefix picks the backbone out of a checkpoint
+that holds more (an mmpretrain classifier's: backbone.), with an arch name
+or --backbone-only.
 
 The input is the image batch as the model's data preprocessor hands it to
 the backbone (normalised, N x 3 x H x W); batch, height and width are
@@ -26,6 +29,7 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config
+from mmengine.hub import get_config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS
 
@@ -50,36 +54,84 @@ def load_backbone(backbone_cfg: dict, ckpt: dict, checkpoint: str,
     return model
 
 
-def main():
+def image_size(text: str) -> int:
+    """A --shape value: a positive int. RepViT pads every stride-2
+    convolution, so any size exports (down to 1 x 1, one pixel per stage)."""
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise argparse.ArgumentTypeError(
+            f'H and W are positive integers, got {text!r}')
+    return size
+
+
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='config file, or a RepViT arch name '
+    parser.add_argument('config', help='config file or mmdet::/mmseg:: path, '
+                        'or a RepViT arch name '
                         f'({", ".join(RepViT.arch_zoo)}) for a bare backbone')
     parser.add_argument('checkpoint')
     parser.add_argument('out', help='the .onnx file to write')
-    parser.add_argument('--shape', type=int, nargs=2, default=(512, 512),
-                        metavar=('H', 'W'), help='input height and width of '
-                        'the export and of the first parity check')
+    parser.add_argument('--shape', type=image_size, nargs=2,
+                        default=(512, 512), metavar=('H', 'W'),
+                        help='input height and width (positive) of the '
+                        'export and of the first parity check')
     parser.add_argument('--opset', type=int, default=17)
     parser.add_argument('--backbone-only', action='store_true',
                         help='export only the RepViT backbone of CONFIG')
     parser.add_argument('--labels', action='store_true', help='segmentor: '
                         'output the label map (int64) instead of logits')
-    parser.add_argument('--prefix', help='with an arch name: the key prefix '
-                        'of the backbone in CHECKPOINT, e.g. backbone.')
+    parser.add_argument('--prefix', help='with an arch name or '
+                        '--backbone-only: the key prefix of the backbone in '
+                        'CHECKPOINT, e.g. backbone. for an mmpretrain '
+                        'classifier (a whole detector or segmentor: give its '
+                        'config and --backbone-only, no prefix needed)')
     parser.add_argument('--tolerance', type=float, default=1e-4,
                         help='largest relative difference to PyTorch '
                         'accepted')
-    args = parser.parse_args()
+    return parser, parser.parse_args()
 
-    cfg = None
-    if osp.isfile(args.config):
-        cfg = Config.fromfile(args.config)
-        backbone_cfg = repvit_backbone_cfg(cfg)   # (refuses other backbones)
-    elif args.config not in RepViT.arch_zoo:
+
+def read_config(parser, args):
+    """The config CONFIG names, or None for an arch name; refuses (exit
+    status 2) options that do not go with it."""
+    is_config = osp.isfile(args.config) or '::' in args.config
+    if not is_config and args.config not in RepViT.arch_zoo:
         parser.error(f'{args.config!r} is neither a config file nor a '
                      f'RepViT arch ({", ".join(RepViT.arch_zoo)}).')
+    if args.labels and (not is_config or args.backbone_only):
+        parser.error('--labels outputs the label map of a whole segmentor; '
+                     'this export is the backbone (arch name or '
+                     '--backbone-only).')
+    if args.prefix and is_config and not args.backbone_only:
+        parser.error('--prefix picks the backbone out of CHECKPOINT: it goes '
+                     'with an arch name or --backbone-only (a whole model '
+                     'loads its checkpoint as it is).')
+    cfg = None
+    if is_config:
+        cfg = (get_config(args.config) if '::' in args.config else
+               Config.fromfile(args.config))
+        repvit_backbone_cfg(cfg)   # (refuses other backbones)
+        if args.labels and 'decode_head' not in cfg.model:
+            parser.error(f'--labels outputs the label map of a whole '
+                         f'segmentor; {args.config} is a {cfg.model.type}, '
+                         f'exported as its backbone + neck.')
+    return cfg
+
+
+def load_model(parser, args, cfg):
+    """What to export and its ``part``, loaded with CHECKPOINT (read once)."""
     ckpt = read_checkpoint(args.checkpoint)   # once, for every path below
     state = extract_state_dict(ckpt, source=f'checkpoint {args.checkpoint!r}')
+    prefix = args.prefix
+    if prefix and not prefix.endswith('.'):
+        prefix += '.'
+    if prefix and not any(k.startswith(prefix) for k in state):
+        roots = sorted({k.split('.')[0] + '.' for k in state})
+        parser.error(f'no key of {args.checkpoint} starts with --prefix '
+                     f'{prefix!r}; its keys start with {roots[:10]}.')
     if cfg is None:
         if is_dense_model_state(state):
             # Its backbone's stage outputs are set by its config
@@ -87,21 +139,27 @@ def main():
             parser.error(
                 f'{args.checkpoint} holds a whole detector or segmentor: '
                 f'export its backbone with its config, which sets the stage '
-                f'outputs it was trained with: tools/deploy/export_onnx.py '
-                f'CONFIG {args.checkpoint} {args.out} --backbone-only')
-        model = load_backbone(dict(type='RepViT', arch=args.config), ckpt,
-                              args.checkpoint, args.prefix)
-        part = 'backbone'
-    else:
-        if args.backbone_only and not any(k.startswith('backbone.')
-                                          for k in state):
-            # a bare backbone checkpoint (ImageNet, timm, a backbone alone)
-            # into the backbone the config describes
-            model = load_backbone(backbone_cfg, ckpt, args.checkpoint)
-        else:
-            model = build_model(cfg)
-            load_weights(model, args.checkpoint, ckpt)
-        part = 'backbone' if args.backbone_only else None
+                f'outputs it was trained with (an arch name has only the '
+                f'default ones, with --prefix or not): '
+                f'tools/deploy/export_onnx.py CONFIG {args.checkpoint} '
+                f'{args.out} --backbone-only')
+        return load_backbone(dict(type='RepViT', arch=args.config), ckpt,
+                             args.checkpoint, prefix), 'backbone'
+    part = 'backbone' if args.backbone_only else None
+    if args.backbone_only and (prefix or not any(k.startswith('backbone.')
+                                                 for k in state)):
+        # a bare backbone checkpoint (ImageNet, timm, a backbone alone), or
+        # the one under --prefix, into the backbone the config describes
+        return load_backbone(repvit_backbone_cfg(cfg), ckpt, args.checkpoint,
+                             prefix), part
+    model = build_model(cfg)
+    load_weights(model, args.checkpoint, ckpt)
+    return model, part
+
+
+def main():
+    parser, args = parse_args()
+    model, part = load_model(parser, args, read_config(parser, args))
     try:
         report = export_onnx(model, args.out, tuple(args.shape), part=part,
                              labels=args.labels, opset=args.opset,
