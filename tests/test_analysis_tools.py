@@ -2,12 +2,15 @@
 """tools/analysis_tools/ and mmrepvit.analysis: MACs and parameters against
 counts written out from the arch table, the latency tool's table (not its
 timings), training logs of both formats, and the demo's curves."""
+import argparse
 import json
+import logging
 import math
 import os
 import runpy
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 import torch
@@ -23,6 +26,7 @@ SE_FLAGS = {'m0_6': '10010010101010001',
 SE_WIDTH = {40: 8, 80: 24, 160: 40, 320: 80, 64: 16, 128: 32, 256: 64,
             512: 128}
 SEG_DEMO = REPO / 'configs' / 'seg' / 'repvit_m0_6_fpn_demo.py'
+DET_DEMO = REPO / 'configs' / 'det' / 'repvit_m0_6_maskrcnn_demo.py'
 PAPER = {'m0_9': 0.8, 'm1_0': 1.1, 'm1_1': 1.3, 'm1_5': 2.3, 'm2_3': 4.5}
 
 
@@ -155,6 +159,54 @@ def test_get_flops_tool():
     assert '| RepViT-M0.6 (ImageNet classifier) | 1x3x64x64 |' in out
 
 
+def tool_namespace(tool):
+    """The globals of tools/analysis_tools/``tool``, run as a module (its
+    main() not called)."""
+    return runpy.run_path(str(REPO / 'tools' / 'analysis_tools' / tool))
+
+
+def parse_tool_args(monkeypatch, tool, *args):
+    """``tool``'s parse_args() on the command line ``args``, in this
+    process (nothing is built)."""
+    monkeypatch.setattr(sys, 'argv', [tool, *map(str, args)])
+    return tool_namespace(tool)['parse_args']()
+
+
+def usage_error(monkeypatch, capsys, tool, *args):
+    """The message of ``tool``'s usage error (exit status 2) for ``args``."""
+    with pytest.raises(SystemExit) as error:
+        parse_tool_args(monkeypatch, tool, *args)
+    assert error.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_get_flops_cfg_options_as_in_train(monkeypatch, capsys):
+    from mmengine.logging import MMLogger
+    # KEY VALUE (no '=') is a usage error, as in tools/train.py
+    err = usage_error(monkeypatch, capsys, 'get_flops.py', SEG_DEMO,
+                      '--cfg-options', 'model.backbone.arch', 'm1_1')
+    assert "error: --cfg-options expects KEY=VALUE pairs, got " \
+        "'model.backbone.arch'" in err
+    # a key that changes nothing is warned about, as by tools/train.py
+    args = parse_tool_args(monkeypatch, 'get_flops.py', SEG_DEMO,
+                           '--cfg-options', 'model.backbone.norm_evall=True')
+    logged = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    # a fresh current logger: MMEngine's loggers drop a WARNING they have
+    # already logged once
+    logger = MMLogger.get_instance(f'get_flops_{id(logged)}',
+                                   log_level='INFO')
+    logger.addHandler(handler)
+    try:
+        cfg = builders.load_config(args.configs[0], args.cfg_options)
+    finally:
+        logger.removeHandler(handler)
+    assert cfg.model.backbone.norm_evall is True   # merged all the same
+    assert any('--cfg-options model.backbone.norm_evall:' in m and
+               'Did you mean model.backbone.norm_eval?' in m for m in logged)
+
+
 # ---------------------------------------------------------- benchmark
 def test_benchmark_table_structure():
     subjects = [latency.arch_subject('m0_6'),
@@ -271,6 +323,35 @@ def test_split_table():
                           '12.0']]
 
 
+def test_split_table_marks_noise():
+    """On a noisy machine predict can come out faster than features: a
+    difference below zero, or a part above the whole, is no time."""
+    assert 'n/a' not in latency.split_table(split_rows())
+    rows = split_rows()
+    # A, deploy: backbone 10, features 40, predict 35 ms; and at another
+    # input backbone 50, features 40, predict 30 ms
+    rows[5] = fake_row('A', 'deploy', 1, (64, 64), 2, 35)
+    rows[5].task, rows[5].macs = 'predict', int(6e9)
+    for task, ms in zip(latency.SPLIT_TASKS, (50, 40, 30)):
+        row = fake_row('A', 'deploy', 1, (32, 32), 2, ms)
+        row.task = task
+        rows.append(row)
+    lines = latency.split_table(rows).splitlines()
+    cells = [[c.strip() for c in line.strip('|').split('|')]
+             for line in lines]
+    assert cells[3][4:8] == ['10.0 (29%)', '30.0 (86%)',
+                             'n/a (noise: -5.00 ms)', '35.0']
+    assert cells[5][:8] == ['A', 'deploy', '1x3x32x32', '2',
+                            'n/a (noise: 50.0 ms, 167% of the whole)',
+                            'n/a (noise: -10.00 ms)',
+                            'n/a (noise: -10.00 ms)', '30.0']
+    # the footnote, between the table and the MACs
+    assert lines[6] == '' and lines[7].startswith(
+        'n/a (noise): below zero or above the whole, so not a time')
+    assert lines[8] == '' and lines[9].startswith('| model | form | input '
+                                                  '| backbone GMACs')
+
+
 def test_benchmark_tool_split_with_onnxruntime(tmp_path):
     """A segmentor's whole-model split, onnxruntime included, through the
     tool (one tiny round: the table's shape, not its timings)."""
@@ -302,6 +383,75 @@ def test_benchmark_tool_writes_a_markdown_report(tmp_path):
     assert '| RepViT-M0.6 | deploy | 1x3x32x32 | 1 |' in text
 
 
+@pytest.mark.parametrize('args, message', [
+    # counts are positive, warm-up calls zero or more, run time above zero
+    (['--batch-sizes', 0],
+     "argument --batch-sizes: expected an integer >= 1, got '0'"),
+    (['--threads', 2, 0],
+     "argument --threads: expected an integer >= 1, got '0'"),
+    (['--rounds', 0], "argument --rounds: expected an integer >= 1, got '0'"),
+    (['--warmup', -1],
+     "argument --warmup: expected an integer >= 0, got '-1'"),
+    (['--min-run-time', 0],
+     "argument --min-run-time: expected seconds above zero, got '0'"),
+    # a baseline is 'auto', 'none' or a config, not a backbone
+    (['--baseline', 'resnet50'],
+     "--baseline takes 'auto' (ResNet-50 beside --arch, the ResNet-50 twin "
+     "beside configs), 'none' or a detector/segmentor config (a file or an "
+     "mmdet::/mmseg:: path), not 'resnet50'; a backbone is measured with "
+     "--arch"),
+    # torch.device does not know 'gpu'; the tool runs on CPU and CUDA only
+    (['--device', 'gpu'],
+     "argument --device: expected cpu, cuda or cuda:N, got 'gpu'"),
+    (['--device', 'meta'],
+     "argument --device: expected cpu, cuda or cuda:N, got 'meta'"),
+])
+def test_benchmark_usage_errors(monkeypatch, capsys, args, message):
+    err = usage_error(monkeypatch, capsys, 'benchmark.py', '--arch', 'm0_6',
+                      *args)
+    assert f'benchmark.py: error: {message}\n' in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='a CUDA machine')
+@pytest.mark.parametrize('device', ['cuda', 'cuda:0'])
+def test_benchmark_cuda_device_without_cuda(monkeypatch, capsys, device):
+    """CUDA asked of a PyTorch that sees none: a usage error naming the
+    fix, not a traceback from the first tensor moved."""
+    err = usage_error(monkeypatch, capsys, 'benchmark.py', '--arch', 'm0_6',
+                      '--device', device)
+    assert (f"error: argument --device: {device!r}: this PyTorch sees no "
+            f"CUDA device (torch.cuda.is_available() is False); use --device "
+            f"cpu") in err
+
+
+def test_benchmark_any_cuda_device_is_cuda(monkeypatch):
+    """'cuda:1' is as much CUDA as 'cuda' (the header names its GPU); a CPU
+    device is 'cpu', whatever its spelling."""
+    tool = tool_namespace('benchmark.py')
+    monkeypatch.setattr(torch.cuda, 'get_device_name',
+                        lambda device=None: f'the GPU of {device}')
+    lines = tool['header'](argparse.Namespace(device='cuda:1'), None)
+    assert lines[-1] == 'GPU: the GPU of cuda:1'
+    args = parse_tool_args(monkeypatch, 'benchmark.py', '--arch', 'm0_6',
+                           '--device', 'cpu:0')
+    assert args.device == 'cpu'
+
+
+def test_benchmark_train_breakdown_takes_its_forms_only(monkeypatch, capsys):
+    """--cuda-amp and --forms deploy... are inference forms: a usage error
+    before anything is built (the breakdown raised after building the first
+    models)."""
+    for extra in (['--cuda-amp'], ['--forms', 'training', 'deploy']):
+        err = usage_error(monkeypatch, capsys, 'benchmark.py', DET_DEMO,
+                          '--train-breakdown', *extra)
+        assert 'error: --train-breakdown times the training and ' \
+            'channels_last forms only; --cuda-amp and the deploy, fp16 and ' \
+            'onnxruntime forms are for inference' in err
+    args = parse_tool_args(monkeypatch, 'benchmark.py', DET_DEMO,
+                           '--train-breakdown', '--forms', 'channels_last')
+    assert args.forms == ['channels_last']
+
+
 def test_training_step_breakdown_parts():
     builders.use_quiet_logger()
     cfg = builders.load_config(str(SEG_DEMO))
@@ -321,6 +471,49 @@ def test_training_step_breakdown_parts():
                      'sum of the parts', 'whole step']
     assert all(float(line.split('|')[2]) for line in table[2:]
                if 'difference' not in line)
+
+
+def test_training_step_breakdown_channels_last_heads_get_nchw():
+    """The channels_last breakdown runs the backbone and neck in
+    channels_last, as the 'train' task does: the RoI heads get NCHW
+    features (mmcv's RoIAlign misreads channels_last ones), so the step's
+    losses are the training form's."""
+    builders.use_quiet_logger()
+    subject = latency.config_subject(builders.load_config(str(DET_DEMO)))
+    build = subject.build
+
+    def instrumented(record):
+        model = build()
+        model.roi_head.bbox_roi_extractor.register_forward_pre_hook(
+            lambda _, args: record['feats'].extend(args[0]))
+        parse_losses = model.parse_losses
+
+        def parse_and_record(losses):
+            loss, log_vars = parse_losses(losses)
+            record['losses'].append(
+                {k: float(v.detach()) for k, v in log_vars.items()})
+            return loss, log_vars
+        model.parse_losses = parse_and_record
+        return model
+
+    seen = {}
+    for form in ('training', 'channels_last'):
+        record = seen[form] = dict(feats=[], losses=[])
+        subject.build = partial(instrumented, record)
+        for case in latency.breakdown_cases(subject, form, 1, (64, 64),
+                                            'cpu'):
+            if case.form.endswith(('heads forward+backward', 'whole step')):
+                case.fn()
+    for record in seen.values():
+        assert len(record['losses']) == 2   # the heads, the whole step
+        assert record['feats'] and all(f.is_contiguous()
+                                       for f in record['feats'])
+    # Tolerance: the backbone and neck's float32 convolutions round
+    # differently in channels_last (1e-7 relative here); the whole detector in
+    # channels_last moved loss_mask by 20%.
+    for ours, reference in zip(seen['channels_last']['losses'],
+                               seen['training']['losses']):
+        assert ours == pytest.approx(reference, rel=1e-4, abs=1e-6)
 
 
 def test_cpu_peak_from_lscpu_fields():

@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config_checks import warn_ineffective_options
 from ..models import RepViT, switch_to_deploy
 from ..runner import replace_syncbn
 
@@ -147,11 +148,14 @@ def to_deploy(model: nn.Module) -> int:
 # ------------------------------------------------------------ configs
 def load_config(config: str, cfg_options: Optional[dict] = None):
     """A detector or segmentor config: a file, or ``mmdet::``/``mmseg::``
-    package paths such as ``mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py``."""
+    package paths such as ``mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py``;
+    ``cfg_options`` are merged in as tools/train.py merges them, with its
+    warnings for keys that change nothing."""
     from mmengine.config import Config
     from mmengine.hub import get_config
     cfg = get_config(config) if '::' in config else Config.fromfile(config)
     if cfg_options:
+        warn_ineffective_options(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     if cfg.get('default_scope') not in RESNET50_MODELS:
         raise ValueError(

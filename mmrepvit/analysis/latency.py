@@ -589,7 +589,9 @@ def split_table(rows: Sequence[Row]) -> str:
     neck and the whole model against the baseline's training form, the
     measured speed-up beside its bound from the MAC counts (the baseline's
     MACs over the model's: what the speed-up would be if time followed
-    MACs); and the MACs of each part."""
+    MACs); and the MACs of each part. A part below zero or above the whole
+    (the noise of the medians exceeds it) is marked 'n/a (noise: ...)',
+    with a footnote."""
     by = {(r.subject, r.form, r.task, r.batch, r.size, r.threads, r.device):
           r for r in rows}
     base = {(r.task, r.batch, r.size, r.threads, r.device): r
@@ -612,9 +614,16 @@ def split_table(rows: Sequence[Row]) -> str:
         return whole - less if whole is not None and less is not None \
             else None
 
+    noisy = []
+
     def cell(value, total):
         if value is None:
             return '-'
+        if value < 0 or (total and value > total):
+            noisy.append(value)
+            over = f', {value / total:.0%} of the whole' if value > 0 \
+                else ''
+            return f'n/a (noise: {_ms(value)} ms{over})'
         share = f' ({value / total:.0%})' if total else ''
         return _ms(value) + share
 
@@ -647,6 +656,12 @@ def split_table(rows: Sequence[Row]) -> str:
                 ' | '.join(_gmacs(v) if v is not None else '-'
                            for v in (mb, part(mf, mb), part(mp, mf), mp)) +
                 ' |')
+    if noisy:
+        lines += ['', 'n/a (noise): below zero or above the whole, so not '
+                  'a time: the noise of the medians (the neck and heads are '
+                  'differences of two) exceeds that part here; more '
+                  '--rounds, a longer --min-run-time or a quieter machine '
+                  'measure it.']
     if mac_lines:
         lines += ['', '| model | form | input | backbone GMACs | neck GMACs '
                   '| heads GMACs | whole GMACs |', '|' + '---|' * 7]
@@ -660,6 +675,7 @@ def split_table(rows: Sequence[Row]) -> str:
 BREAKDOWN_PARTS = ('data preprocessor', 'backbone forward',
                    'backbone forward+backward', 'neck forward+backward',
                    'heads forward+backward', 'whole step')
+BREAKDOWN_FORMS = ('training', 'channels_last')
 
 
 def breakdown_cases(subject: Subject, form: str, batch: int, size: Size,
@@ -669,21 +685,22 @@ def breakdown_cases(subject: Subject, form: str, batch: int, size: Size,
     preprocessor (normalise, pad, stack), the backbone (forward; forward +
     backward), the neck and the heads (forward + backward from detached
     inputs that require grad, as in the step), and the whole step.
-    ``form``: 'training' or 'channels_last' (model and images in
-    channels_last: the same maths in another memory layout)."""
+    ``form``: 'training' or 'channels_last' (the backbone and neck in
+    channels_last, as the 'train' task runs them: images converted on the
+    way into the backbone, NCHW features out of the neck, because mmcv's
+    RoIAlign misreads channels_last features)."""
     if subject.packed is None:
         raise ValueError(f'{subject.name}: the training-step breakdown '
                          f'needs a detector or segmentor config.')
-    if form not in ('training', 'channels_last'):
+    if form not in BREAKDOWN_FORMS:
         raise ValueError(f'The training-step breakdown runs the training '
                          f'or channels_last form, not {form!r}.')
     model = subject.build().to(device)
     model.train()
-    convert = channels_last if form == 'channels_last' else (lambda x: x)
     if form == 'channels_last':
-        model = model.to(memory_format=torch.channels_last)
+        use_channels_last(model)
     packed = subject.packed(batch, size)
-    data = convert(model.data_preprocessor(packed, True))
+    data = model.data_preprocessor(packed, True)
     inputs = data['inputs']
     with torch.no_grad():
         feats = model.backbone(inputs)
@@ -694,7 +711,7 @@ def breakdown_cases(subject: Subject, form: str, batch: int, size: Size,
     ] for tensors in (feats, necks))
 
     def preprocessor():
-        convert(model.data_preprocessor(packed, True))
+        model.data_preprocessor(packed, True)
 
     def backbone_forward():
         model.backbone(inputs)
@@ -715,7 +732,7 @@ def breakdown_cases(subject: Subject, form: str, batch: int, size: Size,
             del model.extract_feat
 
     def whole_step():
-        _train_step(model, convert(model.data_preprocessor(packed, True)))
+        _train_step(model, model.data_preprocessor(packed, True))
 
     parts = (preprocessor, backbone_forward, backbone_forward_backward,
              neck_forward_backward if model.with_neck else None,
@@ -777,14 +794,15 @@ def _memory_child(arch, size, batch, with_cp, threads, device, queue):
     torch.manual_seed(0)
     model = RepViT(arch, with_cp=with_cp).train().to(device)
     x = torch.randn(batch, 3, *size, device=device)
-    if device == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
+    cuda = torch.device(device).type == 'cuda'
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
     else:
         base = _rss_kib() * 1024
     sum(o.mean() for o in model(x)).backward()
-    if device == 'cuda':
-        peak = torch.cuda.max_memory_allocated()
+    if cuda:
+        peak = torch.cuda.max_memory_allocated(device)
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     queue.put((peak - base) / 2**20)

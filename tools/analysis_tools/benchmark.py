@@ -38,6 +38,7 @@ backbone + neck and the whole model in the same rounds and reports the
 differences; "MAC bound": the baseline's MACs over the model's.
 """
 import argparse
+import os.path as osp
 import platform
 import sys
 
@@ -59,6 +60,60 @@ def size_arg(text):
     if len(parts) != 2 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f'sizes are N or HxW, got {text!r}')
     return tuple(parts)
+
+
+def count_arg(minimum):
+    """An argparse type: an integer of at least ``minimum``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f'expected an integer >= {minimum}, got {text!r}')
+        return value
+    return parse
+
+
+def seconds_arg(text):
+    """A time in seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0:
+        raise argparse.ArgumentTypeError(
+            f'expected seconds above zero, got {text!r}')
+    return value
+
+
+def device_arg(text):
+    """'cpu', 'cuda' or 'cuda:N' (normalised by torch.device), checked
+    against the CUDA devices this PyTorch sees."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ('cpu', 'cuda'):
+        raise argparse.ArgumentTypeError(
+            f"expected cpu, cuda or cuda:N, got {text!r}")
+    if device.type == 'cpu':
+        return 'cpu'
+    if not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: this PyTorch sees no CUDA device '
+            f'(torch.cuda.is_available() is False); use --device cpu, or '
+            f'a PyTorch built with CUDA on a machine with a GPU')
+    if (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: there are {torch.cuda.device_count()} CUDA devices '
+            f'(cuda:0 to cuda:{torch.cuda.device_count() - 1})')
+    return str(device)
+
+
+def is_cuda(device):
+    return torch.device(device).type == 'cuda'
 
 
 def parse_args():
@@ -95,16 +150,19 @@ def parse_args():
                         help='input sizes, N or HxW (default 224 for '
                         'backbones, 800x1333 for MMDetection, 512x512 for '
                         'MMSegmentation configs)')
-    parser.add_argument('--batch-sizes', nargs='+', type=int, default=[1])
-    parser.add_argument('--threads', nargs='+', type=int,
+    parser.add_argument('--batch-sizes', nargs='+', type=count_arg(1),
+                        default=[1])
+    parser.add_argument('--threads', nargs='+', type=count_arg(1),
                         default=[torch.get_num_threads()])
-    parser.add_argument('--device', default='cuda' if
-                        torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--warmup', type=int, default=2,
+    parser.add_argument('--device', type=device_arg, default='cuda' if
+                        torch.cuda.is_available() else 'cpu',
+                        help='cpu, cuda or cuda:N (default: cuda where '
+                        'there is one)')
+    parser.add_argument('--warmup', type=count_arg(0), default=2,
                         help='untimed calls per case before timing')
-    parser.add_argument('--min-run-time', type=float, default=1.0,
+    parser.add_argument('--min-run-time', type=seconds_arg, default=1.0,
                         help='seconds per case per round')
-    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--rounds', type=count_arg(1), default=3)
     parser.add_argument('--no-macs', action='store_true',
                         help='skip the MAC count (and GMAC/s)')
     parser.add_argument('--train-breakdown', action='store_true',
@@ -118,11 +176,24 @@ def parse_args():
         parser.error('give configs or --arch')
     if args.train_breakdown and not args.configs:
         parser.error('--train-breakdown needs detector/segmentor configs')
+    if args.train_breakdown and (args.cuda_amp or set(
+            args.forms or ()) - set(latency.BREAKDOWN_FORMS)):
+        parser.error('--train-breakdown times the training and '
+                     'channels_last forms only; --cuda-amp and the deploy, '
+                     'fp16 and onnxruntime forms are for inference (--task '
+                     'predict, features or backbone, or --split)')
     if args.split and (not args.configs or args.arch or args.task):
         parser.error('--split times configs (no --arch) on its own tasks '
                      '(no --task)')
     if args.train_memory and not args.arch:
         parser.error('--train-memory needs --arch')
+    if args.baseline not in ('auto', 'none') and '::' not in \
+            args.baseline and not osp.isfile(args.baseline):
+        parser.error(f"--baseline takes 'auto' (ResNet-50 beside --arch, "
+                     f"the ResNet-50 twin beside configs), 'none' or a "
+                     f"detector/segmentor config (a file or an mmdet::/"
+                     f"mmseg:: path), not {args.baseline!r}; a backbone is "
+                     f"measured with --arch")
     return args
 
 
@@ -146,8 +217,8 @@ def header(args, peak):
     lines = [f'$ python {" ".join(sys.argv)}',
              f'torch {torch.__version__}, Python {platform.python_version()}'
              f', device {args.device}']
-    if args.device == 'cuda':
-        lines.append(f'GPU: {torch.cuda.get_device_name()}')
+    if is_cuda(args.device):
+        lines.append(f'GPU: {torch.cuda.get_device_name(args.device)}')
     elif peak:
         lines.append(f'CPU peak: {peak.describe()}')
     return lines
@@ -156,7 +227,7 @@ def header(args, peak):
 def main():
     args = parse_args()
     builders.use_quiet_logger()
-    if args.device == 'cuda':
+    if is_cuda(args.device):
         torch.backends.cudnn.benchmark = True
     peak = latency.cpu_peak() if args.device == 'cpu' else None
     report = header(args, peak)

@@ -24,11 +24,10 @@ proposals), with random weights.
 """
 import argparse
 
-from mmengine.config import DictAction
-
 from mmrepvit.analysis import builders
 from mmrepvit.analysis.complexity import (PAPER_GMACS, arch_complexity,
                                           config_complexity, format_count)
+from mmrepvit.runner import ConfigOptionsAction
 
 DEFAULT_SHAPES = {'mmdet': (800, 1333), 'mmseg': (512, 512)}
 
@@ -58,7 +57,8 @@ def parse_args():
                         default=0, metavar='DEPTH',
                         help='per-module breakdown down to DEPTH levels '
                         '(default 1: backbone, neck, heads)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+',
+                        action=ConfigOptionsAction,
                         help='override config settings, key=value')
     args = parser.parse_args()
     if not args.configs and not args.arch:
