@@ -1,6 +1,8 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Shared test helpers: randomised weights and the timm layout written out by
 hand from the description of timm's layout, independent of mmrepvit's converter."""
+import contextlib
+import logging
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -202,3 +204,21 @@ def assert_paper_backbone(cfg, arch, taps):
     assert list(cfg.model.neck.in_channels) == backbone.out_channels == \
         WIDTHS[arch]
     assert cfg.randomness == dict(seed=0)
+
+
+@contextlib.contextmanager
+def logged_messages():
+    """The messages MMEngine's current logger logs inside the block. The
+    logger is a fresh one: MMEngine's loggers drop a WARNING they have
+    already logged once, and other tests may have logged it."""
+    from mmengine.logging import MMLogger
+    logged = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    logger = MMLogger.get_instance(f'logged_messages_{id(logged)}',
+                                   log_level='INFO')
+    logger.addHandler(handler)
+    try:
+        yield logged
+    finally:
+        logger.removeHandler(handler)

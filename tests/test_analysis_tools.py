@@ -4,7 +4,6 @@ counts written out from the arch table, the latency tool's table (not its
 timings), training logs of both formats, and the demo's curves."""
 import argparse
 import json
-import logging
 import math
 import os
 import runpy
@@ -15,7 +14,7 @@ from functools import partial
 import pytest
 import torch
 
-from helpers import REPO, STRIDES, WIDTHS
+from helpers import REPO, STRIDES, WIDTHS, logged_messages
 
 from mmrepvit.analysis import builders, complexity, latency, logs
 
@@ -181,7 +180,6 @@ def usage_error(monkeypatch, capsys, tool, *args):
 
 
 def test_get_flops_cfg_options_as_in_train(monkeypatch, capsys):
-    from mmengine.logging import MMLogger
     # KEY VALUE (no '=') is a usage error, as in tools/train.py
     err = usage_error(monkeypatch, capsys, 'get_flops.py', SEG_DEMO,
                       '--cfg-options', 'model.backbone.arch', 'm1_1')
@@ -190,18 +188,8 @@ def test_get_flops_cfg_options_as_in_train(monkeypatch, capsys):
     # a key that changes nothing is warned about, as by tools/train.py
     args = parse_tool_args(monkeypatch, 'get_flops.py', SEG_DEMO,
                            '--cfg-options', 'model.backbone.norm_evall=True')
-    logged = []
-    handler = logging.Handler()
-    handler.emit = lambda record: logged.append(record.getMessage())
-    # a fresh current logger: MMEngine's loggers drop a WARNING they have
-    # already logged once
-    logger = MMLogger.get_instance(f'get_flops_{id(logged)}',
-                                   log_level='INFO')
-    logger.addHandler(handler)
-    try:
+    with logged_messages() as logged:
         cfg = builders.load_config(args.configs[0], args.cfg_options)
-    finally:
-        logger.removeHandler(handler)
     assert cfg.model.backbone.norm_evall is True   # merged all the same
     assert any('--cfg-options model.backbone.norm_evall:' in m and
                'Did you mean model.backbone.norm_eval?' in m for m in logged)

@@ -5,7 +5,6 @@ data paths that do not exist, an FPN that expects other widths than the
 backbone gives, and --cfg-options keys that would change nothing. Odd images:
 grayscale and RGBA ones load as 3 channels, an unreadable one is named."""
 import argparse
-import logging
 import re
 import runpy
 import shutil
@@ -15,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import REPO, load_config_file
+from helpers import REPO, load_config_file, logged_messages
 from test_demo import demo_data  # noqa: F401  (session fixture)
 
 from mmrepvit.config_checks import (check_data_paths, check_neck_widths,
@@ -225,19 +224,8 @@ def test_cfg_options_that_change_nothing_are_warned():
 
 
 def test_tools_log_the_cfg_options_warning():
-    from mmengine.logging import MMLogger
-    logged = []
-    handler = logging.Handler()
-    handler.emit = lambda record: logged.append(record.getMessage())
-    # a fresh current logger: MMEngine's loggers drop a WARNING they have
-    # already logged once, and other tests may have logged this one
-    logger = MMLogger.get_instance(f'cfg_options_{id(logged)}',
-                                   log_level='INFO')
-    logger.addHandler(handler)
-    try:
+    with logged_messages() as logged:
         cfg = tool_config(SEG_DEMO, 'train_cfg.max_iter=3')
-    finally:
-        logger.removeHandler(handler)
     assert cfg.train_cfg.max_iter == '3'    # merged all the same
     assert any('--cfg-options train_cfg.max_iter:' in m and
                'Did you mean train_cfg.max_iters?' in m for m in logged)

@@ -255,13 +255,28 @@ def test_export_tool_fused_backbone_from_an_arch_name(monkeypatch, tmp_path,
         assert rel_err(torch.from_numpy(a), b) < 1e-4
 
 
+def assert_exported_backbone(out, backbone):
+    """The ONNX file OUT computes the four stage outputs of BACKBONE, in
+    onnxruntime, at another size than its export's (1e-4 relative)."""
+    import onnxruntime as ort
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        reference = backbone(x)
+    session = ort.InferenceSession(str(out),
+                                   providers=['CPUExecutionProvider'])
+    results = session.run(None, {'input': x.numpy()})
+    assert len(results) == len(reference) == 4
+    for a, b in zip(results, reference):
+        assert a.shape == tuple(b.shape) and \
+            rel_err(torch.from_numpy(a), b) < 1e-4
+
+
 def test_export_tool_backbone_of_a_dense_model_needs_its_config(
         monkeypatch, tmp_path, capsys):
     """The segmentor's backbone taps other stage ends than an arch's
     defaults: its checkpoint with an arch name is refused, and a backbone
     checkpoint with the config and --backbone-only is exported with the
     config's stage outputs."""
-    import onnxruntime as ort
     model = build_model(SEG)
     randomize(model.backbone, seed=4)
     whole = tmp_path / 'seg.pth'
@@ -281,16 +296,7 @@ def test_export_tool_backbone_of_a_dense_model_needs_its_config(
     out = tmp_path / 'backbone.onnx'
     run_tool(monkeypatch, SEG, bare, out, '--shape', 64, 64,
              '--backbone-only')
-    x = torch.randn(1, 3, 64, 96)
-    with torch.no_grad():
-        reference = model.backbone(x)
-    session = ort.InferenceSession(str(out),
-                                   providers=['CPUExecutionProvider'])
-    results = session.run(None, {'input': x.numpy()})
-    assert len(results) == len(reference) == 4
-    for a, b in zip(results, reference):
-        assert a.shape == tuple(b.shape) and \
-            rel_err(torch.from_numpy(a), b) < 1e-4
+    assert_exported_backbone(out, model.backbone)
 
 
 def test_fuse_checkpoint_with_a_deploy_config(tmp_path):
@@ -391,7 +397,6 @@ def test_export_tool_labels_need_a_whole_segmentor(monkeypatch, tmp_path,
 
 
 def test_export_tool_prefix_with_a_config(monkeypatch, tmp_path, capsys):
-    import onnxruntime as ort
     model = build_model(SEG)
     randomize(model.backbone, seed=6)
     # A whole model is loaded with its own keys: a prefix is refused.
@@ -410,15 +415,7 @@ def test_export_tool_prefix_with_a_config(monkeypatch, tmp_path, capsys):
     out = tmp_path / 'backbone.onnx'
     run_tool(monkeypatch, SEG, classifier, out, '--shape', 64, 64,
              '--backbone-only', '--prefix', 'backbone')
-    x = torch.randn(1, 3, 64, 96)
-    with torch.no_grad():
-        reference = model.backbone(x)
-    session = ort.InferenceSession(str(out),
-                                   providers=['CPUExecutionProvider'])
-    results = session.run(None, {'input': x.numpy()})
-    assert len(results) == len(reference) == 4
-    for a, b in zip(results, reference):
-        assert rel_err(torch.from_numpy(a), b) < 1e-4
+    assert_exported_backbone(out, model.backbone)
     # ... and one that is not there is named, not ignored.
     with pytest.raises(SystemExit) as e:
         run_tool(monkeypatch, SEG, classifier, tmp_path / 'y.onnx',
