@@ -128,10 +128,8 @@ def refuse_unfit_checkpoint(runner, checkpoint: str,
     checkpoint has switched the backbone to its deploy form by then), and
     only once.
     """
-    from mmengine.model import BaseTTAModel, is_model_wrapper
-    model = runner.model
-    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
-        model = model.module   # where MMEngine's load_state_dict loads
+    from .deploy import _unwrap
+    model = _unwrap(runner.model)   # where MMEngine's load_state_dict loads
     seen = {}
 
     def keep_lists(module, state_dict, prefix, local_metadata, strict,
