@@ -421,8 +421,8 @@ def test_export_tool_prefix_with_a_config(monkeypatch, tmp_path, capsys):
         run_tool(monkeypatch, SEG, classifier, tmp_path / 'y.onnx',
                  '--backbone-only', '--prefix', 'foo.')
     assert e.value.code == 2
-    assert ("no key of {} starts with --prefix 'foo.'; its keys start with "
-            "['backbone.', 'head.']".format(classifier)
+    assert ("checkpoint '{}': no key starts with prefix 'foo.'; its keys "
+            "start with ['backbone.', 'head.']".format(classifier)
             in capsys.readouterr().err)
     assert not (tmp_path / 'y.onnx').exists()
 

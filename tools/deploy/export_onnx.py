@@ -124,14 +124,14 @@ def read_config(parser, args):
 def load_model(parser, args, cfg):
     """What to export and its ``part``, loaded with CHECKPOINT (read once)."""
     ckpt = read_checkpoint(args.checkpoint)   # once, for every path below
-    state = extract_state_dict(ckpt, source=f'checkpoint {args.checkpoint!r}')
+    source = f'checkpoint {args.checkpoint!r}'
+    state = extract_state_dict(ckpt, source=source)
     prefix = args.prefix
-    if prefix and not prefix.endswith('.'):
-        prefix += '.'
-    if prefix and not any(k.startswith(prefix) for k in state):
-        roots = sorted({k.split('.')[0] + '.' for k in state})
-        parser.error(f'no key of {args.checkpoint} starts with --prefix '
-                     f'{prefix!r}; its keys start with {roots[:10]}.')
+    if prefix:
+        try:   # a prefix no key starts with is a usage error
+            extract_state_dict(ckpt, prefix, source)
+        except KeyError as e:
+            parser.error(e.args[0])
     if cfg is None:
         if is_dense_model_state(state):
             # Its backbone's stage outputs are set by its config
