@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -363,7 +364,10 @@ def test_killed_rank_ends_every_node(tiny_config, tmp_path):
     # Each node says why: the killed rank's agent names the signal, the
     # surviving rank names the lost peer.
     assert 'Signal 9 (SIGKILL) received by PID' in logs[1].read_text()
-    assert 'Connection closed by peer' in logs[0].read_text()
+    # (gloo says 'closed' when the dead peer's socket sent FIN, 'reset'
+    # when it sent RST: which one depends on the moment of the kill)
+    assert re.search(r'Connection (closed|reset) by peer',
+                     logs[0].read_text())
     # Measured here: both end within seconds; 180 s is the hard bound.
     print(f'both nodes ended {elapsed:.1f} s after the kill, codes {codes}')
 
