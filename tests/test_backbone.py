@@ -449,9 +449,9 @@ def test_docstring_examples_run():
     # The Example: sections of RepViT and AlignResize, as doctests.
     import doctest
 
-    import mmrepvit.models.repvit
-    import mmrepvit.transforms
-    for module in (mmrepvit.models.repvit, mmrepvit.transforms):
+    import mmrepvit.datasets.transforms.align_resize as align_resize
+    import mmrepvit.models.backbones.repvit as repvit
+    for module in (repvit, align_resize):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 

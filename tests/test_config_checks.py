@@ -17,9 +17,9 @@ import pytest
 from helpers import REPO, load_config_file, logged_messages
 from test_demo import demo_data  # noqa: F401  (session fixture)
 
-from mmrepvit.config_checks import (check_data_paths, check_neck_widths,
+from mmrepvit.utils.checks import (check_data_paths, check_neck_widths,
                                     warn_ineffective_options)
-from mmrepvit.runner import load_config as load_tool_config
+from mmrepvit.utils.config import tool_config as load_tool_config
 
 SEG_DEMO = REPO / 'configs/seg/repvit_m0_6_fpn_demo.py'
 DET_DEMO = REPO / 'configs/det/repvit_m0_6_maskrcnn_demo.py'

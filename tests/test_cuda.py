@@ -87,7 +87,7 @@ def test_seg_fused_checkpoint_on_cuda(tmp_path):
     whole-model fuse with channels_last does too."""
     from mmseg.apis import init_model
 
-    from mmrepvit.deploy import fuse_checkpoint, fuse_model
+    from mmrepvit.apis import fuse_checkpoint, fuse_model
     cfg, model = built(SEG)
     reference = seg_logits(model, cfg, 'cpu')
     torch.save({'state_dict': model.state_dict()}, tmp_path / 'train.pth')
@@ -112,7 +112,7 @@ def test_det_on_cuda():
     backbone + FPN give the CPU's features, and predict returns boxes,
     scores and masks there."""
     from mmrepvit.analysis import builders
-    from mmrepvit.deploy import fuse_model
+    from mmrepvit.apis import fuse_model
     cfg, model = built(DET)
     data = model.data_preprocessor(builders.packed_batch(cfg, 2, (96, 128)))
     reference = model.extract_feat(data['inputs'])

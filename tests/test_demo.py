@@ -270,7 +270,7 @@ def test_dist_train_and_test_two_gloo_processes(task, tiny_config,
     ckpt = work / TASKS[task]['ckpt']
     assert ckpt.is_file()
     # Test its fused form: every rank recognises the fused checkpoint.
-    from mmrepvit.deploy import fuse_checkpoint
+    from mmrepvit.apis import fuse_checkpoint
     fused = tmp_path / 'fused.pth'
     fuse_checkpoint(str(cfg), str(ckpt), str(fused))
     env['PORT'] = str(free_port())
@@ -288,7 +288,7 @@ def test_cpu_distributed_replaces_syncbn():
     SyncBatchNorm raises on CPU tensors in a process group)."""
     from mmengine.config import Config
 
-    from mmrepvit.runner import replace_syncbn
+    from mmrepvit.utils.compat import replace_syncbn
     cfg = Config.fromfile(str(REPO / 'configs/seg/repvit_m1_1_fpn_ade20k.py'))
     assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'
     assert replace_syncbn(cfg.model)
@@ -443,7 +443,7 @@ def test_stopping_the_demo_stops_its_tool(signum, when, tmp_path):
 def random_checkpoint(cfg, path):
     """A checkpoint of the config's model with its initial (random) weights:
     enough to run tools/test.py without training first."""
-    from mmrepvit.deploy import build_model
+    from mmrepvit.apis import build_model
     torch.save({'state_dict': build_model(str(cfg)).state_dict()}, path)
     return path
 
@@ -453,7 +453,7 @@ def load_checked(model, state, whole):
     tools/test.py (whole) and tools/train.py's load_from (not whole) add."""
     from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
-    from mmrepvit.runner import refuse_unfit_checkpoint
+    from mmrepvit.engine import refuse_unfit_checkpoint
     hooks = (dict(model._load_state_dict_pre_hooks),
              dict(model._load_state_dict_post_hooks))
     refuse_unfit_checkpoint(SimpleNamespace(model=model), 'x.pth', whole)
@@ -469,7 +469,7 @@ def test_a_checkpoint_that_leaves_weights_random_is_refused():
     holds them in another shape) and goes on with random ones; testing (and
     resuming) refuses that, fine-tuning (load_from) refuses a checkpoint
     that fits no weight at all."""
-    from mmrepvit.deploy import build_model, fuse_model
+    from mmrepvit.apis import build_model, fuse_model
     config = str(REPO / TASKS['seg']['config'])
     trained = build_model(config).state_dict()
 
@@ -561,7 +561,7 @@ BOX_ONLY = {'model.roi_head.mask_head': None,
 def test_tta_rewrites_a_seg_config():
     """MMSegmentation's --tta: the config's tta_pipeline (inherited from
     mmseg's ADE20K base: 6 scales x flip) and tta_model around the model."""
-    from mmrepvit.runner import use_tta
+    from mmrepvit.utils.config import use_tta
     cfg = use_tta(demo_config('seg'))
     assert cfg.model.type == 'SegTTAModel'
     assert cfg.model.module.type == 'EncoderDecoder'
@@ -576,7 +576,7 @@ def test_tta_rewrites_a_seg_config():
 def test_tta_reaches_every_dataset_of_a_concatenation():
     """The TTA pipeline goes to the datasets that hold a pipeline, inside
     wrappers and concatenations, as config_checks finds them."""
-    from mmrepvit.runner import use_tta
+    from mmrepvit.utils.config import use_tta
     cfg = demo_config('seg')
     inner = cfg.test_dataloader.dataset
     cfg.test_dataloader.dataset = dict(type='ConcatDataset', datasets=[
@@ -591,7 +591,7 @@ def test_tta_reaches_every_dataset_of_a_concatenation():
 @pytest.mark.parametrize('key', ['tta_model', 'tta_pipeline'])
 def test_tta_needs_the_seg_config_settings(key):
     """MMSegmentation has no defaults: a missing key is named."""
-    from mmrepvit.runner import use_tta
+    from mmrepvit.utils.config import use_tta
     cfg = demo_config('seg')
     cfg.pop(key)
     with pytest.raises(ValueError, match=f'--tta needs {key} in the config'):
@@ -602,7 +602,7 @@ def test_tta_gives_det_configs_mmdet_defaults():
     """A detection config without TTA settings gets MMDetection's test.py
     defaults, with a warning each: DetTTAModel (NMS IoU 0.5, 100 boxes) and
     the test pipeline packed after a flip and no flip."""
-    from mmrepvit.runner import use_tta
+    from mmrepvit.utils.config import use_tta
     cfg = demo_config('det', **BOX_ONLY)
     test_pipeline = list(cfg.test_dataloader.dataset.pipeline)
     with pytest.warns(UserWarning) as record:
@@ -627,7 +627,7 @@ def test_tta_uses_the_det_config_settings():
     """A detection config's own tta_model / tta_pipeline win, silently."""
     import warnings
 
-    from mmrepvit.runner import use_tta
+    from mmrepvit.utils.config import use_tta
     tta_model = dict(type='DetTTAModel', tta_cfg=dict(
         nms=dict(type='nms', iou_threshold=0.6), max_per_img=50))
     tta_pipeline = [dict(type='LoadImageFromFile'),
@@ -644,7 +644,7 @@ def test_tta_uses_the_det_config_settings():
 def test_tta_refuses_instance_segmentation():
     """MMDetection's DetTTAModel asserts on masks at the first image; the
     Mask R-CNN configs are refused before anything is built."""
-    from mmrepvit.runner import use_tta
+    from mmrepvit.utils.config import use_tta
     with pytest.raises(ValueError, match=r'model\.roi_head\.mask_head'):
         use_tta(demo_config('det'))
 
@@ -652,7 +652,7 @@ def test_tta_refuses_instance_segmentation():
 def build_tta_model():
     from mmengine.registry import MODELS, init_default_scope
 
-    from mmrepvit.runner import use_tta
+    from mmrepvit.utils.config import use_tta
     cfg = use_tta(demo_config('seg'))
     init_default_scope('mmseg')
     import mmseg.models  # noqa: F401  (registers the segmentors)

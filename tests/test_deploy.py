@@ -1,5 +1,5 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""mmrepvit.deploy and tools/deploy: fused weights loading into either form,
+"""mmrepvit.apis and tools/deploy: fused weights loading into either form,
 the whole-model fuse (with channels_last), and the ONNX export with its
 onnxruntime parity check. End to end on trained demo models (test.py,
 dist_test.sh, the inferencers): tests/test_demo.py."""
@@ -15,8 +15,8 @@ from mmengine.runner.checkpoint import load_state_dict as mmengine_load
 
 from helpers import REPO, randomize
 from mmrepvit import RepViT
-from mmrepvit import deploy
-from mmrepvit.deploy import build_model, export_onnx, fuse_model
+from mmrepvit import apis
+from mmrepvit.apis import build_model, export_onnx, fuse_model
 
 DET = str(REPO / 'configs/det/repvit_m0_6_maskrcnn_demo.py')
 SEG = str(REPO / 'configs/seg/repvit_m0_6_fpn_demo.py')
@@ -181,14 +181,14 @@ def run_tool(monkeypatch, *args):
     """tools/deploy/export_onnx.py ARGS. It reads the checkpoint file at
     most once, whatever the path (arch, config, config with --backbone-only
     and a whole or a bare checkpoint), and once when it succeeds."""
-    import mmrepvit.checkpoint
+    import mmrepvit.utils
     reads = []
 
     def counted(filename, *args, **kwargs):
         reads.append(filename)
         return read_checkpoint(filename, *args, **kwargs)
-    read_checkpoint = mmrepvit.checkpoint.read_checkpoint
-    monkeypatch.setattr(mmrepvit.checkpoint, 'read_checkpoint', counted)
+    read_checkpoint = mmrepvit.utils.read_checkpoint
+    monkeypatch.setattr(mmrepvit.utils, 'read_checkpoint', counted)
     monkeypatch.setattr(sys, 'argv', ['export_onnx.py', *map(str, args)])
     try:
         runpy.run_path(str(REPO / 'tools/deploy/export_onnx.py'),
@@ -205,7 +205,8 @@ def test_export_tool_refuses_a_graph_that_does_not_generalise(
     torch.save({'state_dict': model.state_dict()}, ckpt)
     # Without the dynamic upsampling, mmseg's Upsample bakes the export
     # size into the graph: right at that size, wrong at the second one.
-    monkeypatch.setattr(deploy, '_dynamic_upsampling',
+    from mmrepvit.apis import onnx_export
+    monkeypatch.setattr(onnx_export, '_dynamic_upsampling',
                         lambda model: contextlib.nullcontext())
     out = tmp_path / 'seg.onnx'
     with pytest.raises(SystemExit) as e:
@@ -309,7 +310,7 @@ def test_fuse_checkpoint_with_a_deploy_config(tmp_path):
     torch.save({'state_dict': model.state_dict()}, ckpt)
     cfg = Config.fromfile(SEG)
     cfg.model.backbone.deploy = True
-    assert deploy.fuse_checkpoint(cfg, str(ckpt), str(tmp_path / 'f.pth'),
+    assert apis.fuse_checkpoint(cfg, str(ckpt), str(tmp_path / 'f.pth'),
                                   (64, 64)) < 1e-4
     assert cfg.model.backbone.deploy        # the caller's config is kept
     fused = torch.load(tmp_path / 'f.pth', weights_only=True)['state_dict']
@@ -317,7 +318,7 @@ def test_fuse_checkpoint_with_a_deploy_config(tmp_path):
     target.load_state_dict(fused)
     assert target.backbone.deploy
     with pytest.raises(ValueError, match='f.pth is fused already'):
-        deploy.fuse_checkpoint(cfg, str(tmp_path / 'f.pth'),
+        apis.fuse_checkpoint(cfg, str(tmp_path / 'f.pth'),
                                str(tmp_path / 'g.pth'))
 
 
@@ -328,7 +329,7 @@ def test_whole_model_tools_name_a_bare_backbone_checkpoint(tmp_path):
                        r"matches the EncoderDecoder: its keys look like "
                        r"\['features.0.0.c.weight'.*It holds a bare RepViT "
                        r'backbone.*--backbone-only'):
-        deploy.load_weights(build_model(SEG), str(ckpt))
+        apis.load_model_weights(build_model(SEG), str(ckpt))
 
 
 def test_export_tool_bad_inputs(monkeypatch, tmp_path):

@@ -21,7 +21,7 @@ from helpers import REPO
 from test_demo import demo_data  # noqa: F401  (session fixture)
 
 import mmrepvit  # noqa: F401,E402  (weights-only loading of MMEngine files)
-from mmrepvit.resume import checkpoint_problem, find_resume_checkpoint
+from mmrepvit.utils import checkpoint_problem, find_resume_checkpoint
 
 SEG = '''
 _base_ = ['{repo}/configs/seg/repvit_m0_6_fpn_demo.py']

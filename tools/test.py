@@ -13,10 +13,10 @@ import argparse
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmrepvit.config_checks import check_config
-from mmrepvit.runner import (add_common_args, load_config,
-                             refuse_unfit_checkpoint, run_job, use_tta,
-                             write_test_metrics_on_rank0_only)
+from mmrepvit.engine import refuse_unfit_checkpoint
+from mmrepvit.utils.checks import check_config
+from mmrepvit.utils.compat import run_job, write_test_metrics_on_rank0_only
+from mmrepvit.utils.config import add_common_args, tool_config, use_tta
 
 
 def parse_args():
@@ -76,7 +76,7 @@ def enable_visualization(cfg, args):
 
 def main():
     args = parse_args()
-    cfg = load_config(args)
+    cfg = tool_config(args)
     if args.out and cfg.default_scope == 'mmdet' and \
             not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out for detection must be a .pkl file, not '

@@ -13,10 +13,11 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmrepvit.config_checks import check_config
-from mmrepvit.resume import find_resume_checkpoint, make_resumable
-from mmrepvit.runner import (add_common_args, load_config,
-                             refuse_unfit_checkpoint, run_job)
+from mmrepvit.engine import refuse_unfit_checkpoint
+from mmrepvit.utils import find_resume_checkpoint
+from mmrepvit.utils.checks import check_config
+from mmrepvit.utils.compat import run_job
+from mmrepvit.utils.config import add_common_args, make_resumable, tool_config
 
 
 def parse_args():
@@ -39,7 +40,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = load_config(args)
+    cfg = tool_config(args)
 
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':

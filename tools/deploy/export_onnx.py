@@ -28,29 +28,32 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import Config
-from mmengine.hub import get_config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS
 
 from mmrepvit import RepViT
-from mmrepvit.checkpoint import (extract_state_dict, is_fused,
-                                 read_checkpoint, to_backbone_state)
-from mmrepvit.deploy import (ParityError, build_model, export_onnx,
-                             is_dense_model_state, load_weights,
-                             repvit_backbone_cfg)
+from mmrepvit.apis import (ParityError, build_model, export_onnx,
+                           load_model_weights, repvit_backbone_cfg)
+from mmrepvit.models.utils import (backbone_state_dict, extract_state_dict,
+                                   is_fused)
+from mmrepvit.utils import read_checkpoint
+from mmrepvit.utils.config import load_config
+
+#: Top-level modules of a whole detector's or segmentor's state dict.
+DENSE_PARTS = ('neck.', 'decode_head.', 'auxiliary_head.', 'rpn_head.',
+               'roi_head.', 'bbox_head.')
 
 
 def load_backbone(backbone_cfg: dict, ckpt: dict, checkpoint: str,
                   prefix=None):
     """A RepViT built from ``backbone_cfg`` in the form of the weights in
-    ``ckpt`` (the file ``checkpoint``, read; a fused checkpoint builds the
-    deploy form), loaded with them."""
-    backbone = to_backbone_state(ckpt, prefix, f'checkpoint {checkpoint!r}')
+    ``ckpt`` (the file ``checkpoint``, read), loaded with them through
+    ``RepViT.load_pretrained``, the path ``init_cfg`` takes."""
+    state = backbone_state_dict(ckpt, prefix, f'checkpoint {checkpoint!r}')
     # SyncBN (the paper configs) computes what BN does in eval mode
     model = revert_sync_batchnorm(MODELS.build(dict(
-        backbone_cfg, deploy=is_fused(backbone.state), init_cfg=None)))
-    model.load_backbone_state(backbone, checkpoint, prefix)
+        backbone_cfg, deploy=is_fused(state.state), init_cfg=None)))
+    model.load_pretrained(ckpt, prefix, source=checkpoint)
     return model
 
 
@@ -111,8 +114,7 @@ def read_config(parser, args):
                      'loads its checkpoint as it is).')
     cfg = None
     if is_config:
-        cfg = (get_config(args.config) if '::' in args.config else
-               Config.fromfile(args.config))
+        cfg = load_config(args.config)
         repvit_backbone_cfg(cfg)   # (refuses other backbones)
         if args.labels and 'decode_head' not in cfg.model:
             parser.error(f'--labels outputs the label map of a whole '
@@ -133,7 +135,7 @@ def load_model(parser, args, cfg):
         except KeyError as e:
             parser.error(e.args[0])
     if cfg is None:
-        if is_dense_model_state(state):
+        if any(k.startswith(DENSE_PARTS) for k in state):
             # Its backbone's stage outputs are set by its config
             # (stage_ends, out_indices), which an arch name does not know.
             parser.error(
@@ -153,7 +155,7 @@ def load_model(parser, args, cfg):
         return load_backbone(repvit_backbone_cfg(cfg), ckpt, args.checkpoint,
                              prefix), part
     model = build_model(cfg)
-    load_weights(model, args.checkpoint, ckpt)
+    load_model_weights(model, args.checkpoint, ckpt)
     return model, part
 
 

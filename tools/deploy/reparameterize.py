@@ -13,7 +13,7 @@ fused weights and builds its deploy form by itself.
 """
 import argparse
 
-from mmrepvit.deploy import fuse_checkpoint
+from mmrepvit.apis import fuse_checkpoint
 
 
 def main():

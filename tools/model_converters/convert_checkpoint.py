@@ -29,9 +29,9 @@ from typing import List, Optional
 
 import torch
 
-from mmrepvit.checkpoint import (detect_layout, extract_state_dict,
-                                 official_to_timm, read_checkpoint,
-                                 timm_to_official)
+from mmrepvit.models.utils import (detect_layout, extract_state_dict,
+                                   official_to_timm, timm_to_official)
+from mmrepvit.utils import read_checkpoint
 
 #: The top-level modules of a RepViT state dict: backbone, then the head.
 LAYOUT_ROOTS = {'official': ('features.', 'classifier.'),

@@ -1,14 +1,11 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Checkpoint files as state dicts: safe reading, official <-> timm layout
-conversion, fused-form detection. Nothing here knows the model; the backbone
-decides how to load what these functions return
-(:meth:`mmrepvit.RepViT.load_pretrained`)."""
-import os
-import pickle
+"""RepViT state dicts: official <-> timm layout conversion, fused-form
+detection, the backbone part of a checkpoint and its fit to a backbone.
+State dicts only: reading files is :mod:`mmrepvit.utils.checkpoint`'s job,
+loading :meth:`mmrepvit.RepViT.load_pretrained`'s."""
 import re
-import urllib.error
 from collections import OrderedDict
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -25,145 +22,6 @@ _STRIDE2_MAP = (('token_mixer.0.', 'spatial_downsample.'),
 _TOP_MAP = (('features.0.0.', 'stem.conv1.'), ('features.0.2.', 'stem.conv2.'),
             ('classifier.classifier.', 'head.head.'),
             ('classifier.classifier_dist.', 'head.head_dist.'))
-
-
-def read_checkpoint(filename: str, map_location='cpu') -> dict:
-    """Read a checkpoint from a local path or an http(s) URL without executing
-    code from it (``torch.load(..., weights_only=True)``); a local
-    ``.safetensors`` file (timm's weights on the Hugging Face Hub) is read
-    too, as the dict of its tensors.
-
-    Raises:
-        FileNotFoundError: the local path does not exist.
-        ConnectionError: the URL cannot be downloaded.
-        ValueError: the file is not a PyTorch checkpoint (truncated,
-            corrupted, or another kind of file such as a saved HTML page)
-            nor a safetensors file.
-        RuntimeError: the file holds objects other than tensors and plain
-            containers, which only an unsafe unpickling could read.
-    """
-    filename = str(filename)
-    if re.match(r'^https?://', filename):
-        try:
-            return _torch_load(
-                filename, lambda: torch.hub.load_state_dict_from_url(
-                    filename, map_location=map_location, weights_only=True,
-                    progress=False))
-        except urllib.error.URLError as e:
-            raise ConnectionError(
-                f'Could not download the checkpoint {filename} ({e.reason}). '
-                f'Download it by hand (from a machine that can reach it) and '
-                f'give its local path instead, e.g. '
-                f'init_cfg.checkpoint=/path/to/{filename.rsplit("/", 1)[-1]}.'
-            ) from e
-    if '://' in filename:
-        raise ValueError(
-            f'Unsupported checkpoint location {filename!r}: use a local '
-            f'path or an http(s) URL.')
-    if not os.path.isfile(filename):
-        raise FileNotFoundError(
-            f'Checkpoint file {filename!r} does not exist (looked for '
-            f'{os.path.abspath(filename)!r}); check the path (the '
-            f'checkpoint argument of a tool, or init_cfg.checkpoint, '
-            f'load_from or --resume in a config).')
-    with open(filename, 'rb') as f:
-        head = f.read(9)
-    magic = head[:2]
-    if _is_safetensors(head):
-        return _read_safetensors(filename, map_location)
-    # torch.save writes a zip archive ('PK'); old files are a pickle (0x80).
-    if magic != b'PK' and not magic.startswith(b'\x80'):
-        raise _not_a_checkpoint(filename, f'it starts with {magic!r}')
-    return _torch_load(filename, lambda: torch.load(
-        filename, map_location=map_location, weights_only=True))
-
-
-#: safetensors dtype names -> torch dtypes (the ones weights use).
-_SAFETENSORS_DTYPES = {
-    'F64': torch.float64, 'F32': torch.float32, 'F16': torch.float16,
-    'BF16': torch.bfloat16, 'I64': torch.int64, 'I32': torch.int32,
-    'I16': torch.int16, 'I8': torch.int8, 'U8': torch.uint8,
-    'BOOL': torch.bool}
-
-
-def _is_safetensors(head: bytes) -> bool:
-    # an 8-byte little-endian header length, then the JSON header
-    return len(head) == 9 and head[8:9] == b'{'
-
-
-def _read_safetensors(filename: str, map_location='cpu') -> dict:
-    """The tensors of a safetensors file (the format timm's weights come in
-    on the Hugging Face Hub), read from its JSON header and raw data: the
-    format holds no code, so reading it is safe."""
-    import json
-    with open(filename, 'rb') as f:
-        data = f.read()
-    try:
-        length = int.from_bytes(data[:8], 'little')
-        header = json.loads(data[8:8 + length])
-        header.pop('__metadata__', None)
-        state, start = OrderedDict(), 8 + length
-        for key, info in header.items():
-            dtype = _SAFETENSORS_DTYPES[info['dtype']]
-            begin, end = info['data_offsets']
-            if not 0 <= begin <= end <= len(data) - start:
-                raise ValueError(f'{key!r} lies outside the file')
-            raw = bytearray(data[start + begin:start + end])
-            tensor = (torch.frombuffer(raw, dtype=dtype) if raw else
-                      torch.empty(0, dtype=dtype))
-            state[key] = tensor.reshape(info['shape']).to(map_location)
-    except (ValueError, KeyError, TypeError, RuntimeError) as e:
-        raise _not_a_checkpoint(
-            filename, f'a broken safetensors file: {type(e).__name__} {e}'
-        ) from e
-    return state
-
-
-def _not_a_checkpoint(filename: str, why: str) -> ValueError:
-    again = 'Download it again'
-    if '://' in filename:
-        again += (f' (delete the cached copy in '
-                  f'{os.path.join(torch.hub.get_dir(), "checkpoints")} first)')
-    return ValueError(
-        f'{filename!r} is not a valid PyTorch checkpoint ({why}): it is '
-        f'truncated or corrupted, or another kind of file (an HTML error '
-        f'page saved as .pth, for example). {again}.')
-
-
-def _torch_load(filename: str, load):
-    """``load()``, with torch's errors turned into ones that say what is
-    wrong with ``filename`` and what to do."""
-    try:
-        return load()
-    except pickle.UnpicklingError as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        # Refusals name the global or call (ours say 'Refusing ...'); a
-        # broken file fails on a byte that is no pickle opcode.
-        refused = next((ln for ln in lines if 'GLOBAL' in ln or
-                        'Refusing' in ln or 'reduce' in ln), None)
-        if refused is None:   # not an allow-list refusal: a broken file
-            generic = ('Weights only load failed', 'Please file an issue',
-                       'Check the documentation')
-            detail = [ln for ln in lines if not ln.startswith(generic)]
-            raise _not_a_checkpoint(
-                filename, detail[0] if detail else 'unreadable pickle') from e
-        raise RuntimeError(
-            f'Refusing to load {filename!r}: it holds Python objects other '
-            f'than tensors and plain containers, and unpickling those could '
-            f'run code from the file ({refused}). mmrepvit reads weights '
-            f'with torch.load(weights_only=True). If you trust the file, save '
-            f'only its tensors and load that file instead: for a whole '
-            f'pickled model, torch.save(torch.load(path, weights_only=False)'
-            f".state_dict(), 'weights.pth'); for a dict that holds one, its "
-            f"state-dict entry, e.g. torch.save(torch.load(path, "
-            f"weights_only=False)['model'], 'weights.pth').") from e
-    except EOFError as e:   # an empty file
-        raise _not_a_checkpoint(filename, 'the file is empty') from e
-    except RuntimeError as e:
-        if 'PytorchStreamReader' not in str(e):
-            raise
-        # A zip archive cut short or damaged.
-        raise _not_a_checkpoint(filename, str(e).splitlines()[0]) from e
 
 
 def extract_state_dict(ckpt: dict, prefix: Optional[str] = None,
@@ -324,21 +182,22 @@ class BackboneState(NamedTuple):
     dropped_head: List[str]     # classification-head keys that were dropped
 
 
-def read_backbone_state(checkpoint: str, prefix: Optional[str] = None,
-                        map_location='cpu') -> BackboneState:
-    """Read a checkpoint safely and return its RepViT backbone tensors in the
-    official ``features.{i}`` layout (see :func:`to_backbone_state`)."""
-    return to_backbone_state(read_checkpoint(checkpoint, map_location),
-                             prefix, f'checkpoint {checkpoint!r}')
+def backbone_state_dict(ckpt: dict, prefix: Optional[str] = None,
+                        source: str = 'checkpoint') -> BackboneState:
+    """The RepViT backbone tensors of a checkpoint, in the official layout.
 
+    Args:
+        ckpt (dict): A checkpoint as read (:func:`mmrepvit.utils.read_checkpoint`).
+        prefix (str, optional): Key prefix of the backbone, e.g.
+            ``'backbone.'`` for a whole detector. Defaults to ``None``.
+        source (str): How errors name the checkpoint.
+            Defaults to ``'checkpoint'``.
 
-def to_backbone_state(ckpt: dict, prefix: Optional[str] = None,
-                      source: str = 'checkpoint') -> BackboneState:
-    """The RepViT backbone tensors of a checkpoint already read (what
-    :func:`read_checkpoint` returns), in the official ``features.{i}``
-    layout: timm-layout files are converted, DDP's ``module.`` and ``prefix``
-    (e.g. ``'backbone.'`` for a whole detector) stripped, and
-    classification-head tensors dropped. ``source`` names it in errors."""
+    Returns:
+        BackboneState: the tensors (timm layout converted, DDP's ``module.``
+        and ``prefix`` stripped, classification heads dropped), the layout
+        the file was in and the dropped head keys.
+    """
     state = extract_state_dict(ckpt, prefix, source)
     layout = detect_layout(state)
     if layout == 'timm':
@@ -347,3 +206,55 @@ def to_backbone_state(ckpt: dict, prefix: Optional[str] = None,
     for k in dropped:
         del state[k]
     return BackboneState(state, layout, dropped)
+
+
+def check_backbone_fit(state: Dict[str, torch.Tensor],
+                       own: Dict[str, torch.Tensor], source: str,
+                       arch: str, in_channels: int
+                       ) -> Tuple[List[str], List[str]]:
+    """Check backbone weights against a backbone's own state dict.
+
+    Args:
+        state (dict): The weights to load (official layout).
+        own (dict): The state dict of the backbone, in the form of ``state``.
+        source (str): How errors name the checkpoint.
+        arch (str): The backbone's arch name, for errors.
+        in_channels (int): The backbone's input channels, for errors.
+
+    Returns:
+        tuple[list[str], list[str]]: the keys of ``own`` that ``state``
+        lacks, and the keys of ``state`` that ``own`` does not have.
+
+    Raises:
+        ValueError: a shape differs (another arch, or other input
+            channels), or no key matches.
+    """
+    mismatched = [
+        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+        for k, v in state.items() if k in own and own[k].shape != v.shape
+    ]
+    stem = 'features.0.0.c.weight'
+    if (len(mismatched) == 1 and stem in state and stem in own
+            and state[stem].shape[1] != own[stem].shape[1]):
+        raise ValueError(
+            f'{source} was trained on {state[stem].shape[1]}-channel '
+            f'images and this backbone takes in_channels={in_channels}: '
+            f'only the first convolution ({stem}, '
+            f'{tuple(state[stem].shape)} vs {tuple(own[stem].shape)}) '
+            f'differs. Adapt that tensor in the checkpoint to {in_channels} '
+            f'input channels (e.g. repeat the mean of its RGB kernels along '
+            f'dim 1) and save it, or build the backbone with in_channels='
+            f'{state[stem].shape[1]}.')
+    if mismatched:
+        raise ValueError(
+            f'{source} does not fit RepViT arch {arch!r}: {len(mismatched)} '
+            f'tensors differ in shape (is it a checkpoint of another arch?), '
+            f'e.g. {mismatched[:5]}.')
+    if not own.keys() & state.keys():
+        raise ValueError(
+            f'No tensor of {source} matches the RepViT backbone: its keys '
+            f'look like {list(state)[:5]}, the backbone\'s like '
+            f'{list(own)[:3]}. For a whole detector or segmentor checkpoint '
+            f"pass prefix='backbone.' (export_onnx.py: --prefix backbone.).")
+    return ([k for k in own if k not in state],
+            [k for k in state if k not in own])

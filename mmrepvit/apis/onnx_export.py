@@ -1,13 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Deployment: fuse a whole detector or segmentor for inference, write fused
-checkpoints, and export the deploy form to ONNX with an onnxruntime parity
-check.
-
-Fused checkpoints need nothing here to load: :class:`mmrepvit.RepViT`
-recognises the form of the weights it is given (see
-``RepViT._load_from_state_dict``), so ``tools/test.py``, the inferencers,
-``init_detector`` and ``init_model`` take them as they are.
-"""
+"""Export the deploy form of a RepViT model to ONNX, with a parity check
+against PyTorch in onnxruntime."""
 import contextlib
 import copy
 import os
@@ -18,215 +11,13 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.hooks import Hook
-from mmengine.model import (BaseTTAModel, is_model_wrapper,
-                            revert_sync_batchnorm)
-from mmengine.registry import HOOKS
 
-from .models import RepViT, switch_to_deploy
+from ..models import RepViT
+from .fuse import find_repvits, rel_diff, switch_to_deploy, unwrap_model
 
 PARTS = ('backbone', 'features', 'segmentor')
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DDP-like wrappers and test-time augmentation models
-    (``BaseTTAModel``, what ``tools/test.py --tta`` builds), through any
-    nesting (DDP around a TTA model)."""
-    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
-        model = model.module
-    return model
-
-
-def _repvits(model: nn.Module) -> List[RepViT]:
-    found = [m for m in model.modules() if isinstance(m, RepViT)]
-    if not found:
-        raise ValueError(
-            f'{type(model).__name__} has no RepViT backbone: mmrepvit fuses '
-            f'and exports models whose backbone is type="RepViT".')
-    return found
-
-
-def fuse_model(model: nn.Module, channels_last: bool = False) -> nn.Module:
-    """Prepare a detector, a segmentor or a bare RepViT for inference in one
-    call, in place: eval mode, every RepViT fused (re-parameterised), and
-    with ``channels_last`` the backbone and neck running in that memory
-    format (see :func:`use_channels_last`). Predictions stay the same up to
-    float rounding. Returns ``model``.
-
-    Example:
-        >>> from mmdet.apis import DetInferencer
-        >>> inferencer = DetInferencer(model=CONFIG, weights=CHECKPOINT)
-        >>> fuse_model(inferencer.model, channels_last=True)
-    """
-    net = _unwrap(model)
-    _repvits(net)
-    net.eval()
-    switch_to_deploy(net)
-    if channels_last:
-        use_channels_last(net)
-    return model
-
-
-def _to_channels_last(module, args):
-    return tuple(a.contiguous(memory_format=torch.channels_last)
-                 if torch.is_tensor(a) and a.dim() == 4 else a for a in args)
-
-
-def _to_contiguous(module, args, outputs):
-    if torch.is_tensor(outputs):
-        return outputs.contiguous()
-    return type(outputs)(o.contiguous() if torch.is_tensor(o) else o
-                         for o in outputs)
-
-
-def use_channels_last(model: nn.Module) -> nn.Module:
-    """Run the backbone and neck of ``model`` (or a bare backbone) in the
-    channels_last memory format, in place: their weights are converted, the
-    image is converted on the way in, and their outputs go back to the
-    default layout for the heads, because mmcv's compiled ops (RoIAlign)
-    read NCHW memory and return wrong values for channels_last tensors.
-    Calling it again does nothing. Returns ``model``."""
-    net = _unwrap(model)
-    if getattr(net, '_channels_last_hooks', None):
-        return model
-    if isinstance(net, RepViT):
-        parts = [net]
-    elif isinstance(getattr(net, 'backbone', None), nn.Module):
-        parts = [net.backbone] + ([net.neck] if isinstance(
-            getattr(net, 'neck', None), nn.Module) else [])
-    else:
-        raise ValueError(f'{type(net).__name__} has no backbone to run in '
-                         f'channels_last.')
-    for part in parts:
-        part.to(memory_format=torch.channels_last)
-    net._channels_last_hooks = [
-        parts[0].register_forward_pre_hook(_to_channels_last),
-        parts[-1].register_forward_hook(_to_contiguous)]
-    return model
-
-
-@HOOKS.register_module()
-class FuseModelHook(Hook):
-    """Fuse the model right before testing, after its checkpoint loaded
-    (what ``tools/test.py --fuse`` adds): :func:`fuse_model` with
-    ``channels_last``. Only testing; training and validation are left
-    alone."""
-
-    priority = 'VERY_HIGH'
-
-    def __init__(self, channels_last: bool = False):
-        self.channels_last = channels_last
-
-    def before_test(self, runner) -> None:
-        fuse_model(runner.model, self.channels_last)
-
-
-# --------------------------------------------------------------- checkpoints
-def repvit_backbone_cfg(cfg) -> dict:
-    """The ``model.backbone`` of a config; raises if it is not a RepViT."""
-    backbone = cfg.model.get('backbone', {})
-    if backbone.get('type') not in ('RepViT', RepViT):
-        raise ValueError(
-            f'The config\'s model.backbone is {backbone.get("type")!r}, not '
-            f'RepViT: mmrepvit fuses and exports RepViT models only.')
-    return backbone
-
-
-def build_model(config) -> nn.Module:
-    """Build the model of an MMDetection / MMSegmentation config (a path or
-    a :class:`~mmengine.config.Config`) without its pretrained weights, in
-    eval mode, SyncBN turned into BN; its backbone must be a RepViT."""
-    from mmengine.config import Config
-    from mmengine.registry import MODELS, init_default_scope
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
-    repvit_backbone_cfg(cfg)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    cfg.model.pop('pretrained', None)
-    cfg.model.backbone.init_cfg = None
-    # SyncBN (the paper configs) computes what BN does in eval mode, and
-    # PyTorch's SyncBatchNorm does not run on CPU tensors.
-    return revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
-
-
-def load_weights(model: nn.Module, checkpoint: str,
-                 contents: Optional[dict] = None) -> dict:
-    """Read ``checkpoint`` safely (:func:`mmrepvit.read_checkpoint`: clear
-    errors for missing, corrupted or unsafe files) and load its state dict
-    into ``model`` strictly, with MMEngine's loader; either form of RepViT
-    weights loads. ``contents``: the file as read already (it is then not
-    read again). Returns the checkpoint."""
-    from mmengine.runner.checkpoint import load_state_dict
-
-    from .checkpoint import (detect_layout, extract_state_dict, is_fused,
-                             is_unfused, read_checkpoint)
-    ckpt = read_checkpoint(checkpoint) if contents is None else contents
-    source = f'checkpoint {checkpoint!r}'
-    state = extract_state_dict(ckpt, source=source)
-    own = model.state_dict()
-    if own and not own.keys() & state.keys():
-        bare = (detect_layout(state) == 'timm' or is_fused(state)
-                or is_unfused(state))
-        raise ValueError(
-            f'No tensor of {source} matches the {type(model).__name__}: its '
-            f'keys look like {list(state)[:3]}, the model\'s like '
-            f'{list(own)[:3]}.' + (
-                ' It holds a bare RepViT backbone, not a whole model: give '
-                'it to the backbone config as init_cfg=dict(type='
-                '"Pretrained", checkpoint=...), or export it with '
-                'tools/deploy/export_onnx.py ARCH_OR_CONFIG CKPT OUT.onnx '
-                '--backbone-only.' if bare else ''))
-    load_state_dict(model, state, strict=True)
-    return ckpt
-
-
-def is_dense_model_state(state: Dict[str, torch.Tensor]) -> bool:
-    """Whether a state dict is a whole detector or segmentor's (a neck or
-    dense heads beside the backbone), not a backbone's or a classifier's."""
-    return any(k.startswith(('neck.', 'decode_head.', 'auxiliary_head.',
-                             'rpn_head.', 'roi_head.', 'bbox_head.'))
-               for k in state)
-
-
-def fuse_checkpoint(config, checkpoint: str, out: str,
-                    check_size: Tuple[int, int] = (256, 320)) -> float:
-    """Write ``checkpoint`` (of the model ``config`` builds) in fused form to
-    ``out``, keeping its ``meta``, after checking on a random input of
-    ``check_size`` that the fused backbone computes what the original does.
-    Returns the maximum relative difference of the backbone outputs.
-
-    Raises:
-        ValueError: the checkpoint is fused already.
-        RuntimeError: the outputs differ by more than 1e-4 relative
-            (nothing is written).
-    """
-    from mmengine.config import Config
-    cfg = copy.deepcopy(config) if isinstance(config, Config) else \
-        Config.fromfile(config)
-    # Built in training form: only a fused checkpoint then switches it to
-    # the deploy form (a deploy=True config fuses any checkpoint on load).
-    cfg.model.backbone.deploy = False
-    model = build_model(cfg)
-    ckpt = load_weights(model, checkpoint)
-    backbones = _repvits(model)
-    if all(b.deploy for b in backbones):
-        raise ValueError(f'{checkpoint} is fused already.')
-    x = torch.randn(1, backbones[0].in_channels, *check_size,
-                    generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        before = model.backbone(x)
-        switch_to_deploy(model)
-        after = model.backbone(x)
-    err = max(_rel_diff(a.numpy(), b.numpy()) for b, a in zip(before, after))
-    if err > 1e-4:
-        raise RuntimeError(f'fusion changed the backbone output by {err:.2e} '
-                           f'relative (expected float rounding, < 1e-4); '
-                           f'nothing written.')
-    meta = dict(ckpt.get('meta', {}), mmrepvit_deploy=True)
-    torch.save({'meta': meta, 'state_dict': model.state_dict()}, out)
-    return err
-
-
-# ---------------------------------------------------------------------- ONNX
 class ParityError(RuntimeError):
     """onnxruntime and PyTorch disagree beyond the tolerance."""
 
@@ -281,7 +72,7 @@ def onnx_part(model: nn.Module, part: Optional[str] = None) -> str:
     if part is not None and part not in PARTS:
         raise ValueError(f'part must be one of {PARTS} or None, got '
                          f'{part!r}.')
-    net = _unwrap(model)
+    net = unwrap_model(model)
     if isinstance(net, RepViT):
         kind = 'backbone'
     elif hasattr(net, 'decode_head') and hasattr(net, 'extract_feat'):
@@ -305,7 +96,7 @@ def onnx_part(model: nn.Module, part: Optional[str] = None) -> str:
             f'"backbone") and an MMSegmentation EncoderDecoder '
             f'(part="segmentor": the whole model, "features" if it has a '
             f'neck, or "backbone").')
-    _repvits(net)
+    find_repvits(net)
     return kind
 
 
@@ -370,14 +161,6 @@ def _names_and_axes(wrapper, kind, labels, x):
     return names, dynamic
 
 
-def _rel_diff(ours, reference) -> float:
-    """Maximum absolute difference relative to the largest magnitude of
-    ``reference`` (numpy arrays)."""
-    import numpy as np
-    scale = float(np.abs(reference).max()) or 1.0
-    return float(np.abs(ours.astype(np.float64) - reference).max()) / scale
-
-
 def _label_diff(ort_labels, logits) -> float:
     """Relative size of the logit margin that onnxruntime's label map
     contradicts: 0 when the label maps agree, float rounding where two
@@ -433,13 +216,13 @@ def export_onnx(model: nn.Module, out: str,
     carries the numbers.
     """
     import onnx
-    net = _unwrap(model)
+    net = unwrap_model(model)
     kind = onnx_part(net, part)
     if labels and kind != 'segmentor':
         raise ValueError(f'labels=True (--labels) is for a whole segmentor; '
                          f'this export is the {kind}.')
     wrapper = _deploy_wrapper(net, kind, labels)
-    in_channels = _repvits(wrapper)[0].in_channels
+    in_channels = find_repvits(wrapper)[0].in_channels
     height, width = shape
     if check_shapes is None:
         check_shapes = [(1, in_channels, height, width),
@@ -494,7 +277,7 @@ def _parity(wrapper, path, inputs, labels) -> Dict[Tuple[int, ...], float]:
                                                 reference[0].numpy())
         else:
             diffs[tuple(x.shape)] = max(
-                _rel_diff(o, r.numpy()) for o, r in zip(ours, reference))
+                rel_diff(o, r.numpy()) for o, r in zip(ours, reference))
     return diffs
 
 

@@ -25,7 +25,7 @@ from typing import Iterator, List, Sequence, Tuple
 
 from mmengine.logging import print_log
 
-from .resume import checkpoint_problem
+from .checkpoint import checkpoint_problem
 
 # Top-level config keys that MMEngine's Runner (or the tools) read; any other
 # top-level key is a variable of the config file, used only while the file is
@@ -47,9 +47,12 @@ def _runner_keys() -> set:
 def _backbone_widths(backbone: dict) -> Tuple[List[int], str]:
     """The widths of the outputs of a ``RepViT`` backbone config, and a
     description of the settings that decide them."""
-    from .models import RepViT
+    import torch
+
+    from ..models import RepViT
     args = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg')}
-    model = RepViT(**args)
+    with torch.device('meta'):   # its shapes only, no memory
+        model = RepViT(**args)
     settings = (f"arch {model.arch_name!r}, out_indices "
                 f"{tuple(model.out_indices)}, stage_ends {model.stage_ends!r}")
     return model.out_channels, settings
@@ -250,7 +253,7 @@ def check_load_from(cfg) -> None:
     path = cfg.get('load_from')
     if not path or _is_remote(path):
         return
-    problem = checkpoint_problem(path)
+    problem = checkpoint_problem(path, full=False)   # torch.load reads it
     if problem is not None:
         error = ValueError if osp.exists(path) else FileNotFoundError
         raise error(f'Cannot load the checkpoint {path!r}: {problem} (looked '

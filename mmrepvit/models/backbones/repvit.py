@@ -2,7 +2,6 @@
 import contextlib
 import logging
 import warnings
-from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -13,41 +12,13 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from ..checkpoint import (BackboneState, is_fused, is_unfused,
-                          read_backbone_state)
-from .layers import RepViTBlock, conv_bn, fuse_modules, preserved_norm_stats
+from ...utils.checkpoint import read_checkpoint
+from ..layers import (RepViTBlock, block_settings, conv_bn, fuse_modules,
+                      preserved_norm_stats)
+from ..utils import (backbone_state_dict, check_backbone_fit, is_fused,
+                     is_unfused)
 
 STAGE_ENDS = ('before_pre_block', 'before_downsample')
-
-
-class BlockSetting(NamedTuple):
-    """One RepViT block: output width, stride (1 or 2) and whether it has SE."""
-    width: int
-    stride: int
-    use_se: bool
-
-
-def block_settings(widths: Sequence[int],
-                   depths: Sequence[int]) -> List[BlockSetting]:
-    """The blocks of a RepViT given its widths and depths per stage.
-
-    Every stage but the first starts with a stride-2 block that changes the
-    width. SE follows one rule in all official arches: counting the stride-1
-    blocks after each downsampling (the stem, or a stride-2 block) from 0,
-    the even ones have SE, except the *pre-block* (the last block of a stage
-    that is followed by another stage), which has none; stride-2 blocks have
-    none either.
-    """
-    blocks = []
-    last_stage = len(widths) - 1
-    for stage, (width, depth) in enumerate(zip(widths, depths)):
-        for j in range(depth):
-            downsamples = stage > 0 and j == 0
-            position = j - 1 if stage > 0 else j
-            pre_block = stage < last_stage and j == depth - 1
-            use_se = not (downsamples or pre_block) and position % 2 == 0
-            blocks.append(BlockSetting(width, 2 if downsamples else 1, use_se))
-    return blocks
 
 
 class LoadReport(NamedTuple):
@@ -236,7 +207,8 @@ class RepViT(BaseModule):
                     norm_cfg=self.norm_cfg, deploy=self.deploy), nn.GELU(),
             conv_bn(first_width // 2, first_width, 3, 2, 1,
                     norm_cfg=self.norm_cfg, deploy=self.deploy))
-        drop_rates = torch.linspace(0, drop_path_rate, len(blocks)).tolist()
+        drop_rates = torch.linspace(0, drop_path_rate, len(blocks),
+                                    device='cpu').tolist()
         features = [stem]
         width = first_width
         for block, drop_rate in zip(blocks, drop_rates):
@@ -330,10 +302,10 @@ class RepViT(BaseModule):
 
     # ---------------------------------------------------------- pretrained
     def init_weights(self):
-        """Load a ``dict(type='Pretrained', ...)`` in ``init_cfg`` (alone or
-        in a list) with :meth:`load_pretrained` (safe loading, layout
-        conversion and key checks), after MMEngine has applied the other
-        entries, as MMEngine orders them."""
+        """Apply ``init_cfg``: a ``dict(type='Pretrained', checkpoint=...,
+        prefix=...)`` entry (alone or in a list) loads with
+        :meth:`load_pretrained`, after MMEngine has applied the other
+        entries, in MMEngine's order."""
         cfg = self.init_cfg
         entries = list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
         pretrained = [c for c in entries
@@ -345,14 +317,13 @@ class RepViT(BaseModule):
             raise ValueError(
                 f'The init_cfg of RepViT has {len(pretrained)} Pretrained '
                 f'entries; give one checkpoint.')
-        pretrained = pretrained[0]
-        unknown = set(pretrained) - {'type', 'checkpoint', 'prefix',
-                                     'map_location'}
+        unknown = set(pretrained[0]) - {'type', 'checkpoint', 'prefix',
+                                        'map_location'}
         if unknown:
             raise ValueError(
                 f'Unknown keys {sorted(unknown)} in the Pretrained init_cfg '
                 f'of RepViT; allowed: checkpoint, prefix, map_location.')
-        others = [c for c in entries if c is not pretrained]
+        others = [c for c in entries if c is not pretrained[0]]
         if others:
             self.init_cfg = others
             try:
@@ -360,112 +331,87 @@ class RepViT(BaseModule):
             finally:
                 self.init_cfg = cfg
         self.load_pretrained(
-            pretrained['checkpoint'], prefix=pretrained.get('prefix'),
-            map_location=pretrained.get('map_location', 'cpu'))
+            pretrained[0]['checkpoint'], prefix=pretrained[0].get('prefix'),
+            map_location=pretrained[0].get('map_location', 'cpu'))
         self._is_init = True
 
-    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None,
-                        map_location='cpu', logger='current') -> LoadReport:
-        """Load pretrained weights from a local path or an http(s) URL.
+    def load_pretrained(self, checkpoint: Union[str, dict],
+                        prefix: Optional[str] = None, map_location='cpu',
+                        logger='current', source: Optional[str] = None
+                        ) -> LoadReport:
+        """Load backbone weights: the one loading path of mmrepvit.
 
-        Accepts official ImageNet checkpoints (classification heads dropped),
-        timm-layout checkpoints (converted in memory), MMEngine / MMDetection
-        / MMSegmentation checkpoints of a whole model with
-        ``prefix='backbone.'``, plain state dicts, fused checkpoints into a
-        ``deploy=True`` backbone, and unfused ones into a ``deploy=True``
-        backbone (loaded into the training form, then fused). Logs how many
-        tensors loaded and names the missing and unexpected keys to
-        ``logger`` (an MMLogger, its name, or ``'current'``).
+        The file is read safely (:func:`mmrepvit.utils.read_checkpoint`),
+        its backbone tensors taken and converted to the official layout
+        (:func:`mmrepvit.models.utils.backbone_state_dict`: timm layout,
+        ``prefix`` such as ``'backbone.'``, DDP's ``module.``, classification
+        heads dropped), checked against this backbone and loaded with
+        ``load_state_dict``, where :meth:`_load_from_state_dict` fuses
+        training-form weights for a ``deploy=True`` backbone.
+
+        Args:
+            checkpoint (str | dict): A local path or an http(s) URL, or a
+                checkpoint already read (then ``source`` names it).
+            prefix (str, optional): Key prefix of the backbone in the
+                checkpoint. Defaults to ``None``.
+            map_location: Where tensors are loaded. Defaults to ``'cpu'``.
+            logger: MMLogger, its name or ``'current'``, for the report of
+                what loaded. Defaults to ``'current'``.
+            source (str, optional): How errors name a checkpoint given as a
+                dict. Defaults to ``None``.
+
+        Returns:
+            LoadReport: the keys loaded, missing, unexpected and dropped, and
+            the layout the file was in.
 
         Raises:
-            ValueError: no tensor matches the backbone, a tensor's shape
-                differs (a checkpoint of another arch), or a fused checkpoint
-                meets a training-form backbone.
+            ValueError: no tensor matches, shapes differ (another arch or
+                ``in_channels``), or fused weights meet a training-form
+                backbone.
         """
-        return self.load_backbone_state(
-            read_backbone_state(checkpoint, prefix, map_location), checkpoint,
-            prefix, logger)
-
-    def load_backbone_state(self, backbone: BackboneState, checkpoint: str,
-                            prefix: Optional[str] = None,
-                            logger='current') -> LoadReport:
-        """:meth:`load_pretrained` for a checkpoint already read (by
-        :func:`~mmrepvit.to_backbone_state`); ``checkpoint`` and ``prefix``
-        name where it came from in the log and in errors."""
-        source = f'checkpoint {checkpoint!r}'
-        state, layout, dropped = backbone
+        if isinstance(checkpoint, str):
+            source = source or checkpoint
+            checkpoint = read_checkpoint(source, map_location)
+        name = f'checkpoint {source!r}'
+        state, layout, dropped = backbone_state_dict(checkpoint, prefix, name)
         if is_fused(state) and not self.deploy:
             raise ValueError(
-                f'{source} holds a fused (re-parameterised) RepViT; build the '
+                f'{name} holds a fused (re-parameterised) RepViT; build the '
                 f'backbone with deploy=True to load it.')
-        target = self
-        if self.deploy and not is_fused(state):
-            # Load into the training form, then fuse, so that ImageNet
-            # weights initialise a deploy-form backbone directly.
-            target = RepViT(self.arch_settings, self.in_channels,
-                            norm_cfg=self.norm_cfg)
-            target.arch_name = self.arch_name
-        matched, missing, unexpected = target._match_state(state, source)
-        target.load_state_dict(matched, strict=False)
-        expected = len(target.state_dict())
-        if target is not self:
-            self.load_state_dict(target.eval().switch_to_deploy().state_dict())
-        name = f'RepViT-{self.arch_name}' + (' (deploy)' if self.deploy
-                                             else '')
+        form = self if is_fused(state) or not self.deploy else \
+            self._training_form('meta')
+        missing, unexpected = check_backbone_fit(
+            state, form.state_dict(), name, self.arch_name, self.in_channels)
+        matched = {k: v for k, v in state.items() if k not in unexpected}
+        self._fill_missing = missing   # _load_from_state_dict fuses these too
+        try:
+            self.load_state_dict(matched, strict=False)
+        finally:
+            del self._fill_missing
         print_log(
-            f'Loaded {len(matched)}/{expected} tensors of '
-            f'{name} from {checkpoint} ({layout} layout'
+            f'Loaded {len(matched)}/{len(matched) + len(missing)} tensors of '
+            f'RepViT-{self.arch_name}{" (deploy)" if self.deploy else ""} '
+            f'from {source} ({layout} layout'
             + (f', prefix {prefix!r}' if prefix else '')
             + (f', dropped {len(dropped)} classification-head tensors'
                if dropped else '') + ').', logger=logger)
-        if missing:
-            print_log(f'Missing keys in {source} ({len(missing)}; these keep '
-                      f'their initialisation): {missing}', logger=logger,
-                      level=logging.WARNING)
-        if unexpected:
-            print_log(f'Unexpected keys in {source} ({len(unexpected)}; '
-                      f'ignored): {unexpected}', logger=logger,
-                      level=logging.WARNING)
+        for keys, what in ((missing, 'Missing keys in {} ({}; these keep '
+                            'their initialisation): {}'),
+                           (unexpected, 'Unexpected keys in {} ({}; '
+                            'ignored): {}')):
+            if keys:
+                print_log(what.format(name, len(keys), keys), logger=logger,
+                          level=logging.WARNING)
         return LoadReport(list(matched), missing, unexpected, dropped, layout)
 
-    def _match_state(self, state: dict, source: str):
-        """Split ``state`` into the tensors this backbone has, its keys the
-        state lacks and keys it does not know; raise if nothing matches or a
-        shape differs."""
-        own = self.state_dict()
-        mismatched = [
-            f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-            for k, v in state.items() if k in own and own[k].shape != v.shape
-        ]
-        stem = 'features.0.0.c.weight'
-        if (len(mismatched) == 1 and stem in state and stem in own
-                and state[stem].shape[1] != own[stem].shape[1]):
-            raise ValueError(
-                f'{source} was trained on {state[stem].shape[1]}-channel '
-                f'images and this backbone takes in_channels='
-                f'{self.in_channels}: only the first convolution '
-                f'({stem}, {tuple(state[stem].shape)} vs '
-                f'{tuple(own[stem].shape)}) differs. Adapt that tensor in the '
-                f'checkpoint to {self.in_channels} input channels (e.g. '
-                f'repeat the mean of its RGB kernels along dim 1) and save '
-                f'it, or build the backbone with in_channels='
-                f'{state[stem].shape[1]}.')
-        if mismatched:
-            raise ValueError(
-                f'{source} does not fit RepViT arch {self.arch_name!r}: '
-                f'{len(mismatched)} tensors differ in shape (is it a '
-                f'checkpoint of another arch?), e.g. {mismatched[:5]}.')
-        matched = OrderedDict((k, v) for k, v in state.items() if k in own)
-        if not matched:
-            raise ValueError(
-                f'No tensor of {source} matches the RepViT backbone: its keys '
-                f'look like {list(state)[:5]}, the backbone\'s like '
-                f'{list(own)[:3]}. For a whole detector or segmentor '
-                f"checkpoint pass prefix='backbone.' (export_onnx.py: "
-                f"--prefix backbone.).")
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        return matched, missing, unexpected
+    def _training_form(self, device=None) -> 'RepViT':
+        """A training-form RepViT of this arch (on ``device``; ``'meta'``
+        for its shapes only)."""
+        with torch.device(device or 'cpu'):
+            twin = RepViT(self.arch_settings, self.in_channels,
+                          norm_cfg=self.norm_cfg)
+        twin.arch_name = self.arch_name
+        return twin
 
     # -------------------------------------------------------------- deploy
     def switch_to_deploy(self) -> 'RepViT':
@@ -475,7 +421,10 @@ class RepViT(BaseModule):
         mode (the BatchNorm running statistics are folded in). Calling it in
         training mode is allowed but warns, because a training-mode network
         normalises with batch statistics and the fused one cannot. Calling it
-        on an already fused network does nothing. Returns ``self``.
+        on an already fused network does nothing.
+
+        Returns:
+            RepViT: ``self``.
         """
         if self.deploy:
             return self
@@ -485,30 +434,30 @@ class RepViT(BaseModule):
                 'fused network folds in the BatchNorm running statistics, so it '
                 'matches this network in eval mode only; call model.eval() '
                 'first to compare outputs.', stacklevel=2)
-        self._fuse()
-        return self
-
-    def _fuse(self):
         fuse_modules(self.features)
         self.deploy = True
         self._freeze_stages()
+        return self
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Load weights of either form into either form.
+        """Load weights of either form into either form: the only place
+        where the backbone adapts its form to the weights it is given.
 
-        ``load_state_dict`` (PyTorch's and MMEngine's, so ``tools/test.py``,
-        the inferencers, ``init_detector`` and ``init_model`` alike) calls
-        this before it loads the children, so the backbone can adapt first:
-        a fused checkpoint switches a training-form backbone to the deploy
-        form, and a training-form checkpoint is fused on the way into a
-        deploy-form backbone (it must then hold every backbone tensor, or
-        this raises rather than fuse what it lacks).
+        ``load_state_dict`` (PyTorch's and MMEngine's: :meth:`load_pretrained`,
+        ``tools/test.py``, the inferencers, ``init_detector`` and
+        ``init_model`` alike) calls this before it loads the children. A
+        fused checkpoint switches a training-form backbone to the deploy
+        form; training-form weights are fused on the way into a deploy-form
+        backbone, and must then hold every backbone tensor (this raises
+        rather than fuse what it lacks), except those that
+        :meth:`load_pretrained` reported missing, which keep a fresh
+        initialisation.
         """
         own = {k[len(prefix):]: v for k, v in state_dict.items()
                if k.startswith(prefix)}
         name = prefix[:-1] or type(self).__name__
         if is_fused(own) and not self.deploy:
-            self._fuse()
+            self.switch_to_deploy()
             self._fused_by_load = True
             print_log(f'{name}: the checkpoint holds a fused RepViT, so the '
                       f'backbone switched to its deploy form to load it.',
@@ -525,11 +474,11 @@ class RepViT(BaseModule):
 
     def _fuse_state(self, state: dict, name: str) -> dict:
         """The deploy-form state dict of training-form weights ``state``."""
-        training = RepViT(self.arch_settings, self.in_channels,
-                          norm_cfg=self.norm_cfg)
+        training = self._training_form()
         result = training.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys
-                   if not k.endswith('num_batches_tracked')]
+        allowed = set(getattr(self, '_fill_missing', ()))
+        missing = [k for k in result.missing_keys if k not in allowed
+                   and not k.endswith('num_batches_tracked')]
         if missing or result.unexpected_keys:
             raise ValueError(
                 f'{name}: the checkpoint holds training-form RepViT weights '
@@ -541,14 +490,3 @@ class RepViT(BaseModule):
                 f'tools/deploy/reparameterize.py.')
         return training.eval().switch_to_deploy().state_dict()
 
-
-def switch_to_deploy(model: nn.Module) -> int:
-    """Call :meth:`RepViT.switch_to_deploy` on every RepViT inside ``model``
-    (a detector, a segmentor or a bare backbone). Returns how many RepViT
-    backbones were fused (already fused ones are not counted)."""
-    count = 0
-    for m in model.modules():
-        if isinstance(m, RepViT) and not m.deploy:
-            m.switch_to_deploy()
-            count += 1
-    return count

@@ -7,7 +7,7 @@ it in deploy form. Child names follow the official RepViT checkpoints
 weights load without conversion.
 """
 import contextlib
-from typing import Optional
+from typing import List, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -156,6 +156,36 @@ class Residual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.drop_path(self.m(x))
+
+
+class BlockSetting(NamedTuple):
+    """One RepViT block: output width, stride (1 or 2) and whether it has SE."""
+    width: int
+    stride: int
+    use_se: bool
+
+
+def block_settings(widths: Sequence[int],
+                   depths: Sequence[int]) -> List[BlockSetting]:
+    """The blocks of a RepViT given its widths and depths per stage.
+
+    Every stage but the first starts with a stride-2 block that changes the
+    width. SE follows one rule in all official arches: counting the stride-1
+    blocks after each downsampling (the stem, or a stride-2 block) from 0,
+    the even ones have SE, except the *pre-block* (the last block of a stage
+    that is followed by another stage), which has none; stride-2 blocks have
+    none either.
+    """
+    blocks = []
+    last_stage = len(widths) - 1
+    for stage, (width, depth) in enumerate(zip(widths, depths)):
+        for j in range(depth):
+            downsamples = stage > 0 and j == 0
+            position = j - 1 if stage > 0 else j
+            pre_block = stage < last_stage and j == depth - 1
+            use_se = not (downsamples or pre_block) and position % 2 == 0
+            blocks.append(BlockSetting(width, 2 if downsamples else 1, use_se))
+    return blocks
 
 
 class RepViTBlock(nn.Module):

@@ -1,0 +1,204 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Fuse (re-parameterise) the RepViT inside a whole model for inference, and
+write fused checkpoints.
+
+Fused checkpoints need nothing here to load: :class:`mmrepvit.RepViT`
+recognises the form of the weights it is given, so ``tools/test.py``, the
+inferencers, ``init_detector`` and ``init_model`` take them as they are.
+"""
+import copy
+from typing import List, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.model import BaseTTAModel, is_model_wrapper
+
+from ..models import RepViT
+from .model import build_model, load_model_weights
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside DDP-like wrappers and test-time augmentation models
+    (``BaseTTAModel``, what ``tools/test.py --tta`` builds), through any
+    nesting.
+
+    Args:
+        model (nn.Module): A model, wrapped or not.
+
+    Returns:
+        nn.Module: The innermost model.
+    """
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
+
+
+def find_repvits(model: nn.Module) -> List[RepViT]:
+    """Every RepViT inside ``model``; raises ``ValueError`` if there is
+    none."""
+    found = [m for m in model.modules() if isinstance(m, RepViT)]
+    if not found:
+        raise ValueError(
+            f'{type(model).__name__} has no RepViT backbone: mmrepvit fuses '
+            f'and exports models whose backbone is type="RepViT".')
+    return found
+
+
+def switch_to_deploy(model: nn.Module) -> int:
+    """Call :meth:`RepViT.switch_to_deploy` on every RepViT inside a model.
+
+    Args:
+        model (nn.Module): A detector, a segmentor or a bare backbone.
+
+    Returns:
+        int: How many RepViT backbones were fused (already fused ones are
+        not counted).
+    """
+    count = 0
+    for m in model.modules():
+        if isinstance(m, RepViT) and not m.deploy:
+            m.switch_to_deploy()
+            count += 1
+    return count
+
+
+def fuse_model(model: nn.Module, channels_last: bool = False) -> nn.Module:
+    """Prepare a detector, a segmentor or a bare RepViT for inference, in
+    place: eval mode, every RepViT fused, and with ``channels_last`` the
+    backbone and neck in that memory format (:func:`use_channels_last`).
+    Predictions stay the same up to float rounding.
+
+    Args:
+        model (nn.Module): The model, wrapped or not.
+        channels_last (bool): Also run backbone and neck in channels_last.
+            Defaults to ``False``.
+
+    Returns:
+        nn.Module: ``model``.
+
+    Example:
+        >>> from mmdet.apis import DetInferencer
+        >>> inferencer = DetInferencer(model=CONFIG, weights=CHECKPOINT)
+        >>> fuse_model(inferencer.model, channels_last=True)
+    """
+    net = unwrap_model(model)
+    find_repvits(net)
+    net.eval()
+    switch_to_deploy(net)
+    if channels_last:
+        use_channels_last(net)
+    return model
+
+
+def _to_channels_last(module, args):
+    return tuple(a.contiguous(memory_format=torch.channels_last)
+                 if torch.is_tensor(a) and a.dim() == 4 else a for a in args)
+
+
+def _to_contiguous(module, args, outputs):
+    if torch.is_tensor(outputs):
+        return outputs.contiguous()
+    return type(outputs)(o.contiguous() if torch.is_tensor(o) else o
+                         for o in outputs)
+
+
+def use_channels_last(model: nn.Module) -> nn.Module:
+    """Run the backbone and neck of ``model`` (or a bare backbone) in the
+    channels_last memory format, in place.
+
+    Their weights are converted, the image is converted on the way in, and
+    their outputs go back to the default layout for the heads, because
+    mmcv's compiled ops (RoIAlign) read NCHW memory and return wrong values
+    for channels_last tensors. Calling it again does nothing.
+
+    Args:
+        model (nn.Module): A detector, a segmentor or a bare backbone.
+
+    Returns:
+        nn.Module: ``model``.
+    """
+    net = unwrap_model(model)
+    if getattr(net, '_channels_last_hooks', None):
+        return model
+    if isinstance(net, RepViT):
+        parts = [net]
+    elif isinstance(getattr(net, 'backbone', None), nn.Module):
+        parts = [net.backbone] + ([net.neck] if isinstance(
+            getattr(net, 'neck', None), nn.Module) else [])
+    else:
+        raise ValueError(f'{type(net).__name__} has no backbone to run in '
+                         f'channels_last.')
+    for part in parts:
+        part.to(memory_format=torch.channels_last)
+    net._channels_last_hooks = [
+        parts[0].register_forward_pre_hook(_to_channels_last),
+        parts[-1].register_forward_hook(_to_contiguous)]
+    return model
+
+
+def rel_diff(ours, reference) -> float:
+    """Maximum absolute difference relative to the largest magnitude of
+    ``reference`` (numpy arrays or tensors)."""
+    import numpy as np
+    ours, reference = (np.asarray(a, dtype=np.float64)
+                       for a in (ours, reference))
+    scale = float(np.abs(reference).max()) or 1.0
+    return float(np.abs(ours - reference).max()) / scale
+
+
+def repvit_backbone_cfg(cfg: Config) -> dict:
+    """The ``model.backbone`` of a config; raises ``ValueError`` if it is
+    not a RepViT."""
+    backbone = cfg.model.get('backbone', {})
+    if backbone.get('type') not in ('RepViT', 'mmrepvit.RepViT', RepViT):
+        raise ValueError(
+            f'The config\'s model.backbone is {backbone.get("type")!r}, not '
+            f'RepViT: mmrepvit fuses and exports RepViT models only.')
+    return backbone
+
+
+def fuse_checkpoint(config: Union[str, Config], checkpoint: str, out: str,
+                    check_size: Tuple[int, int] = (256, 320)) -> float:
+    """Write a whole model's checkpoint in fused form.
+
+    Args:
+        config (str | Config): The config of the model the checkpoint is of.
+        checkpoint (str): The training-form checkpoint.
+        out (str): The fused checkpoint to write (its ``meta`` kept).
+        check_size (tuple[int, int]): Size of the random input on which the
+            fused backbone must compute what the original does.
+            Defaults to ``(256, 320)``.
+
+    Returns:
+        float: The maximum relative difference of the backbone outputs.
+
+    Raises:
+        ValueError: the checkpoint is fused already.
+        RuntimeError: the outputs differ by more than 1e-4 relative
+            (nothing is written).
+    """
+    cfg = copy.deepcopy(config) if isinstance(config, Config) else \
+        Config.fromfile(config)
+    # Built in training form: only a fused checkpoint then switches it to
+    # the deploy form (a deploy=True config fuses any checkpoint on load).
+    repvit_backbone_cfg(cfg).deploy = False
+    model = build_model(cfg)
+    ckpt = load_model_weights(model, checkpoint)
+    backbones = find_repvits(model)
+    if all(b.deploy for b in backbones):
+        raise ValueError(f'{checkpoint} is fused already.')
+    x = torch.randn(1, backbones[0].in_channels, *check_size,
+                    generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model.backbone(x)
+        switch_to_deploy(model)
+        after = model.backbone(x)
+    err = max(rel_diff(a, b) for b, a in zip(before, after))
+    if err > 1e-4:
+        raise RuntimeError(f'fusion changed the backbone output by {err:.2e} '
+                           f'relative (expected float rounding, < 1e-4); '
+                           f'nothing written.')
+    meta = dict(ckpt.get('meta', {}), mmrepvit_deploy=True)
+    torch.save({'meta': meta, 'state_dict': model.state_dict()}, out)
+    return err

@@ -1,0 +1,8 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+from .atomic_checkpoint_hook import AtomicCheckpointHook
+from .fuse_model_hook import FuseModelHook
+from .random_state_hook import RandomStateHook
+from .seg_visualization_hook import SegTestVisualizationHook
+
+__all__ = ['AtomicCheckpointHook', 'FuseModelHook', 'RandomStateHook',
+           'SegTestVisualizationHook']

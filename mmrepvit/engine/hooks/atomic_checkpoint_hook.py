@@ -1,0 +1,78 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""``CheckpointHook`` whose checkpoints a kill cannot break."""
+import glob
+import os
+import os.path as osp
+from typing import Optional
+
+from mmengine.fileio import LocalBackend, register_backend
+from mmengine.hooks import CheckpointHook
+from mmengine.registry import HOOKS
+
+
+@register_backend('atomic_local')
+class AtomicLocalBackend(LocalBackend):
+    """MMEngine's local file backend, except that :meth:`put` replaces the
+    file in one step: a reader (or a later ``--resume``) sees the old file or
+    the complete new one, never a part of it."""
+
+    def put(self, obj: bytes, filepath) -> None:
+        filepath = str(filepath)
+        os.makedirs(osp.dirname(osp.abspath(filepath)), exist_ok=True)
+        partial = filepath + '.part'
+        with open(partial, 'wb') as f:
+            f.write(obj)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, filepath)
+        # Make the rename itself durable (a crash of the machine right after
+        # it could otherwise bring back the old directory entry).
+        directory = os.open(osp.dirname(osp.abspath(filepath)), os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """``CheckpointHook`` that a kill cannot leave without a usable
+    checkpoint.
+
+    It takes ``CheckpointHook``'s arguments. Local checkpoints are written
+    through :class:`AtomicLocalBackend` (unless ``backend_args`` or
+    ``file_client_args`` choose another backend), and the checkpoint that
+    ``max_keep_ckpts`` drops is deleted after the new one is written, not
+    before. Leftover ``*.pth.part`` files of a killed write are deleted when
+    training starts.
+    """
+
+    def __init__(self, *args, backend_args: Optional[dict] = None,
+                 file_client_args: Optional[dict] = None, **kwargs):
+        out_dir = kwargs.get('out_dir') or ''
+        if backend_args is None and file_client_args is None and \
+                '://' not in str(out_dir):
+            backend_args = dict(backend='atomic_local')
+        super().__init__(*args, backend_args=backend_args,
+                         file_client_args=file_client_args, **kwargs)
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if isinstance(self.file_backend, LocalBackend) and \
+                runner.rank == 0:
+            for partial in glob.glob(osp.join(self.out_dir, '*.pth.part')):
+                os.remove(partial)
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        # MMEngine's method removes the checkpoint that falls out of
+        # max_keep_ckpts before it saves the new one; collect those removals
+        # and do them once the new checkpoint (and last_checkpoint) exist.
+        backend, dropped = self.file_backend, []
+        backend.remove = lambda path: dropped.append((path, False))
+        backend.rmtree = lambda path: dropped.append((path, True))
+        try:
+            super()._save_checkpoint_with_step(runner, step, meta)
+        finally:
+            del backend.remove, backend.rmtree   # the class's methods again
+        for path, is_dir in dropped:
+            (backend.rmtree if is_dir else backend.remove)(path)

@@ -1,0 +1,93 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Random generator states in checkpoints, for bit-identical resuming."""
+import logging
+import random
+from typing import Optional
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.registry import HOOKS
+from mmengine.runner import IterBasedTrainLoop
+
+
+def _random_state() -> dict:
+    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(),
+                 python=random.getstate())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_random_state(state: dict, generators) -> None:
+    if 'torch' in generators:
+        torch.set_rng_state(state['torch'].cpu())
+        cuda = state.get('cuda')
+        if cuda is not None and torch.cuda.is_available() and \
+                len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+    if 'numpy' in generators:
+        np.random.set_state(tuple(state['numpy']))
+    if 'python' in generators:
+        random.setstate(tuple(state['python']))
+
+
+@HOOKS.register_module()
+class RandomStateHook(Hook):
+    """Save the random generators' states in every checkpoint and restore
+    them on resume, so that a resumed run draws the random numbers the
+    interrupted run would have drawn.
+
+    The states are taken when a checkpoint is saved and put back where the
+    training loop continues: before the next epoch (epoch-based loops: torch,
+    numpy and Python's ``random``) or before the next iteration
+    (iteration-based loops: torch only, because MMEngine's loop replays the
+    data pipeline, and with it the numpy and ``random`` draws of the
+    augmentations, to skip the batches already trained). The run that was
+    not interrupted puts back the same states at the same place (a no-op
+    unless something, such as validation, drew random numbers in between),
+    so both continue identically.
+
+    Not restored: the generators inside ``persistent_workers`` dataloader
+    processes (a resumed run starts new workers), and, in distributed runs,
+    the generators of ranks other than 0 (only rank 0 saves checkpoints).
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self):
+        self._pending: Optional[dict] = None   # states to put back
+        self._loaded: Optional[dict] = None    # those of a loaded checkpoint
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['random_state'] = _random_state()
+        self._pending = checkpoint['random_state']
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._loaded = checkpoint.get('random_state', {})
+
+    def before_train(self, runner) -> None:
+        loaded, self._loaded = self._loaded, None
+        if loaded is None or (runner.iter == 0 and runner.epoch == 0):
+            return     # nothing loaded, or only weights (load_from)
+        if not loaded:
+            print_log(
+                'The checkpoint holds no random generator states (it was '
+                'not saved with RandomStateHook): the resumed run draws other '
+                'random numbers than the interrupted run would have.',
+                logger='current', level=logging.WARNING)
+        elif runner.rank == 0:
+            self._pending = loaded
+
+    def before_train_epoch(self, runner) -> None:
+        if self._pending is not None and \
+                not isinstance(runner.train_loop, IterBasedTrainLoop):
+            _set_random_state(self._pending, ('torch', 'numpy', 'python'))
+            self._pending = None
+
+    def before_train_iter(self, runner, batch_idx: int,
+                          data_batch=None) -> None:
+        if self._pending is not None:
+            _set_random_state(self._pending, ('torch', ))
+            self._pending = None

@@ -1,0 +1,234 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Checkpoint files: reading them safely, and telling what is wrong with one.
+
+:func:`checkpoint_problem` is the one validator of a checkpoint file; it
+explains what :func:`read_checkpoint` could not read, and chooses the
+checkpoint that ``--resume`` continues from (:func:`find_resume_checkpoint`).
+"""
+import glob
+import logging
+import os.path as osp
+import pickle
+import re
+import urllib.error
+import zipfile
+from typing import List, Optional
+
+import torch
+from mmengine.logging import print_log
+from mmengine.runner import find_latest_checkpoint
+
+_CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+
+
+def read_checkpoint(filename: str, map_location='cpu') -> dict:
+    """Read a checkpoint without executing code from it.
+
+    PyTorch files load with ``torch.load(..., weights_only=True)``; a local
+    ``.safetensors`` file (timm's weights on the Hugging Face Hub) is read
+    with the ``safetensors`` package, as the dict of its tensors.
+
+    Args:
+        filename (str): A local path or an http(s) URL.
+        map_location: Where the tensors are loaded. Defaults to ``'cpu'``.
+
+    Returns:
+        dict: What the file holds.
+
+    Raises:
+        FileNotFoundError: the local path does not exist.
+        ConnectionError: the URL cannot be downloaded.
+        ValueError: the file is not a whole PyTorch or safetensors
+            checkpoint (truncated, corrupted, or an HTML page saved as .pth).
+        RuntimeError: the file holds objects other than tensors and plain
+            containers, which only an unsafe unpickling could read.
+    """
+    filename = str(filename)
+    if re.match(r'^https?://', filename):
+        try:
+            return _torch_load(
+                filename, lambda: torch.hub.load_state_dict_from_url(
+                    filename, map_location=map_location, weights_only=True,
+                    progress=False))
+        except urllib.error.URLError as e:
+            raise ConnectionError(
+                f'Could not download the checkpoint {filename} ({e.reason}). '
+                f'Download it by hand (from a machine that can reach it) and '
+                f'give its local path instead, e.g. '
+                f'init_cfg.checkpoint=/path/to/{filename.rsplit("/", 1)[-1]}.'
+            ) from e
+    if '://' in filename:
+        raise ValueError(
+            f'Unsupported checkpoint location {filename!r}: use a local '
+            f'path or an http(s) URL.')
+    if not osp.isfile(filename):
+        raise FileNotFoundError(
+            f'Checkpoint file {filename!r} does not exist (looked for '
+            f'{osp.abspath(filename)!r}); check the path (the '
+            f'checkpoint argument of a tool, or init_cfg.checkpoint, '
+            f'load_from or --resume in a config).')
+    with open(filename, 'rb') as f:
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b'{':   # safetensors: size, JSON
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        try:
+            return load_file(filename, device=str(map_location))
+        except (SafetensorError, ValueError, RuntimeError) as e:
+            raise _not_a_checkpoint(
+                filename, f'a broken safetensors file: {e}') from e
+    # torch.save writes a zip archive ('PK'); old files are a pickle (0x80).
+    if head[:2] != b'PK' and not head.startswith(b'\x80'):
+        raise _not_a_checkpoint(filename, f'it starts with {head[:2]!r}')
+    return _torch_load(filename, lambda: torch.load(
+        filename, map_location=map_location, weights_only=True))
+
+
+def _not_a_checkpoint(filename: str, why: str) -> ValueError:
+    again = 'Download it again'
+    if '://' in filename:
+        again += (f' (delete the cached copy in '
+                  f'{osp.join(torch.hub.get_dir(), "checkpoints")} first)')
+    return ValueError(
+        f'{filename!r} is not a valid PyTorch checkpoint ({why}): it is '
+        f'truncated or corrupted, or another kind of file (an HTML error '
+        f'page saved as .pth, for example). {again}.')
+
+
+def _torch_load(filename: str, load):
+    """``load()``, with torch's errors turned into ones that say what is
+    wrong with ``filename`` and what to do."""
+    try:
+        return load()
+    except pickle.UnpicklingError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        # Refusals name the global or call (ours say 'Refusing ...'); a
+        # broken file fails on a byte that is no pickle opcode.
+        refused = next((ln for ln in lines if 'GLOBAL' in ln or
+                        'Refusing' in ln or 'reduce' in ln), None)
+        if refused is None:
+            generic = ('Weights only load failed', 'Please file an issue',
+                       'Check the documentation')
+            detail = [ln for ln in lines if not ln.startswith(generic)]
+            raise _not_a_checkpoint(
+                filename, detail[0] if detail else 'unreadable pickle') from e
+        raise RuntimeError(
+            f'Refusing to load {filename!r}: it holds Python objects other '
+            f'than tensors and plain containers, and unpickling those could '
+            f'run code from the file ({refused}). mmrepvit reads weights '
+            f'with torch.load(weights_only=True). If you trust the file, save '
+            f'only its tensors and load that file instead: for a whole '
+            f'pickled model, torch.save(torch.load(path, weights_only=False)'
+            f".state_dict(), 'weights.pth'); for a dict that holds one, its "
+            f"state-dict entry, e.g. torch.save(torch.load(path, "
+            f"weights_only=False)['model'], 'weights.pth').") from e
+    except EOFError as e:   # an empty pickle
+        raise _not_a_checkpoint(filename, 'the file is empty') from e
+    except (RuntimeError, OSError) as e:
+        if isinstance(e, urllib.error.URLError) or (isinstance(
+                e, RuntimeError) and 'PytorchStreamReader' not in str(e)):
+            raise   # a download that failed; an error of another kind
+        # A zip archive cut short or damaged: torch names the part it
+        # could not read; where it says nothing useful (an archive cut
+        # within its first kilobytes gives a bare OSError), ask the
+        # validator.
+        why = str(e).splitlines()[0] if isinstance(e, RuntimeError) else \
+            checkpoint_problem(filename) or str(e)
+        raise _not_a_checkpoint(filename, why) from e
+
+
+def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
+    """Why ``path`` is not a whole checkpoint file, or None if it is.
+
+    Args:
+        path (str): A local file.
+        full (bool): Check every member of a zip archive (what
+            ``torch.save`` writes) against its CRC-32, reading the whole
+            file; otherwise only its central directory. Nothing is
+            unpickled either way. An old-style pickle checkpoint is accepted
+            as it is. Defaults to ``True``.
+
+    Returns:
+        str | None: The problem, in words, or None.
+    """
+    if not osp.isfile(path):
+        return 'the file does not exist'
+    if osp.getsize(path) == 0:
+        return 'the file is empty'
+    if not zipfile.is_zipfile(path):
+        with open(path, 'rb') as f:
+            if f.read(1) == b'\x80':    # a pre-zip pickle checkpoint
+                return None
+        return ('it is not a complete checkpoint archive (cut short, '
+                'or not a checkpoint at all)')
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip() if full else None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        return f'its archive is damaged ({e})'
+    if bad is not None:
+        return f'its member {bad!r} is corrupted (CRC mismatch)'
+    return None
+
+
+def _fallbacks(directory: str, named: Optional[str]) -> List[str]:
+    """The ``epoch_N.pth`` / ``iter_N.pth`` files in ``directory`` to try
+    after ``named``: those of its kind saved before it, newest first; with
+    no ``named``, all of them, the last written first."""
+    found = []
+    for path in glob.glob(osp.join(directory, '*.pth')):
+        match = _CHECKPOINT_NAME.match(osp.basename(path))
+        if match:
+            found.append((match.group(1), int(match.group(2)), path))
+    if named is None:
+        return sorted((path for _, _, path in found), key=osp.getmtime,
+                      reverse=True)
+    match = _CHECKPOINT_NAME.match(osp.basename(named))
+    if match is None:
+        return []
+    kind, step = match.group(1), int(match.group(2))
+    return [path for _, _, path in sorted(
+        (f for f in found if f[0] == kind and f[1] < step),
+        key=lambda f: -f[1])]
+
+
+def find_resume_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint that ``--resume`` (without a path) continues from.
+
+    MMEngine's choice, the file named in ``WORK_DIR/last_checkpoint``, if it
+    is whole (:func:`checkpoint_problem`); otherwise, with a warning naming
+    the broken file, the newest whole checkpoint saved before it (or, if
+    ``last_checkpoint`` names nothing, the whole checkpoint written last).
+
+    Args:
+        work_dir (str): The training run's work directory.
+
+    Returns:
+        str | None: The checkpoint, or None when there is no
+        ``last_checkpoint`` (training starts from scratch, as in MMEngine).
+
+    Raises:
+        RuntimeError: no checkpoint is whole.
+    """
+    last_file = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(last_file):
+        return None
+    named = find_latest_checkpoint(work_dir) or None   # '' if cut short
+    broken = [] if named else [(last_file, 'it names no checkpoint')]
+    directory = osp.dirname(named) if named else work_dir
+    for path in ([named] if named else []) + _fallbacks(directory, named):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            if broken:
+                print_log(
+                    f'Cannot resume from {broken[0][0]} ({broken[0][1]}); '
+                    f'resuming from {path}, the newest whole checkpoint, '
+                    f'instead: the steps after it are trained again.',
+                    logger='current', level=logging.WARNING)
+            return path
+        broken.append((path, problem))
+    listing = '; '.join(f'{path}: {problem}' for path, problem in broken)
+    raise RuntimeError(
+        f'No usable checkpoint to resume from in {work_dir} ({listing}). '
+        f'Train again without --resume, or give --resume PATH a whole '
+        f'checkpoint.')

@@ -1,0 +1,189 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Workarounds for upstream bugs and limits, in one place.
+
+Each names the upstream version it was written for and how to tell that it
+can go:
+
+- :func:`allow_mmengine_checkpoints`: MMEngine 0.10.7 calls ``torch.load``
+  without ``weights_only``, which PyTorch >= 2.6 sets to True; MMEngine's
+  training checkpoints then fail to load (resume). Can go once MMEngine
+  loads its own checkpoints under ``weights_only=True`` (resume a run with
+  this function disabled).
+- :func:`run_job`: with the gloo backend, PyTorch (seen with 2.1 to 2.13 on
+  Python 3.11+) aborts at interpreter exit after a finished job
+  ("terminate called without an active exception"). Can go when a CPU
+  ``tools/dist_train.sh`` run ends with status 0 without it.
+- :func:`write_test_metrics_on_rank0_only`: MMEngine 0.10.7's LoggerHook
+  writes the test metrics JSON on every rank, into one file. Can go once
+  ``LoggerHook.after_test_epoch`` writes on the main process only.
+- :func:`use_cpu_distributed`: MMEngine 0.10.7's pytorch launcher assumes
+  CUDA (``torch.cuda.set_device``, DDP with ``device_ids``), and PyTorch's
+  SyncBatchNorm does not run on CPU. Can go when MMEngine launches CPU
+  processes itself.
+
+Why :func:`allow_mmengine_checkpoints` is safe: instead of falling back to
+``weights_only=False`` (which would execute whatever a pickle asks for), it
+allow-lists exactly the data types MMEngine checkpoints hold besides tensors
+(the message hub's ``HistoryBuffer`` objects, numpy arrays and scalars) with
+``torch.serialization.add_safe_globals``; rebuilding them calls no user code.
+A ``HistoryBuffer`` also pickles its statistics methods as
+``getattr(HistoryBuffer, 'mean')``; for that, ``getattr`` is replaced by
+:func:`history_buffer_getattr`, which resolves only those statistics and
+refuses every other lookup.
+"""
+import logging
+import os
+import pickle
+
+import torch
+from mmengine.logging import print_log
+
+
+def history_buffer_getattr(obj, name: str):
+    """The only ``getattr`` a weights-only MMEngine checkpoint may call: a
+    statistics method of ``HistoryBuffer`` (``mean``, ``max``, ...)."""
+    from mmengine.logging import HistoryBuffer
+
+    # The four defaults are registered lazily, by the first HistoryBuffer.
+    allowed = {'min', 'max', 'current', 'mean'}
+    allowed.update(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'Refusing getattr({obj!r}, {name!r}) while loading a checkpoint: only '
+        f'HistoryBuffer statistics methods are allowed.')
+
+
+def _mmengine_checkpoint_types() -> list:
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+
+    types = [HistoryBuffer, np.ndarray, np.dtype]
+    # numpy pickles arrays through this reconstructor (np.core in numpy 1.x,
+    # np._core in numpy 2.x).
+    for mod in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        try:
+            module = __import__(mod, fromlist=['_reconstruct'])
+            types.append(module._reconstruct)
+            types.append(module.scalar)
+            break
+        except (ImportError, AttributeError):
+            continue
+    # dtype classes such as numpy.dtypes.Float64DType (numpy >= 1.25).
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        types += [getattr(dtypes, n) for n in dir(dtypes)
+                  if n.endswith('DType') and isinstance(getattr(dtypes, n), type)]
+    return types
+
+
+def allow_mmengine_checkpoints() -> bool:
+    """Allow-list the data types MMEngine checkpoints contain for
+    ``torch.load(weights_only=True)``. Returns False where this PyTorch has no
+    ``add_safe_globals`` (< 2.4, which does not default to weights_only)."""
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is None:
+        return False
+    add(_mmengine_checkpoint_types() +
+        [(history_buffer_getattr, 'builtins.getattr'),
+         (history_buffer_getattr, '__builtin__.getattr')])
+    return True
+
+
+def run_job(job) -> None:
+    """Run ``job`` (``runner.train`` or ``runner.test``) and end the process
+    as a distributed job must.
+
+    Without a process group, or with NCCL, this is just ``job()``. With a
+    gloo process group (CPU processes), a job that finished ends the process
+    here, with status 0, after all ranks met at a barrier, the process group
+    was destroyed, the ``atexit`` handlers ran and the output was flushed,
+    but without the interpreter's finalisation. An exception raised by the
+    job propagates unchanged, so a rank that really fails still fails the
+    job with a non-zero status.
+
+    Why: each of gloo's worker threads destroys the work it finished right
+    after marking it complete, and the last reference to a collective's
+    tensor that Python created drops there; freeing it needs the GIL. When
+    that happens after the main thread started finalising the interpreter,
+    Python (3.11+) ends the thread with ``pthread_exit``, whose unwinding
+    meets a ``noexcept`` destructor: ``std::terminate`` ("terminate called
+    without an active exception"), SIGABRT, after the job did all its work.
+    ``destroy_process_group`` does not stop gloo's threads (the process group
+    stays referenced from C++ by DDP and PyTorch's registries), so the only
+    way not to race them is not to finalise while they exist.
+    """
+    import atexit
+    import sys
+
+    import torch.distributed as dist
+    job()
+    if not (dist.is_available() and dist.is_initialized()) or \
+            dist.get_backend() != 'gloo':
+        return
+    dist.barrier()   # nothing left in flight between ranks
+    dist.destroy_process_group()
+    atexit._run_exitfuncs()   # what finalisation would run: logging, ...
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def write_test_metrics_on_rank0_only(runner) -> None:
+    """MMEngine 0.10.7's LoggerHook writes the test metrics JSON on every
+    rank, all to the same file (the timestamp is shared), so concurrent
+    writes of different lengths can leave it corrupt ('Extra data'). Other
+    ranks keep logging the line but no longer write the file."""
+    from mmengine.dist import is_main_process
+    from mmengine.hooks import LoggerHook
+    if is_main_process():
+        return
+    for hook in runner.hooks:
+        if isinstance(hook, LoggerHook):
+            def log_only(runner, metrics=None):
+                _, line = runner.log_processor.get_log_after_epoch(
+                    runner, len(runner.test_dataloader), 'test',
+                    with_non_scalar=True)
+                runner.logger.info(line)
+            hook.after_test_epoch = log_only
+
+
+def use_cpu_distributed(cfg) -> None:
+    """Run distributed jobs on CPU processes with the gloo backend.
+
+    MMEngine's pytorch launcher calls torch.cuda.set_device and wraps the
+    model with device_ids=[LOCAL_RANK]; neither works without CUDA. The process
+    group is created here (so the Runner does not create it) and DDP gets
+    device_ids=None, as PyTorch requires for CPU modules.
+    """
+    import torch.distributed as dist
+    cfg.env_cfg = cfg.get('env_cfg', {})
+    cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if cfg.launcher == 'pytorch' and not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    # PyTorch's SyncBatchNorm synchronises only CUDA tensors and raises on CPU
+    # tensors in a process group, so CPU processes use per-process BN.
+    if replace_syncbn(cfg.model):
+        print_log('No CUDA: SyncBN layers run as BN in each CPU process.',
+                  logger='current', level=logging.WARNING)
+
+
+def replace_syncbn(node) -> bool:
+    """Turn every ``type='SyncBN'`` in a (nested) model config into 'BN', in
+    place; returns whether there was one."""
+    found = False
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+            found = True
+        for value in node.values():
+            found |= replace_syncbn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            found |= replace_syncbn(value)
+    return found
