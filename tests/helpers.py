@@ -172,6 +172,17 @@ def build_model(cfg):
     return model
 
 
+def import_tool(path: str):
+    """A tool script (``tools/test.py``, ...) as a module, to test the
+    functions it holds; its ``main()`` does not run."""
+    import importlib.util
+    name = 'tool_' + path.replace('/', '_').removesuffix('.py')
+    spec = importlib.util.spec_from_file_location(name, REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def random_state(model) -> dict:
     """The model's state dict with every float tensor re-drawn at random, so
     a load that silently skips a tensor is caught."""

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import REPO
+from helpers import REPO, import_tool
 
 TASKS = {
     'det': dict(config='configs/det/repvit_m0_6_maskrcnn_demo.py',
@@ -561,7 +561,7 @@ BOX_ONLY = {'model.roi_head.mask_head': None,
 def test_tta_rewrites_a_seg_config():
     """MMSegmentation's --tta: the config's tta_pipeline (inherited from
     mmseg's ADE20K base: 6 scales x flip) and tta_model around the model."""
-    from mmrepvit.utils.config import use_tta
+    use_tta = import_tool('tools/test.py').use_tta
     cfg = use_tta(demo_config('seg'))
     assert cfg.model.type == 'SegTTAModel'
     assert cfg.model.module.type == 'EncoderDecoder'
@@ -576,7 +576,7 @@ def test_tta_rewrites_a_seg_config():
 def test_tta_reaches_every_dataset_of_a_concatenation():
     """The TTA pipeline goes to the datasets that hold a pipeline, inside
     wrappers and concatenations, as config_checks finds them."""
-    from mmrepvit.utils.config import use_tta
+    use_tta = import_tool('tools/test.py').use_tta
     cfg = demo_config('seg')
     inner = cfg.test_dataloader.dataset
     cfg.test_dataloader.dataset = dict(type='ConcatDataset', datasets=[
@@ -591,7 +591,7 @@ def test_tta_reaches_every_dataset_of_a_concatenation():
 @pytest.mark.parametrize('key', ['tta_model', 'tta_pipeline'])
 def test_tta_needs_the_seg_config_settings(key):
     """MMSegmentation has no defaults: a missing key is named."""
-    from mmrepvit.utils.config import use_tta
+    use_tta = import_tool('tools/test.py').use_tta
     cfg = demo_config('seg')
     cfg.pop(key)
     with pytest.raises(ValueError, match=f'--tta needs {key} in the config'):
@@ -602,7 +602,7 @@ def test_tta_gives_det_configs_mmdet_defaults():
     """A detection config without TTA settings gets MMDetection's test.py
     defaults, with a warning each: DetTTAModel (NMS IoU 0.5, 100 boxes) and
     the test pipeline packed after a flip and no flip."""
-    from mmrepvit.utils.config import use_tta
+    use_tta = import_tool('tools/test.py').use_tta
     cfg = demo_config('det', **BOX_ONLY)
     test_pipeline = list(cfg.test_dataloader.dataset.pipeline)
     with pytest.warns(UserWarning) as record:
@@ -627,7 +627,7 @@ def test_tta_uses_the_det_config_settings():
     """A detection config's own tta_model / tta_pipeline win, silently."""
     import warnings
 
-    from mmrepvit.utils.config import use_tta
+    use_tta = import_tool('tools/test.py').use_tta
     tta_model = dict(type='DetTTAModel', tta_cfg=dict(
         nms=dict(type='nms', iou_threshold=0.6), max_per_img=50))
     tta_pipeline = [dict(type='LoadImageFromFile'),
@@ -644,7 +644,7 @@ def test_tta_uses_the_det_config_settings():
 def test_tta_refuses_instance_segmentation():
     """MMDetection's DetTTAModel asserts on masks at the first image; the
     Mask R-CNN configs are refused before anything is built."""
-    from mmrepvit.utils.config import use_tta
+    use_tta = import_tool('tools/test.py').use_tta
     with pytest.raises(ValueError, match=r'model\.roi_head\.mask_head'):
         use_tta(demo_config('det'))
 
@@ -652,7 +652,7 @@ def test_tta_refuses_instance_segmentation():
 def build_tta_model():
     from mmengine.registry import MODELS, init_default_scope
 
-    from mmrepvit.utils.config import use_tta
+    use_tta = import_tool('tools/test.py').use_tta
     cfg = use_tta(demo_config('seg'))
     init_default_scope('mmseg')
     import mmseg.models  # noqa: F401  (registers the segmentors)

@@ -9,14 +9,17 @@ config's default_scope decides which); the flags are MMDetection's.
     python tools/test.py CONFIG CKPT --tta    # test-time augmentation
 """
 import argparse
+import copy
+import warnings
 
+from mmengine.config import Config, ConfigDict
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmrepvit.engine import refuse_unfit_checkpoint
-from mmrepvit.utils.checks import check_config
+from mmrepvit.utils.checks import check_config, leaf_datasets
 from mmrepvit.utils.compat import run_job, write_test_metrics_on_rank0_only
-from mmrepvit.utils.config import add_common_args, tool_config, use_tta
+from mmrepvit.utils.config import add_common_args, tool_config
 
 
 def parse_args():
@@ -72,6 +75,99 @@ def enable_visualization(cfg, args):
             hook['test_out_dir'] = args.show_dir
         else:
             cfg.visualizer['save_dir'] = args.show_dir
+
+
+# What MMDetection's tools/test.py uses where a config has no TTA settings
+# (its base configs have none): horizontal flip on and off, boxes merged by
+# NMS.
+DET_TTA_MODEL = dict(
+    type='DetTTAModel',
+    tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+DET_TTA_META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape',
+                     'scale_factor', 'flip', 'flip_direction')
+
+
+def _find_key(node, key: str, path: str):
+    """The dotted path of the first non-empty ``key`` in a nested config,
+    or None."""
+    if isinstance(node, dict):
+        if node.get(key):
+            return f'{path}.{key}'
+        items = node.items()
+    elif isinstance(node, (list, tuple)):
+        items = enumerate(node)
+    else:
+        return None
+    for name, value in items:
+        found = _find_key(value, key, f'{path}.{name}')
+        if found:
+            return found
+    return None
+
+
+def _default_det_tta_pipeline(test_pipeline: list) -> list:
+    """MMDetection's default: the test pipeline with its last transform
+    (``PackDetInputs``) replaced by a flip and no flip, each packed with the
+    flip in the meta keys (``DetTTAModel`` flips the boxes back)."""
+    pipeline = copy.deepcopy(list(test_pipeline))
+    pipeline[-1] = dict(
+        type='TestTimeAug',
+        transforms=[[dict(type='RandomFlip', prob=1.),
+                     dict(type='RandomFlip', prob=0.)],
+                    [dict(type='PackDetInputs', meta_keys=DET_TTA_META_KEYS)]])
+    return pipeline
+
+
+def use_tta(cfg: Config) -> Config:
+    """Rewrite ``cfg`` in place for test-time augmentation, as the
+    ``--tta`` of MMDetection's and MMSegmentation's ``tools/test.py`` does:
+    the test set reads ``cfg.tta_pipeline`` and the model becomes
+    ``cfg.tta_model`` holding the config's model as ``module``. Returns
+    ``cfg``.
+
+    MMSegmentation configs take both from their bases (``SegTTAModel`` from
+    ``default_runtime.py``, a multi-scale + flip pipeline from the dataset
+    bases); one without them raises, naming the missing key. MMDetection's
+    bases define neither, so, as MMDetection does, a detection config
+    without them gets defaults, with a warning: ``DetTTAModel`` (NMS IoU 0.5,
+    100 boxes per image) and the test pipeline with a horizontal flip.
+    """
+    # the datasets that hold a pipeline, inside wrappers and concatenations
+    datasets = [d for _, d in leaf_datasets(cfg.test_dataloader.dataset,
+                                            'test_dataloader.dataset')]
+    if cfg.default_scope == 'mmdet':
+        mask_head = _find_key(cfg.model, 'mask_head', 'model')
+        if mask_head and cfg.get('tta_model', DET_TTA_MODEL).get(
+                'type') == 'DetTTAModel':
+            raise ValueError(
+                f'--tta: MMDetection\'s DetTTAModel merges boxes only; it '
+                f'does not support instance segmentation, and this model '
+                f'predicts masks ({mask_head}). Test it without --tta.')
+        if 'tta_model' not in cfg:
+            warnings.warn('--tta: the config has no tta_model; using '
+                          'MMDetection\'s default, DetTTAModel with NMS IoU '
+                          '0.5 and max_per_img 100.')
+            cfg.tta_model = copy.deepcopy(DET_TTA_MODEL)
+        if 'tta_pipeline' not in cfg:
+            warnings.warn('--tta: the config has no tta_pipeline; using '
+                          'MMDetection\'s default, the test pipeline with a '
+                          'horizontal flip.')
+            cfg.tta_pipeline = _default_det_tta_pipeline(
+                datasets[0]['pipeline'])
+    else:
+        for key, example in [
+                ('tta_model', "tta_model = dict(type='SegTTAModel') (from "
+                 "mmseg::_base_/default_runtime.py)"),
+                ('tta_pipeline', 'tta_pipeline = [...] (the MMSegmentation '
+                 'dataset bases, e.g. mmseg::_base_/datasets/ade20k.py, '
+                 'define one)')]:
+            if key not in cfg:
+                raise ValueError(f'--tta needs {key} in the config, which '
+                                 f'has none; add {example}.')
+    for dataset in datasets:
+        dataset['pipeline'] = copy.deepcopy(cfg.tta_pipeline)
+    cfg.model = ConfigDict(dict(cfg.tta_model, module=cfg.model))
+    return cfg
 
 
 def main():

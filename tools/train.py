@@ -17,7 +17,7 @@ from mmrepvit.engine import refuse_unfit_checkpoint
 from mmrepvit.utils import find_resume_checkpoint
 from mmrepvit.utils.checks import check_config
 from mmrepvit.utils.compat import run_job
-from mmrepvit.utils.config import add_common_args, make_resumable, tool_config
+from mmrepvit.utils.config import add_common_args, tool_config
 
 
 def parse_args():
@@ -36,6 +36,20 @@ def parse_args():
         'latest checkpoint in the work dir')
     add_common_args(parser)
     return parser.parse_args()
+
+
+def make_resumable(cfg) -> None:
+    """Use :class:`AtomicCheckpointHook` for the config's checkpoint hook
+    (when it is MMEngine's plain ``CheckpointHook``) and add
+    :class:`RandomStateHook`, in place."""
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if hook is not None and hook.get('type') in ('CheckpointHook',
+                                                 'mmengine.CheckpointHook'):
+        hook['type'] = 'AtomicCheckpointHook'
+    custom = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == 'RandomStateHook' for h in custom):
+        custom.append(dict(type='RandomStateHook'))
+    cfg.custom_hooks = custom
 
 
 def main():

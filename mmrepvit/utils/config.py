@@ -1,17 +1,14 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Configs as the tools read them: the one config loader, the flags that
-``tools/train.py`` and ``tools/test.py`` share, and the config rewrites
-they make (resumable training, test-time augmentation)."""
-import copy
+"""Configs as the tools read them: the one config loader, and the flags
+and settings that ``tools/train.py`` and ``tools/test.py`` share."""
 import os
 import os.path as osp
-import warnings
 from typing import Optional
 
 import torch
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, DictAction
 
-from .checks import check_neck_widths, leaf_datasets, warn_ineffective_options
+from .checks import check_neck_widths, warn_ineffective_options
 from .compat import use_cpu_distributed
 
 
@@ -98,113 +95,3 @@ def tool_config(args) -> Config:
     if args.launcher != 'none' and not torch.cuda.is_available():
         use_cpu_distributed(cfg)
     return cfg
-
-
-def make_resumable(cfg) -> None:
-    """Use :class:`AtomicCheckpointHook` for the config's checkpoint hook
-    (when it is MMEngine's plain ``CheckpointHook``) and add
-    :class:`RandomStateHook`, in place."""
-    hook = (cfg.get('default_hooks') or {}).get('checkpoint')
-    if hook is not None and hook.get('type') in ('CheckpointHook',
-                                                 'mmengine.CheckpointHook'):
-        hook['type'] = 'AtomicCheckpointHook'
-    custom = list(cfg.get('custom_hooks') or [])
-    if not any(h.get('type') == 'RandomStateHook' for h in custom):
-        custom.append(dict(type='RandomStateHook'))
-    cfg.custom_hooks = custom
-
-
-# ------------------------------------------------------- tools/test.py --tta
-# What MMDetection's tools/test.py uses where a config has no TTA settings
-# (its base configs have none): horizontal flip on and off, boxes merged by
-# NMS.
-DET_TTA_MODEL = dict(
-    type='DetTTAModel',
-    tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-DET_TTA_META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape',
-                     'scale_factor', 'flip', 'flip_direction')
-
-
-def _find_key(node, key: str, path: str):
-    """The dotted path of the first non-empty ``key`` in a nested config,
-    or None."""
-    if isinstance(node, dict):
-        if node.get(key):
-            return f'{path}.{key}'
-        items = node.items()
-    elif isinstance(node, (list, tuple)):
-        items = enumerate(node)
-    else:
-        return None
-    for name, value in items:
-        found = _find_key(value, key, f'{path}.{name}')
-        if found:
-            return found
-    return None
-
-
-def _default_det_tta_pipeline(test_pipeline: list) -> list:
-    """MMDetection's default: the test pipeline with its last transform
-    (``PackDetInputs``) replaced by a flip and no flip, each packed with the
-    flip in the meta keys (``DetTTAModel`` flips the boxes back)."""
-    pipeline = copy.deepcopy(list(test_pipeline))
-    pipeline[-1] = dict(
-        type='TestTimeAug',
-        transforms=[[dict(type='RandomFlip', prob=1.),
-                     dict(type='RandomFlip', prob=0.)],
-                    [dict(type='PackDetInputs', meta_keys=DET_TTA_META_KEYS)]])
-    return pipeline
-
-
-def use_tta(cfg: Config) -> Config:
-    """Rewrite ``cfg`` in place for test-time augmentation, as the
-    ``--tta`` of MMDetection's and MMSegmentation's ``tools/test.py`` does:
-    the test set reads ``cfg.tta_pipeline`` and the model becomes
-    ``cfg.tta_model`` holding the config's model as ``module``. Returns
-    ``cfg``.
-
-    MMSegmentation configs take both from their bases (``SegTTAModel`` from
-    ``default_runtime.py``, a multi-scale + flip pipeline from the dataset
-    bases); one without them raises, naming the missing key. MMDetection's
-    bases define neither, so, as MMDetection does, a detection config
-    without them gets defaults, with a warning: ``DetTTAModel`` (NMS IoU 0.5,
-    100 boxes per image) and the test pipeline with a horizontal flip.
-    """
-    # the datasets that hold a pipeline, inside wrappers and concatenations
-    datasets = [d for _, d in leaf_datasets(cfg.test_dataloader.dataset,
-                                            'test_dataloader.dataset')]
-    if cfg.default_scope == 'mmdet':
-        mask_head = _find_key(cfg.model, 'mask_head', 'model')
-        if mask_head and cfg.get('tta_model', DET_TTA_MODEL).get(
-                'type') == 'DetTTAModel':
-            raise ValueError(
-                f'--tta: MMDetection\'s DetTTAModel merges boxes only; it '
-                f'does not support instance segmentation, and this model '
-                f'predicts masks ({mask_head}). Test it without --tta.')
-        if 'tta_model' not in cfg:
-            warnings.warn('--tta: the config has no tta_model; using '
-                          'MMDetection\'s default, DetTTAModel with NMS IoU '
-                          '0.5 and max_per_img 100.')
-            cfg.tta_model = copy.deepcopy(DET_TTA_MODEL)
-        if 'tta_pipeline' not in cfg:
-            warnings.warn('--tta: the config has no tta_pipeline; using '
-                          'MMDetection\'s default, the test pipeline with a '
-                          'horizontal flip.')
-            cfg.tta_pipeline = _default_det_tta_pipeline(
-                datasets[0]['pipeline'])
-    else:
-        for key, example in [
-                ('tta_model', "tta_model = dict(type='SegTTAModel') (from "
-                 "mmseg::_base_/default_runtime.py)"),
-                ('tta_pipeline', 'tta_pipeline = [...] (the MMSegmentation '
-                 'dataset bases, e.g. mmseg::_base_/datasets/ade20k.py, '
-                 'define one)')]:
-            if key not in cfg:
-                raise ValueError(f'--tta needs {key} in the config, which '
-                                 f'has none; add {example}.')
-    for dataset in datasets:
-        dataset['pipeline'] = copy.deepcopy(cfg.tta_pipeline)
-    cfg.model = ConfigDict(dict(cfg.tta_model, module=cfg.model))
-    return cfg
-
-

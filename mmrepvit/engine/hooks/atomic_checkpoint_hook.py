@@ -39,7 +39,10 @@ class AtomicCheckpointHook(CheckpointHook):
     """``CheckpointHook`` that a kill cannot leave without a usable
     checkpoint.
 
-    It takes ``CheckpointHook``'s arguments. Local checkpoints are written
+    MMEngine 0.10.7's ``CheckpointHook`` writes straight into the final file
+    and, with ``max_keep_ckpts``, deletes the oldest kept checkpoint before
+    writing the new one: a kill during the write leaves a truncated newest
+    file and no older one. This hook takes ``CheckpointHook``'s arguments. Local checkpoints are written
     through :class:`AtomicLocalBackend` (unless ``backend_args`` or
     ``file_client_args`` choose another backend), and the checkpoint that
     ``max_keep_ckpts`` drops is deleted after the new one is written, not

@@ -1,7 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 import contextlib
-import logging
 import warnings
+from logging import WARNING
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -13,13 +13,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from ...utils.checkpoint import read_checkpoint
-from ..layers import (RepViTBlock, block_settings, conv_bn, fuse_modules,
-                      preserved_norm_stats)
-from ..utils import (backbone_state_dict, check_backbone_fit, is_fused,
-                     is_unfused)
-
-STAGE_ENDS = ('before_pre_block', 'before_downsample')
-
+from ..layers import (RepViTBlock, block_settings, conv_bn, custom_arch,
+                      fuse_modules, preserved_norm_stats, stage_outputs)
+from ..utils import (backbone_state_dict, check_backbone_fit,
+                     fuse_state_dict, is_fused, is_unfused)
 
 class LoadReport(NamedTuple):
     """What :meth:`RepViT.load_pretrained` loaded."""
@@ -41,20 +38,12 @@ class RepViT(BaseModule):
     and ADE20K checkpoints load without conversion; timm-layout checkpoints
     are converted in memory.
 
-    The network has four stages at strides 4, 8, 16 and 32. Every stage after
-    the first starts with a stride-2 block, and the block just before each
-    stride-2 block is a *pre-block* that prepares the downsampling. The paper
-    taps the stages at two places, chosen with ``stage_ends``:
-
-    - ``'before_pre_block'`` (the paper's detection code, and timm's stages):
-      a stage ends before its pre-block, so each pre-block opens the next
-      stage. For m1_1 the four outputs are ``features`` 2, 6, 20, 24.
-    - ``'before_downsample'`` (the paper's segmentation code): a stage ends
-      right before the next stride-2 block. For m1_1: ``features`` 3, 7, 21,
-      24.
-
-    Both give the same widths and strides; the last stage ends at the last
-    block either way.
+    Four stages at strides 4, 8, 16 and 32; every stage after the first
+    starts with a stride-2 block, preceded by a *pre-block*. ``stage_ends``
+    picks the paper's taps: ``'before_pre_block'`` (its detection code and
+    timm's stages; m1_1 outputs ``features`` 2, 6, 20, 24) or
+    ``'before_downsample'`` (its segmentation code; 3, 7, 21, 24). Both give
+    the same widths and strides.
 
     Args:
         arch (str | dict): One of ``'m0_6'``, ``'m0_9'``, ``'m1_0'``, ``'m1_1'``,
@@ -140,7 +129,8 @@ class RepViT(BaseModule):
         self.features = self._build_features(drop_path_rate)
 
         self.stage_ends = stage_ends
-        self.stage_outputs = self._stage_outputs(stage_ends)
+        self.stage_outputs = stage_outputs(self.arch_settings['depths'],
+                                           stage_ends)
         self.out_indices = self._parse_out_indices(out_indices)
         num_stages = len(self.stage_outputs)
         if not -1 <= frozen_stages <= num_stages:
@@ -163,7 +153,6 @@ class RepViT(BaseModule):
         self.out_channels = [info['num_chs'] for info in self.feature_info]
         self._freeze_stages()
 
-    # ------------------------------------------------------------------ args
     @classmethod
     def parse_arch(cls, arch: Union[str, dict]) -> dict:
         """Check ``arch`` and return its ``dict(widths=..., depths=...)``."""
@@ -174,30 +163,7 @@ class RepViT(BaseModule):
                     f'{sorted(cls.arch_zoo)}, or a dict with keys widths and '
                     f'depths.')
             return cls.arch_zoo[arch]
-        if not isinstance(arch, dict):
-            raise TypeError(
-                f'arch must be a str or a dict, got {type(arch).__name__}.')
-        needed = {'widths', 'depths'}
-        if set(arch) != needed:
-            raise ValueError(
-                f'A custom RepViT arch dict needs exactly the keys '
-                f'{sorted(needed)}; missing {sorted(needed - set(arch))}, '
-                f'unexpected {sorted(set(arch) - needed)}.')
-        widths, depths = tuple(arch['widths']), tuple(arch['depths'])
-        if not widths or len(widths) != len(depths):
-            raise ValueError(
-                f'widths and depths of a custom RepViT arch need one entry '
-                f'per stage, got {len(widths)} widths and {len(depths)} '
-                f'depths.')
-        if any(not isinstance(w, int) or w < 2 or w % 2 for w in widths):
-            raise ValueError(f'widths must be even ints >= 2, got {widths}.')
-        if any(not isinstance(d, int) or d < 2 for d in depths[:-1]) or \
-                not isinstance(depths[-1], int) or depths[-1] < 1:
-            raise ValueError(
-                f'depths must be ints, at least 2 in every stage but the last '
-                f'(the stride-2 block and the pre-block) and at least 1 in '
-                f'the last, got {depths}.')
-        return dict(widths=widths, depths=depths)
+        return custom_arch(arch)
 
     def _build_features(self, drop_path_rate: float) -> nn.ModuleList:
         blocks = block_settings(**self.arch_settings)
@@ -218,17 +184,6 @@ class RepViT(BaseModule):
             width = block.width
         return nn.ModuleList(features)
 
-    def _stage_outputs(self, stage_ends: str) -> List[int]:
-        """The ``features`` index each stage's output is taken from."""
-        if stage_ends not in STAGE_ENDS:
-            raise ValueError(f'stage_ends must be one of {STAGE_ENDS}, got '
-                             f'{stage_ends!r}.')
-        depths = self.arch_settings['depths']
-        last_blocks = [sum(depths[:i + 1]) for i in range(len(depths))]
-        if stage_ends == 'before_pre_block':
-            return [i - 1 for i in last_blocks[:-1]] + last_blocks[-1:]
-        return last_blocks
-
     def _parse_out_indices(self, out_indices) -> Tuple[int, ...]:
         if isinstance(out_indices, int):
             out_indices = [out_indices]
@@ -245,7 +200,6 @@ class RepViT(BaseModule):
                     f'or -{n}..-1 from the end).')
         return tuple(index % n for index in out_indices)
 
-    # ------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if x.dim() != 4:
             raise ValueError(
@@ -273,7 +227,6 @@ class RepViT(BaseModule):
                 outs[wanted[index]] = x
         return tuple(outs[i] for i in self.out_indices)
 
-    # ------------------------------------------------------------ training
     def _freeze_stages(self):
         if self.frozen_stages < 0:
             return
@@ -287,11 +240,10 @@ class RepViT(BaseModule):
         if mode and getattr(self, '_fused_by_load', False):
             raise RuntimeError(
                 'This RepViT switched to its fused (deploy) form to load a '
-                'fused checkpoint, a form meant for inference; an optimizer '
-                'or DDP wrapper built before the load still holds the '
-                'replaced parameters. To fine-tune, load the training-form '
-                'checkpoint; to train the fused network, build the backbone '
-                'with deploy=True (model.backbone.deploy=True).')
+                'fused checkpoint, a form for inference (an optimizer built '
+                'before still holds the replaced parameters). To fine-tune, '
+                'load the training-form checkpoint; to train the fused '
+                'network, set model.backbone.deploy=True.')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
@@ -300,7 +252,6 @@ class RepViT(BaseModule):
                     m.eval()
         return self
 
-    # ---------------------------------------------------------- pretrained
     def init_weights(self):
         """Apply ``init_cfg``: a ``dict(type='Pretrained', checkpoint=...,
         prefix=...)`` entry (alone or in a list) loads with
@@ -341,33 +292,29 @@ class RepViT(BaseModule):
                         ) -> LoadReport:
         """Load backbone weights: the one loading path of mmrepvit.
 
-        The file is read safely (:func:`mmrepvit.utils.read_checkpoint`),
-        its backbone tensors taken and converted to the official layout
-        (:func:`mmrepvit.models.utils.backbone_state_dict`: timm layout,
-        ``prefix`` such as ``'backbone.'``, DDP's ``module.``, classification
-        heads dropped), checked against this backbone and loaded with
-        ``load_state_dict``, where :meth:`_load_from_state_dict` fuses
-        training-form weights for a ``deploy=True`` backbone.
+        Reads safely (:func:`mmrepvit.utils.read_checkpoint`), takes the
+        backbone tensors in the official layout (timm layout converted,
+        ``prefix`` and DDP's ``module.`` stripped, classification heads
+        dropped), checks them against this backbone and loads them with
+        ``load_state_dict`` (:meth:`_load_from_state_dict` adapts the form).
 
         Args:
             checkpoint (str | dict): A local path or an http(s) URL, or a
-                checkpoint already read (then ``source`` names it).
-            prefix (str, optional): Key prefix of the backbone in the
-                checkpoint. Defaults to ``None``.
+                checkpoint already read (named by ``source`` in errors).
+            prefix (str, optional): Key prefix of the backbone, e.g.
+                ``'backbone.'``. Defaults to ``None``.
             map_location: Where tensors are loaded. Defaults to ``'cpu'``.
-            logger: MMLogger, its name or ``'current'``, for the report of
-                what loaded. Defaults to ``'current'``.
-            source (str, optional): How errors name a checkpoint given as a
+            logger: Where the report goes. Defaults to ``'current'``.
+            source (str, optional): The name of a checkpoint given as a
                 dict. Defaults to ``None``.
 
         Returns:
-            LoadReport: the keys loaded, missing, unexpected and dropped, and
-            the layout the file was in.
+            LoadReport: keys loaded, missing, unexpected and dropped, and the
+            layout the file was in.
 
         Raises:
             ValueError: no tensor matches, shapes differ (another arch or
-                ``in_channels``), or fused weights meet a training-form
-                backbone.
+                ``in_channels``), or fused weights meet the training form.
         """
         if isinstance(checkpoint, str):
             source = source or checkpoint
@@ -395,13 +342,12 @@ class RepViT(BaseModule):
             + (f', prefix {prefix!r}' if prefix else '')
             + (f', dropped {len(dropped)} classification-head tensors'
                if dropped else '') + ').', logger=logger)
-        for keys, what in ((missing, 'Missing keys in {} ({}; these keep '
-                            'their initialisation): {}'),
-                           (unexpected, 'Unexpected keys in {} ({}; '
-                            'ignored): {}')):
-            if keys:
-                print_log(what.format(name, len(keys), keys), logger=logger,
-                          level=logging.WARNING)
+        if missing:
+            print_log(f'Missing keys in {name} ({len(missing)}; these keep '
+                      f'their initialisation): {missing}', logger, WARNING)
+        if unexpected:
+            print_log(f'Unexpected keys in {name} ({len(unexpected)}; '
+                      f'ignored): {unexpected}', logger, WARNING)
         return LoadReport(list(matched), missing, unexpected, dropped, layout)
 
     def _training_form(self, device=None) -> 'RepViT':
@@ -413,7 +359,6 @@ class RepViT(BaseModule):
         twin.arch_name = self.arch_name
         return twin
 
-    # -------------------------------------------------------------- deploy
     def switch_to_deploy(self) -> 'RepViT':
         """Fuse every Conv2d-BN and RepVGGDW into single convolutions, in place.
 
@@ -434,30 +379,28 @@ class RepViT(BaseModule):
                 'fused network folds in the BatchNorm running statistics, so it '
                 'matches this network in eval mode only; call model.eval() '
                 'first to compare outputs.', stacklevel=2)
+        self._fuse()
+        return self
+
+    def _fuse(self):
         fuse_modules(self.features)
         self.deploy = True
         self._freeze_stages()
-        return self
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Load weights of either form into either form: the only place
-        where the backbone adapts its form to the weights it is given.
+        where the backbone adapts its form, for every ``load_state_dict``
+        (:meth:`load_pretrained`, ``tools/test.py``, the inferencers).
 
-        ``load_state_dict`` (PyTorch's and MMEngine's: :meth:`load_pretrained`,
-        ``tools/test.py``, the inferencers, ``init_detector`` and
-        ``init_model`` alike) calls this before it loads the children. A
-        fused checkpoint switches a training-form backbone to the deploy
-        form; training-form weights are fused on the way into a deploy-form
-        backbone, and must then hold every backbone tensor (this raises
-        rather than fuse what it lacks), except those that
-        :meth:`load_pretrained` reported missing, which keep a fresh
-        initialisation.
+        Fused weights switch a training-form backbone to the deploy form;
+        training-form weights are fused on the way into a deploy-form one
+        (:func:`~mmrepvit.models.utils.fuse_state_dict`).
         """
         own = {k[len(prefix):]: v for k, v in state_dict.items()
                if k.startswith(prefix)}
         name = prefix[:-1] or type(self).__name__
         if is_fused(own) and not self.deploy:
-            self.switch_to_deploy()
+            self._fuse()
             self._fused_by_load = True
             print_log(f'{name}: the checkpoint holds a fused RepViT, so the '
                       f'backbone switched to its deploy form to load it.',
@@ -465,28 +408,10 @@ class RepViT(BaseModule):
         elif is_unfused(own) and self.deploy:
             for key in own:
                 del state_dict[prefix + key]
-            fused = self._fuse_state(own, name)
+            fused = fuse_state_dict(own, self._training_form(), name,
+                                    getattr(self, '_fill_missing', ()))
             state_dict.update((prefix + k, v) for k, v in fused.items())
             print_log(f'{name}: fused the training-form RepViT weights of '
                       f'the checkpoint to load them into the deploy-form '
                       f'backbone.', logger='current')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def _fuse_state(self, state: dict, name: str) -> dict:
-        """The deploy-form state dict of training-form weights ``state``."""
-        training = self._training_form()
-        result = training.load_state_dict(state, strict=False)
-        allowed = set(getattr(self, '_fill_missing', ()))
-        missing = [k for k in result.missing_keys if k not in allowed
-                   and not k.endswith('num_batches_tracked')]
-        if missing or result.unexpected_keys:
-            raise ValueError(
-                f'{name}: the checkpoint holds training-form RepViT weights '
-                f'that do not fit this deploy-form backbone, so they cannot '
-                f'be fused into it: {len(missing)} missing (e.g. '
-                f'{missing[:3]}), {len(result.unexpected_keys)} unexpected '
-                f'(e.g. {result.unexpected_keys[:3]}). Check the arch, or '
-                f'fuse a complete checkpoint with '
-                f'tools/deploy/reparameterize.py.')
-        return training.eval().switch_to_deploy().state_dict()
-

@@ -188,6 +188,51 @@ def block_settings(widths: Sequence[int],
     return blocks
 
 
+STAGE_ENDS = ('before_pre_block', 'before_downsample')
+
+
+def stage_outputs(depths: Sequence[int], stage_ends: str) -> List[int]:
+    """The block index (in ``features``, 0 the stem) each stage's output is
+    taken from, for stages ending ``'before_pre_block'`` or
+    ``'before_downsample'``."""
+    if stage_ends not in STAGE_ENDS:
+        raise ValueError(f'stage_ends must be one of {STAGE_ENDS}, got '
+                         f'{stage_ends!r}.')
+    last_blocks = [sum(depths[:i + 1]) for i in range(len(depths))]
+    if stage_ends == 'before_pre_block':
+        return [i - 1 for i in last_blocks[:-1]] + last_blocks[-1:]
+    return last_blocks
+
+
+def custom_arch(arch: dict) -> dict:
+    """Check a custom arch dict (``widths`` and ``depths`` per stage) and
+    return it with tuples; :func:`block_settings` turns it into blocks."""
+    if not isinstance(arch, dict):
+        raise TypeError(
+            f'arch must be a str or a dict, got {type(arch).__name__}.')
+    needed = {'widths', 'depths'}
+    if set(arch) != needed:
+        raise ValueError(
+            f'A custom RepViT arch dict needs exactly the keys '
+            f'{sorted(needed)}; missing {sorted(needed - set(arch))}, '
+            f'unexpected {sorted(set(arch) - needed)}.')
+    widths, depths = tuple(arch['widths']), tuple(arch['depths'])
+    if not widths or len(widths) != len(depths):
+        raise ValueError(
+            f'widths and depths of a custom RepViT arch need one entry '
+            f'per stage, got {len(widths)} widths and {len(depths)} '
+            f'depths.')
+    if any(not isinstance(w, int) or w < 2 or w % 2 for w in widths):
+        raise ValueError(f'widths must be even ints >= 2, got {widths}.')
+    if any(not isinstance(d, int) or d < 2 for d in depths[:-1]) or \
+            not isinstance(depths[-1], int) or depths[-1] < 1:
+        raise ValueError(
+            f'depths must be ints, at least 2 in every stage but the last '
+            f'(the stride-2 block and the pre-block) and at least 1 in '
+            f'the last, got {depths}.')
+    return dict(widths=widths, depths=depths)
+
+
 class RepViTBlock(nn.Module):
     """One RepViT block: a token mixer then a residual channel mixer (1x1 conv
     expanding by 2, GELU, 1x1 conv).

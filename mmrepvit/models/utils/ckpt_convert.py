@@ -5,9 +5,10 @@ State dicts only: reading files is :mod:`mmrepvit.utils.checkpoint`'s job,
 loading :meth:`mmrepvit.RepViT.load_pretrained`'s."""
 import re
 from collections import OrderedDict
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 
 HEAD_PREFIXES = ('classifier.', 'head.')
 
@@ -258,3 +259,37 @@ def check_backbone_fit(state: Dict[str, torch.Tensor],
             f"pass prefix='backbone.' (export_onnx.py: --prefix backbone.).")
     return ([k for k in own if k not in state],
             [k for k in state if k not in own])
+
+
+def fuse_state_dict(state: Dict[str, torch.Tensor], training: nn.Module,
+                    source: str, may_miss: Sequence[str] = ()
+                    ) -> Dict[str, torch.Tensor]:
+    """The deploy-form state dict of training-form RepViT weights.
+
+    Args:
+        state (dict): Training-form weights (official layout).
+        training (nn.Module): A fresh training-form RepViT of the same arch;
+            it is loaded and fused.
+        source (str): How errors name the weights.
+        may_miss (Sequence[str]): Keys that may be missing (they keep
+            ``training``'s initialisation). Defaults to ``()``.
+
+    Returns:
+        dict: The fused weights.
+
+    Raises:
+        ValueError: other keys are missing, or some are unexpected: fusing
+            would silently use random weights.
+    """
+    result = training.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if k not in may_miss
+               and not k.endswith('num_batches_tracked')]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f'{source}: the checkpoint holds training-form RepViT weights '
+            f'that do not fit this deploy-form backbone, so they cannot be '
+            f'fused into it: {len(missing)} missing (e.g. {missing[:3]}), '
+            f'{len(result.unexpected_keys)} unexpected (e.g. '
+            f'{result.unexpected_keys[:3]}). Check the arch, or fuse a '
+            f'complete checkpoint with tools/deploy/reparameterize.py.')
+    return training.eval().switch_to_deploy().state_dict()
