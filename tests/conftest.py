@@ -1,9 +1,14 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+REPO = Path(__file__).resolve().parents[1]
 
 # Keep the suite reproducible and light on a 2-core CI machine.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -23,3 +28,17 @@ def no_network(monkeypatch):
         return real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, 'connect', guarded)
+
+
+@pytest.fixture(scope='session')
+def demo_data(tmp_path_factory):
+    """Each tiny demo dataset (4 train / 2 val images of 128x128), generated
+    once per test session by the real generators."""
+    root = tmp_path_factory.mktemp('demo_data')
+    for task in ('det', 'seg'):
+        generator = (REPO / 'tools' / 'dataset_converters' /
+                     f'make_demo_{"coco" if task == "det" else "ade"}.py')
+        subprocess.run([sys.executable, str(generator), '--out',
+                        str(root / task), '--num-train', '4', '--num-val', '2',
+                        '--size', '128'], check=True, capture_output=True)
+    return root

@@ -253,38 +253,38 @@ class RepViT(BaseModule):
         return self
 
     def init_weights(self):
-        """Apply ``init_cfg``: a ``dict(type='Pretrained', checkpoint=...,
-        prefix=...)`` entry (alone or in a list) loads with
-        :meth:`load_pretrained`, after MMEngine has applied the other
-        entries, in MMEngine's order."""
+        """Apply ``init_cfg``; a ``dict(type='Pretrained', checkpoint=...,
+        prefix=...)`` entry loads with :meth:`load_pretrained`, after the
+        other entries (MMEngine's order)."""
         cfg = self.init_cfg
         entries = list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
         pretrained = [c for c in entries
                       if isinstance(c, dict) and c.get('type') == 'Pretrained']
-        if not pretrained:
-            super().init_weights()
-            return
         if len(pretrained) > 1:
             raise ValueError(
                 f'The init_cfg of RepViT has {len(pretrained)} Pretrained '
                 f'entries; give one checkpoint.')
-        unknown = set(pretrained[0]) - {'type', 'checkpoint', 'prefix',
-                                        'map_location'}
-        if unknown:
-            raise ValueError(
-                f'Unknown keys {sorted(unknown)} in the Pretrained init_cfg '
-                f'of RepViT; allowed: checkpoint, prefix, map_location.')
-        others = [c for c in entries if c is not pretrained[0]]
-        if others:
-            self.init_cfg = others
+        if not pretrained:
+            super().init_weights()
+            return
+        if len(entries) > 1:
+            self.init_cfg = [c for c in entries if c is not pretrained[0]]
             try:
                 super().init_weights()
             finally:
                 self.init_cfg = cfg
-        self.load_pretrained(
-            pretrained[0]['checkpoint'], prefix=pretrained[0].get('prefix'),
-            map_location=pretrained[0].get('map_location', 'cpu'))
-        self._is_init = True
+        if pretrained:
+            pretrained = dict(pretrained[0])
+            pretrained.pop('type')
+            unknown = set(pretrained) - {'checkpoint', 'prefix',
+                                         'map_location'}
+            if unknown:
+                raise ValueError(
+                    f'Unknown keys {sorted(unknown)} in the Pretrained '
+                    f'init_cfg of RepViT; allowed: checkpoint, prefix, '
+                    f'map_location.')
+            self.load_pretrained(**pretrained)
+            self._is_init = True
 
     def load_pretrained(self, checkpoint: Union[str, dict],
                         prefix: Optional[str] = None, map_location='cpu',
@@ -351,8 +351,7 @@ class RepViT(BaseModule):
         return LoadReport(list(matched), missing, unexpected, dropped, layout)
 
     def _training_form(self, device=None) -> 'RepViT':
-        """A training-form RepViT of this arch (on ``device``; ``'meta'``
-        for its shapes only)."""
+        """A training-form twin (on ``'meta'``: its shapes only)."""
         with torch.device(device or 'cpu'):
             twin = RepViT(self.arch_settings, self.in_channels,
                           norm_cfg=self.norm_cfg)

@@ -24,26 +24,11 @@ from helpers import REPO, import_tool
 
 TASKS = {
     'det': dict(config='configs/det/repvit_m0_6_maskrcnn_demo.py',
-                generator='make_demo_coco.py',
                 metrics=['coco/bbox_mAP', 'coco/segm_mAP'],
                 ckpt='epoch_1.pth'),
     'seg': dict(config='configs/seg/repvit_m0_6_fpn_demo.py',
-                generator='make_demo_ade.py',
                 metrics=['mIoU', 'aAcc'], ckpt='iter_2.pth'),
 }
-
-
-@pytest.fixture(scope='session')
-def demo_data(tmp_path_factory):
-    """Each tiny demo dataset (4 train / 2 val images of 128x128), generated
-    once per test session by the real generators."""
-    root = tmp_path_factory.mktemp('demo_data')
-    for task, spec in TASKS.items():
-        generator = REPO / 'tools' / 'dataset_converters' / spec['generator']
-        subprocess.run([sys.executable, str(generator), '--out',
-                        str(root / task), '--num-train', '4', '--num-val', '2',
-                        '--size', '128'], check=True, capture_output=True)
-    return root
 
 
 @pytest.fixture

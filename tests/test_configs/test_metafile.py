@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 NUMBER = r'(\d+(?:\.\d+)?)'
 WEIGHTS_BASE = 'https://github.com/THU-MIG/RepViT/releases/download/v1.0/'
 

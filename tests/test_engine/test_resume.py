@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from helpers import REPO
-from test_demo import demo_data  # noqa: F401  (session fixture)
 
 import mmrepvit  # noqa: F401,E402  (weights-only loading of MMEngine files)
 from mmrepvit.utils import checkpoint_problem, find_resume_checkpoint

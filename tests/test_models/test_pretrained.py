@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import STRIDES, head_tensors, randomize, to_timm_by_hand
+from helpers import REPO, STRIDES, head_tensors, randomize, to_timm_by_hand
 
 from mmrepvit import RepViT, official_to_timm, timm_to_official
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='module')

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from helpers import REPO, load_config_file, logged_messages
-from test_demo import demo_data  # noqa: F401  (session fixture)
 
 from mmrepvit.utils.checks import (check_data_paths, check_neck_widths,
                                     warn_ineffective_options)
