@@ -194,26 +194,41 @@ def export_onnx(model: nn.Module, out: str,
     """Export the deploy form of ``model`` to ONNX and prove it computes what
     PyTorch computes.
 
-    ``part`` (by default the whole of what the model is): ``'backbone'``
-    (a bare RepViT, or the RepViT inside a model) gives one output per
-    stage; ``'features'`` (a detector, or a segmentor with a neck) the
-    backbone + neck pyramid;
-    ``'segmentor'`` (an mmseg EncoderDecoder) the logits at the input size,
-    or with ``labels`` the arg-max label map (int64). The input ``input`` is
-    the image batch as the model's data preprocessor hands it to the
-    backbone (normalised, N x 3 x H x W float32); its batch, height and
-    width are dynamic.
+    A fused copy is exported (the model is not changed) with PyTorch's
+    TorchScript-based exporter (``dynamo=False``: the dynamo exporter of
+    torch 2.13 emits opset 18 and could not convert this graph to 17). The
+    input ``input`` is the image batch as the data preprocessor hands it to
+    the backbone (normalised, N x 3 x H x W float32); batch, height and
+    width are dynamic. The file is checked with ``onnx.checker`` and run in
+    onnxruntime; above ``tolerance`` nothing is written.
 
-    The model is not changed: a fused copy is exported with PyTorch's
-    TorchScript-based exporter at ``opset`` (``dynamo=False``; the dynamo
-    exporter of torch 2.13 emits opset 18 and could not convert this graph
-    to 17). The file is checked with ``onnx.checker`` and run in
-    onnxruntime on random inputs of ``check_shapes`` (default: 1 x 3 x
-    ``shape`` and a second batch and size, to prove the dynamic axes); the
-    maximum relative difference to PyTorch (for label maps: the logit margin
-    a differing label contradicts, relative to the largest logit) must stay
-    within ``tolerance``, else nothing is written and :class:`ParityError`
-    carries the numbers.
+    Args:
+        model (nn.Module): A bare RepViT, a detector or a segmentor with a
+            RepViT backbone (wrapped or not).
+        out (str): The ``.onnx`` file to write.
+        shape (tuple[int, int]): Height and width of the export and of the
+            first parity check. Defaults to ``(512, 512)``.
+        part (str, optional): ``'backbone'`` (one output per stage),
+            ``'features'`` (backbone + neck of a detector, or of a segmentor
+            with a neck) or ``'segmentor'`` (logits at the input size);
+            None exports the whole of what the model is. Defaults to
+            ``None``.
+        labels (bool): A segmentor outputs its arg-max label map (int64).
+            Defaults to ``False``.
+        opset (int): ONNX opset. Defaults to ``17``.
+        check_shapes (Sequence[tuple], optional): Input shapes of the parity
+            check. Defaults to 1 x C x ``shape`` and a second batch and size
+            (to prove the dynamic axes).
+        tolerance (float): Largest accepted difference to PyTorch, relative
+            to the largest output magnitude (label maps: the logit margin a
+            differing label contradicts). Defaults to ``1e-4``.
+
+    Returns:
+        OnnxReport: what was exported and the difference per input shape.
+
+    Raises:
+        ParityError: onnxruntime differs beyond ``tolerance``.
+        ValueError: the model or ``part`` cannot be exported.
     """
     import onnx
     net = unwrap_model(model)

@@ -86,6 +86,9 @@ def check_neck_widths(model: dict) -> None:
     the outputs its ``in_index`` selects. Configs whose backbone is not
     RepViT pass unchecked.
 
+    Args:
+        model (dict): A model config (``cfg.model``).
+
     Raises:
         ValueError: the widths differ; the message gives the backbone's
             widths and the value to set.

@@ -79,8 +79,12 @@ def _mmengine_checkpoint_types() -> list:
 
 def allow_mmengine_checkpoints() -> bool:
     """Allow-list the data types MMEngine checkpoints contain for
-    ``torch.load(weights_only=True)``. Returns False where this PyTorch has no
-    ``add_safe_globals`` (< 2.4, which does not default to weights_only)."""
+    ``torch.load(weights_only=True)`` (see the module's docstring).
+
+    Returns:
+        bool: False where this PyTorch has no ``add_safe_globals`` (< 2.4,
+        which does not default to ``weights_only``), else True.
+    """
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is None:
         return False

@@ -48,6 +48,15 @@ class AtomicCheckpointHook(CheckpointHook):
     ``max_keep_ckpts`` drops is deleted after the new one is written, not
     before. Leftover ``*.pth.part`` files of a killed write are deleted when
     training starts.
+
+    Args:
+        *args: ``CheckpointHook``'s positional arguments (``interval``, ...).
+        backend_args (dict, optional): File backend arguments; by default
+            the atomic local backend. Defaults to ``None``.
+        file_client_args (dict, optional): Deprecated in MMEngine; as
+            ``CheckpointHook``. Defaults to ``None``.
+        **kwargs: ``CheckpointHook``'s keyword arguments (``max_keep_ckpts``,
+            ``out_dir``, ...).
     """
 
     def __init__(self, *args, backend_args: Optional[dict] = None,

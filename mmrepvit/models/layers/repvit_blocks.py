@@ -175,6 +175,13 @@ def block_settings(widths: Sequence[int],
     the even ones have SE, except the *pre-block* (the last block of a stage
     that is followed by another stage), which has none; stride-2 blocks have
     none either.
+
+    Args:
+        widths (Sequence[int]): Output channels of each stage.
+        depths (Sequence[int]): Blocks of each stage.
+
+    Returns:
+        list[BlockSetting]: Width, stride and SE of every block.
     """
     blocks = []
     last_stage = len(widths) - 1

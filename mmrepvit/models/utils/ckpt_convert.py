@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 HEAD_PREFIXES = ('classifier.', 'head.')
+StateDict = 'OrderedDict[str, torch.Tensor]'
 
 # Renames inside one block, official (features.{i}.*) -> timm.
 _STRIDE1_MAP = (('token_mixer.0.', 'token_mixer.'), ('token_mixer.1.', 'se.'),
@@ -26,7 +27,7 @@ _TOP_MAP = (('features.0.0.', 'stem.conv1.'), ('features.0.2.', 'stem.conv2.'),
 
 
 def extract_state_dict(ckpt: dict, prefix: Optional[str] = None,
-                       source: str = 'checkpoint') -> 'OrderedDict[str, torch.Tensor]':
+                       source: str = 'checkpoint') -> StateDict:
     """Return the tensors of a checkpoint: the ``state_dict`` entry (MMEngine,
     MMDetection, MMSegmentation), the ``model`` entry (official RepViT) or the
     dict itself (plain state dict). ``module.`` (DDP) is stripped; with
@@ -75,10 +76,21 @@ def _rename(key: str, table, reverse: bool = False) -> Optional[str]:
     return None
 
 
-def official_to_timm(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
-    """Convert an official-layout (``features.{i}``) RepViT state dict to timm's
-    layout. The block structure is read from the keys (stride-2 blocks are the
-    ones with a ``token_mixer.2``), so no arch is needed."""
+def official_to_timm(state: Dict[str, torch.Tensor]) -> StateDict:
+    """Convert an official-layout RepViT state dict to timm's layout.
+
+    The block structure is read from the keys (stride-2 blocks are the ones
+    with a ``token_mixer.2``), so no arch is needed.
+
+    Args:
+        state (dict): ``features.{i}`` keys (and ``classifier.`` ones).
+
+    Returns:
+        OrderedDict: The same tensors under timm's ``stem``/``stages`` keys.
+
+    Raises:
+        ValueError: a key has no place in timm's layout.
+    """
     blocks = sorted({int(m.group(1)) for k in state
                      for m in [re.match(r'features\.(\d+)\.', k)] if m} - {0})
     stride2 = {i for i in blocks if any(
@@ -119,9 +131,19 @@ def official_to_timm(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.
     return out
 
 
-def timm_to_official(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
-    """Convert a timm-layout RepViT state dict to the official ``features.{i}``
-    layout (the inverse of :func:`official_to_timm`)."""
+def timm_to_official(state: Dict[str, torch.Tensor]) -> StateDict:
+    """Convert a timm-layout RepViT state dict to the official layout (the
+    inverse of :func:`official_to_timm`).
+
+    Args:
+        state (dict): timm's ``stem``/``stages`` (and ``head``) keys.
+
+    Returns:
+        OrderedDict: The same tensors under ``features.{i}`` keys.
+
+    Raises:
+        ValueError: a key is not one of timm's RepViT keys.
+    """
     blocks: Dict[int, int] = {}
     has_down = set()
     for k in state:
@@ -164,21 +186,33 @@ def timm_to_official(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.
 
 
 def is_fused(state: Dict[str, torch.Tensor]) -> bool:
-    """Whether an official-layout state dict holds a fused (re-parameterised)
-    RepViT: the stem's first conv is ``features.0.0.c.weight`` before fusion
-    and ``features.0.0.weight`` after."""
+    """Whether an official-layout state dict holds a fused RepViT.
+
+    Args:
+        state (dict): Backbone weights.
+
+    Returns:
+        bool: True when the stem's first conv is ``features.0.0.weight``
+        (after fusion), not ``features.0.0.c.weight`` (before).
+    """
     return 'features.0.0.weight' in state
 
 
 def is_unfused(state: Dict[str, torch.Tensor]) -> bool:
-    """Whether an official-layout state dict holds a training-form
-    (unfused) RepViT: its stem's first conv is ``features.0.0.c.weight``."""
+    """Whether an official-layout state dict holds a training-form RepViT.
+
+    Args:
+        state (dict): Backbone weights.
+
+    Returns:
+        bool: True when the stem's first conv is ``features.0.0.c.weight``.
+    """
     return 'features.0.0.c.weight' in state
 
 
 class BackboneState(NamedTuple):
     """The backbone tensors of a checkpoint, in the official layout."""
-    state: 'OrderedDict[str, torch.Tensor]'
+    state: StateDict
     layout: str                 # the layout the file was in: official / timm
     dropped_head: List[str]     # classification-head keys that were dropped
 
