@@ -10,11 +10,19 @@ onnx, which only the ONNX export imports).
 """
 from .apis import export_onnx, fuse_model, switch_to_deploy
 from .datasets import AlignResize
-from .engine import (AtomicCheckpointHook, FuseModelHook, RandomStateHook,
-                     SegTestVisualizationHook)
+from .engine import (
+    AtomicCheckpointHook,
+    FuseModelHook,
+    RandomStateHook,
+    SegTestVisualizationHook,
+)
 from .models import RepViT, block_settings
-from .models.utils import (is_fused, is_unfused, official_to_timm,
-                           timm_to_official)
+from .models.utils import (
+    is_fused,
+    is_unfused,
+    official_to_timm,
+    timm_to_official,
+)
 from .utils import allow_mmengine_checkpoints, read_checkpoint
 from .utils.checks import check_neck_widths
 

@@ -16,7 +16,8 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    """A test that reaches the network is a bug: refuse any non-local socket."""
+    """A test that reaches the network is a bug: refuse any non-local
+    socket."""
     real_connect = socket.socket.connect
 
     def guarded(self, address):

@@ -1,6 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Shared test helpers: randomised weights and the timm layout written out by
-hand from the description of timm's layout, independent of mmrepvit's converter."""
+hand from the description of timm's layout, independent of mmrepvit's
+converter."""
 import contextlib
 import logging
 import re

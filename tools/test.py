@@ -3,7 +3,8 @@
 """Test (evaluate) a checkpoint of an MMDetection or MMSegmentation config (the
 config's default_scope decides which); the flags are MMDetection's.
 
-    python tools/test.py configs/det/repvit_m1_1_maskrcnn.py repvit_m1_1_coco.pth
+    python tools/test.py configs/det/repvit_m1_1_maskrcnn.py \\
+        repvit_m1_1_coco.pth
     python tools/test.py CONFIG CKPT --show-dir vis --out results.pkl
     python tools/test.py CONFIG CKPT --fuse --channels-last   # deploy form
     python tools/test.py CONFIG CKPT --tta    # test-time augmentation

@@ -1,10 +1,21 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-from .fuse import (find_repvits, fuse_checkpoint, fuse_model,
-                   repvit_backbone_cfg, switch_to_deploy, unwrap_model,
-                   use_channels_last)
+from .fuse import (
+    find_repvits,
+    fuse_checkpoint,
+    fuse_model,
+    repvit_backbone_cfg,
+    switch_to_deploy,
+    unwrap_model,
+    use_channels_last,
+)
 from .model import build_model, load_model_weights
-from .onnx_export import (OnnxReport, ParityError, export_onnx, onnx_part,
-                          ort_session)
+from .onnx_export import (
+    OnnxReport,
+    ParityError,
+    export_onnx,
+    onnx_part,
+    ort_session,
+)
 
 __all__ = ['find_repvits', 'fuse_checkpoint', 'fuse_model',
            'repvit_backbone_cfg', 'switch_to_deploy', 'unwrap_model',

@@ -10,8 +10,12 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner.checkpoint import load_state_dict
 
-from ..models.utils import detect_layout, extract_state_dict, is_fused, \
-    is_unfused
+from ..models.utils import (
+    detect_layout,
+    extract_state_dict,
+    is_fused,
+    is_unfused,
+)
 from ..utils.checkpoint import read_checkpoint
 
 

@@ -1,6 +1,10 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-from .hooks import (AtomicCheckpointHook, FuseModelHook, RandomStateHook,
-                    SegTestVisualizationHook)
+from .hooks import (
+    AtomicCheckpointHook,
+    FuseModelHook,
+    RandomStateHook,
+    SegTestVisualizationHook,
+)
 from .load_check import refuse_unfit_checkpoint
 
 __all__ = ['AtomicCheckpointHook', 'FuseModelHook', 'RandomStateHook',

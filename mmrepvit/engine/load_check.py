@@ -16,7 +16,8 @@ def refuse_unfit_checkpoint(runner, checkpoint: str,
     checkpoint has switched the backbone to its deploy form by then), and
     only once.
     """
-    model = unwrap_model(runner.model)   # where MMEngine's load_state_dict loads
+    # where MMEngine's load_state_dict loads
+    model = unwrap_model(runner.model)
     seen = {}
 
     def keep_lists(module, state_dict, prefix, local_metadata, strict,

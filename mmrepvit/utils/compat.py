@@ -50,7 +50,8 @@ def history_buffer_getattr(obj, name: str):
     if obj is HistoryBuffer and name in allowed:
         return getattr(obj, name)
     raise pickle.UnpicklingError(
-        f'Refusing getattr({obj!r}, {name!r}) while loading a checkpoint: only '
+        f'Refusing getattr({obj!r}, {name!r}) while loading a checkpoint: '
+        f'only '
         f'HistoryBuffer statistics methods are allowed.')
 
 
@@ -72,8 +73,8 @@ def _mmengine_checkpoint_types() -> list:
     # dtype classes such as numpy.dtypes.Float64DType (numpy >= 1.25).
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
-        types += [getattr(dtypes, n) for n in dir(dtypes)
-                  if n.endswith('DType') and isinstance(getattr(dtypes, n), type)]
+        types += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith(
+            'DType') and isinstance(getattr(dtypes, n), type)]
     return types
 
 

@@ -14,8 +14,7 @@ import torch.nn as nn
 from mmengine.runner.checkpoint import load_state_dict as mmengine_load
 
 from helpers import REPO, randomize
-from mmrepvit import RepViT
-from mmrepvit import apis
+from mmrepvit import RepViT, apis
 from mmrepvit.apis import build_model, export_onnx, fuse_model
 
 DET = str(REPO / 'configs/det/repvit_m0_6_maskrcnn_demo.py')

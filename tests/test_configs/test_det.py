@@ -6,10 +6,17 @@ pytest.importorskip('mmdet')
 from mmdet.testing import demo_mm_inputs  # noqa: E402
 
 import mmrepvit  # noqa: E402,F401
-from helpers import (ARCHES, DET_TAPS, RELEASE_URL,  # noqa: E402
-                     assert_loads_strictly, assert_paper_backbone,
-                     build_model, load_config, load_config_file,
-                     random_state)
+from helpers import (  # noqa: E402
+    ARCHES,
+    DET_TAPS,
+    RELEASE_URL,
+    assert_loads_strictly,
+    assert_paper_backbone,
+    build_model,
+    load_config,
+    load_config_file,
+    random_state,
+)
 from mmrepvit import RepViT  # noqa: E402
 
 
@@ -35,7 +42,8 @@ def test_paper_config(arch):
     assert cfg.auto_scale_lr.base_batch_size == 16
     resize = [t for t in cfg.train_pipeline if t.type == 'Resize'][0]
     assert resize.scale == (1333, 800) and resize.keep_ratio
-    assert [t.prob for t in cfg.train_pipeline if t.type == 'RandomFlip'] == [0.5]
+    assert [t.prob for t in cfg.train_pipeline
+            if t.type == 'RandomFlip'] == [0.5]
     assert cfg.val_evaluator.metric == ['bbox', 'segm']
     assert cfg.train_dataloader.dataset.data_root == 'data/coco/'
 
@@ -92,7 +100,8 @@ def test_official_coco_checkpoint_loads_strictly(tmp_path):
     state = official_mmdet2_checkpoint(
         build_model(load_config('det', 'repvit_m1_1_maskrcnn.py')), path)
     assert_loads_strictly(
-        build_model(load_config('det', 'repvit_m1_1_maskrcnn.py')), path, state)
+        build_model(load_config('det', 'repvit_m1_1_maskrcnn.py')), path,
+        state)
 
 
 def test_drop_into_an_existing_one_stage_detector(tmp_path):

@@ -6,15 +6,22 @@ import pytest
 import torch
 
 pytest.importorskip('mmseg')
+from mmengine.structures import PixelData  # noqa: E402
 from mmseg.registry import TRANSFORMS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
-from mmengine.structures import PixelData  # noqa: E402
 
 import mmrepvit  # noqa: E402,F401
-from helpers import (ARCHES, RELEASE_URL, SEG_TAPS,  # noqa: E402
-                     assert_loads_strictly, assert_paper_backbone,
-                     build_model, load_config, load_config_file,
-                     random_state)
+from helpers import (  # noqa: E402
+    ARCHES,
+    RELEASE_URL,
+    SEG_TAPS,
+    assert_loads_strictly,
+    assert_paper_backbone,
+    build_model,
+    load_config,
+    load_config_file,
+    random_state,
+)
 from mmrepvit import RepViT  # noqa: E402
 
 
@@ -22,8 +29,8 @@ def seg_inputs(h, w, num_classes, batch=2):
     inputs, samples = [], []
     for _ in range(batch):
         inputs.append(torch.randint(0, 255, (3, h, w), dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                             pad_shape=(h, w)))
+        sample = SegDataSample(metainfo=dict(
+            img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
         sample.gt_sem_seg = PixelData(
             data=torch.randint(0, num_classes, (1, h, w)))
         samples.append(sample)
@@ -119,6 +126,7 @@ def test_align_resize_interpolates_in_two_steps_as_the_official_code(hw):
     # OpenCV directly; on these shapes the first factor is not 1, so one
     # resize straight to the final size gives other pixels.
     import cv2
+
     from mmrepvit import AlignResize
     h, w = hw
     rng = np.random.default_rng(0)

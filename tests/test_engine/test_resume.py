@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import REPO
-
 import mmrepvit  # noqa: F401,E402  (weights-only loading of MMEngine files)
+from helpers import REPO
 from mmrepvit.utils import checkpoint_problem, find_resume_checkpoint
 
 SEG = '''

@@ -5,14 +5,12 @@ import re
 import subprocess
 import sys
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
 import torch
+
 from helpers import REPO, STRIDES, head_tensors, randomize, to_timm_by_hand
-
 from mmrepvit import RepViT, official_to_timm, timm_to_official
-
 
 
 @pytest.fixture(scope='module')
@@ -29,7 +27,8 @@ def assert_same_weights(a, b):
 
 
 def pretrained(path, **kwargs):
-    return RepViT('m0_6', init_cfg=dict(type='Pretrained', checkpoint=str(path),
+    return RepViT('m0_6', init_cfg=dict(type='Pretrained',
+                                        checkpoint=str(path),
                                         **kwargs))
 
 
@@ -51,7 +50,8 @@ def test_timm_layout_checkpoint(tmp_path, source):
     state.update(head_tensors(320, distilled=True))
     timm_state = to_timm_by_hand(state, [int(c) for c in STRIDES['m0_6']])
     assert 'stem.conv1.c.weight' in timm_state
-    assert 'stages.1.downsample.pre_block.token_mixer.conv.c.weight' in timm_state
+    assert ('stages.1.downsample.pre_block.token_mixer.conv.c.weight'
+            in timm_state)
     assert 'stages.1.downsample.ffn.conv1.bn.running_var' in timm_state
     assert 'head.head_dist.l.weight' in timm_state
     torch.save(timm_state, tmp_path / 'timm.pth')
@@ -236,8 +236,9 @@ def test_missing_keys_are_logged(tmp_path, source):
     report = RepViT('m0_6').load_pretrained(str(tmp_path / 'partial.pth'),
                                             logger=logger)
     assert report.missing == ['features.17.channel_mixer.m.2.bn.weight']
-    assert any('Missing keys' in m and 'features.17.channel_mixer.m.2.bn.weight'
-               in m for m in messages)
+    assert any('Missing keys' in m and
+               'features.17.channel_mixer.m.2.bn.weight' in m
+               for m in messages)
     n = len(RepViT('m0_6').state_dict())
     assert any(m.startswith(f'Loaded {n - 1}/{n} tensors') for m in messages)
 

@@ -5,12 +5,11 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-from helpers import ARCHES, DET_TAPS, SEG_TAPS, STRIDES, WIDTHS, randomize
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from helpers import ARCHES, DET_TAPS, SEG_TAPS, STRIDES, WIDTHS, randomize
 from mmrepvit import RepViT, block_settings
 from mmrepvit.models.layers import Conv2dBN, RepVGGDW, RepViTBlock
-
 
 # Official RepViT backbones (features only, millions, 3 decimals): training /
 # fused.
@@ -32,8 +31,8 @@ def downsampled(n, times):
     return n
 
 
-# The official arch table (github.com/THU-MIG/RepViT) as its code writes it, one
-# character per block.
+# The official arch table (github.com/THU-MIG/RepViT) as its code writes it,
+# one character per block.
 SE_FLAGS = {
     'm0_6': '10010010101010001',
     'm0_9': '10001000101010101010100010',
@@ -313,7 +312,7 @@ def test_with_cp_same_outputs_grads_and_bn_stats():
         assert torch.equal(a, b), name
 
 
-# ------------------------------------------------------------ re-parameterising
+# ----------------------------------------------------------- re-parameterising
 def rel_err(a, b):
     return ((a - b).abs().max() / a.abs().max()).item()
 

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 from helpers import REPO, load_config_file, logged_messages
-
-from mmrepvit.utils.checks import (check_data_paths, check_neck_widths,
-                                    warn_ineffective_options)
+from mmrepvit.utils.checks import (
+    check_data_paths,
+    check_neck_widths,
+    warn_ineffective_options,
+)
 from mmrepvit.utils.config import tool_config as load_tool_config
 
 SEG_DEMO = REPO / 'configs/seg/repvit_m0_6_fpn_demo.py'

@@ -32,10 +32,18 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS
 
 from mmrepvit import RepViT
-from mmrepvit.apis import (ParityError, build_model, export_onnx,
-                           load_model_weights, repvit_backbone_cfg)
-from mmrepvit.models.utils import (backbone_state_dict, extract_state_dict,
-                                   is_fused)
+from mmrepvit.apis import (
+    ParityError,
+    build_model,
+    export_onnx,
+    load_model_weights,
+    repvit_backbone_cfg,
+)
+from mmrepvit.models.utils import (
+    backbone_state_dict,
+    extract_state_dict,
+    is_fused,
+)
 from mmrepvit.utils import read_checkpoint
 from mmrepvit.utils.config import load_config
 

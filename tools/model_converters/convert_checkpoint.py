@@ -16,7 +16,8 @@ without the neck, heads and meta. A file without RepViT tensors is refused
 (exit status 2), naming the prefix to pass where it finds one.
 
 Examples:
-    python tools/model_converters/convert_checkpoint.py repvit_m1_1_distill_300e.pth \\
+    python tools/model_converters/convert_checkpoint.py \\
+        repvit_m1_1_distill_300e.pth \\
         repvit_m1_1_timm.pth --to timm
     python tools/model_converters/convert_checkpoint.py timm_repvit_m1_1.pth \\
         repvit_m1_1_official.pth --to official
@@ -29,8 +30,12 @@ from typing import List, Optional
 
 import torch
 
-from mmrepvit.models.utils import (detect_layout, extract_state_dict,
-                                   official_to_timm, timm_to_official)
+from mmrepvit.models.utils import (
+    detect_layout,
+    extract_state_dict,
+    official_to_timm,
+    timm_to_official,
+)
 from mmrepvit.utils import read_checkpoint
 
 #: The top-level modules of a RepViT state dict: backbone, then the head.

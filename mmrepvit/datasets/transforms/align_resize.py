@@ -24,9 +24,11 @@ class AlignResize(BaseTransform):
     and the released ADE20K checkpoints were evaluated with these.
 
     Registered in MMEngine's root ``TRANSFORMS`` registry, so it builds in
-    MMSegmentation pipelines as ``dict(type='AlignResize', scale=(2048, 512))``.
+    MMSegmentation pipelines as
+    ``dict(type='AlignResize', scale=(2048, 512))``.
 
-    Required keys: ``img``. Modified keys: ``img``, ``img_shape``, ``gt_seg_map``
+    Required keys: ``img``. Modified keys: ``img``, ``img_shape``,
+    ``gt_seg_map``
     (if present). Added keys: ``scale_factor`` (w, h relative to the input),
     ``keep_ratio``.
 

@@ -42,7 +42,8 @@ class AtomicCheckpointHook(CheckpointHook):
     MMEngine 0.10.7's ``CheckpointHook`` writes straight into the final file
     and, with ``max_keep_ckpts``, deletes the oldest kept checkpoint before
     writing the new one: a kill during the write leaves a truncated newest
-    file and no older one. This hook takes ``CheckpointHook``'s arguments. Local checkpoints are written
+    file and no older one. This hook takes ``CheckpointHook``'s arguments.
+    Local checkpoints are written
     through :class:`AtomicLocalBackend` (unless ``backend_args`` or
     ``file_client_args`` choose another backend), and the checkpoint that
     ``max_keep_ckpts`` drops is deleted after the new one is written, not

@@ -13,10 +13,23 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from ...utils.checkpoint import read_checkpoint
-from ..layers import (RepViTBlock, block_settings, conv_bn, custom_arch,
-                      fuse_modules, preserved_norm_stats, stage_outputs)
-from ..utils import (backbone_state_dict, check_backbone_fit,
-                     fuse_state_dict, is_fused, is_unfused)
+from ..layers import (
+    RepViTBlock,
+    block_settings,
+    conv_bn,
+    custom_arch,
+    fuse_modules,
+    preserved_norm_stats,
+    stage_outputs,
+)
+from ..utils import (
+    backbone_state_dict,
+    check_backbone_fit,
+    fuse_state_dict,
+    is_fused,
+    is_unfused,
+)
+
 
 class LoadReport(NamedTuple):
     """What :meth:`RepViT.load_pretrained` loaded."""
@@ -31,12 +44,12 @@ class LoadReport(NamedTuple):
 class RepViT(BaseModule):
     """RepViT backbone for dense prediction.
 
-    A re-parameterisable mobile CNN from `RepViT: Revisiting Mobile CNN From ViT
-    Perspective <https://arxiv.org/abs/2307.09283>`_ (CVPR 2024). Module and
-    parameter names follow the official ``features.{i}`` layout (``features.0``
-    is the stem, ``features.i`` the i-th block), so official ImageNet, COCO
-    and ADE20K checkpoints load without conversion; timm-layout checkpoints
-    are converted in memory.
+    A re-parameterisable mobile CNN from `RepViT: Revisiting Mobile CNN
+    From ViT Perspective <https://arxiv.org/abs/2307.09283>`_ (CVPR 2024).
+    Module and parameter names follow the official ``features.{i}`` layout
+    (``features.0`` is the stem, ``features.i`` the i-th block), so official
+    ImageNet, COCO and ADE20K checkpoints load without conversion;
+    timm-layout checkpoints are converted in memory.
 
     Four stages at strides 4, 8, 16 and 32; every stage after the first
     starts with a stride-2 block, preceded by a *pre-block*. ``stage_ends``
@@ -46,10 +59,11 @@ class RepViT(BaseModule):
     the same widths and strides.
 
     Args:
-        arch (str | dict): One of ``'m0_6'``, ``'m0_9'``, ``'m1_0'``, ``'m1_1'``,
-            ``'m1_5'``, ``'m2_3'``, or a dict with ``widths`` (output channels
-            of each stage, even) and ``depths`` (blocks of each stage, the
-            stride-2 block included; at least 2 in every stage but the last).
+        arch (str | dict): One of ``'m0_6'``, ``'m0_9'``, ``'m1_0'``,
+            ``'m1_1'``, ``'m1_5'``, ``'m2_3'``, or a dict with ``widths``
+            (output channels of each stage, even) and ``depths`` (blocks of
+            each stage, the stride-2 block included; at least 2 in every
+            stage but the last).
             SE and downsampling follow :func:`block_settings`.
             Defaults to ``'m1_1'``.
         in_channels (int): Number of input image channels. Defaults to ``3``.
@@ -359,7 +373,7 @@ class RepViT(BaseModule):
         return twin
 
     def switch_to_deploy(self) -> 'RepViT':
-        """Fuse every Conv2d-BN and RepVGGDW into single convolutions, in place.
+        """Fuse every Conv2d-BN and RepVGGDW into one convolution, in place.
 
         The fused network computes exactly what this network computes in eval
         mode (the BatchNorm running statistics are folded in). Calling it in
@@ -375,8 +389,8 @@ class RepViT(BaseModule):
         if self.training:
             warnings.warn(
                 'RepViT.switch_to_deploy() was called in training mode. The '
-                'fused network folds in the BatchNorm running statistics, so it '
-                'matches this network in eval mode only; call model.eval() '
+                'fused network folds in the BatchNorm running statistics, so '
+                'it matches this network in eval mode only; call model.eval() '
                 'first to compare outputs.', stacklevel=2)
         self._fuse()
         return self

@@ -1,10 +1,10 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Building blocks of RepViT and their re-parameterisation.
 
-Every fusable module has a ``fuse()`` method that returns the single module replacing
-it in deploy form. Child names follow the official RepViT checkpoints
-(``c``/``bn``, ``conv``/``conv1``/``bn``, ``fc1``/``fc2``, ``m``) so that official
-weights load without conversion.
+Every fusable module has a ``fuse()`` method that returns the single module
+replacing it in deploy form. Child names follow the official RepViT checkpoints
+(``c``/``bn``, ``conv``/``conv1``/``bn``, ``fc1``/``fc2``, ``m``) so that
+official weights load without conversion.
 """
 import contextlib
 from typing import List, NamedTuple, Optional, Sequence
@@ -33,8 +33,8 @@ def build_norm(norm_cfg: Optional[dict], num_features: int) -> nn.Module:
 
 def _fold_bn(weight: torch.Tensor, bias: Optional[torch.Tensor],
              bn: _BatchNorm):
-    """Fold an eval-mode BatchNorm that follows a conv into the conv's weight and
-    bias. Computed in float64 and returned in float64."""
+    """Fold an eval-mode BatchNorm that follows a conv into the conv's weight
+    and bias. Computed in float64 and returned in float64."""
     if not isinstance(bn, _BatchNorm):
         raise TypeError(
             f'Only BatchNorm folds into a convolution; this RepViT uses '
@@ -52,8 +52,8 @@ def _fold_bn(weight: torch.Tensor, bias: Optional[torch.Tensor],
 
 def _make_conv(ref: nn.Conv2d, weight: torch.Tensor,
                bias: torch.Tensor) -> nn.Conv2d:
-    """A conv with ``ref``'s geometry holding the given (float64) weight and bias,
-    cast back to ``ref``'s dtype and device."""
+    """A conv with ``ref``'s geometry holding the given (float64) weight and
+    bias, cast back to ``ref``'s dtype and device."""
     conv = nn.Conv2d(
         ref.in_channels, ref.out_channels, ref.kernel_size, ref.stride,
         ref.padding, ref.dilation, ref.groups, bias=True,
@@ -88,7 +88,8 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1,
             stride: int = 1, padding: int = 0, groups: int = 1,
             bn_weight_init: float = 1.0, norm_cfg: Optional[dict] = None,
             deploy: bool = False) -> nn.Module:
-    """A :class:`Conv2dBN`, or in deploy form the Conv2d with bias it fuses into."""
+    """A :class:`Conv2dBN`, or in deploy form the Conv2d with bias it fuses
+    into."""
     if deploy:
         return nn.Conv2d(in_channels, out_channels, kernel_size, stride,
                          padding, groups=groups, bias=True)
@@ -98,7 +99,8 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1,
 
 class RepVGGDW(nn.Module):
     """Re-parameterisable depthwise token mixer: ``bn(conv(x) + conv1(x) + x)``
-    with a 3x3 depthwise Conv2dBN ``conv`` and a 1x1 depthwise conv ``conv1``."""
+    with a 3x3 depthwise Conv2dBN ``conv`` and a 1x1 depthwise conv
+    ``conv1``."""
 
     def __init__(self, channels: int, norm_cfg: Optional[dict] = None):
         super().__init__()
@@ -113,7 +115,7 @@ class RepVGGDW(nn.Module):
 
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
-        """Return one 3x3 depthwise Conv2d equal to this module in eval mode."""
+        """One 3x3 depthwise Conv2d equal to this module in eval mode."""
         w3, b3 = _fold_bn(self.conv.c.weight, None, self.conv.bn)
         w1 = F.pad(self.conv1.weight.detach().double(), [1, 1, 1, 1])
         identity = torch.zeros_like(w3)
@@ -126,8 +128,8 @@ class RepVGGDW(nn.Module):
 
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation: mean pool, 1x1 conv (``fc1``), ReLU, 1x1 conv
-    (``fc2``), sigmoid gate. The reduced width is ``channels / 4`` rounded to the
-    nearest multiple of 8 (halves round up), at least 8, as in the official
+    (``fc2``), sigmoid gate. The reduced width is ``channels / 4`` rounded to
+    the nearest multiple of 8 (halves round up), at least 8, as in the official
     networks."""
 
     def __init__(self, channels: int, rd_ratio: float = 0.25,
@@ -159,7 +161,8 @@ class Residual(nn.Module):
 
 
 class BlockSetting(NamedTuple):
-    """One RepViT block: output width, stride (1 or 2) and whether it has SE."""
+    """One RepViT block: output width, stride (1 or 2), and whether it has
+    SE."""
     width: int
     stride: int
     use_se: bool
@@ -246,7 +249,8 @@ class RepViTBlock(nn.Module):
 
     With ``stride=1`` (``in_channels == out_channels``) the token mixer is
     ``RepVGGDW`` then optional SE. With ``stride=2`` it is a 3x3 depthwise
-    Conv2dBN with stride 2, optional SE, then a 1x1 Conv2dBN to ``out_channels``.
+    Conv2dBN with stride 2, optional SE, then a 1x1 Conv2dBN to
+    ``out_channels``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int,
@@ -271,7 +275,8 @@ class RepViTBlock(nn.Module):
                 conv_bn(in_channels, out_channels, 1, norm_cfg=norm_cfg,
                         deploy=deploy))
         else:
-            raise ValueError(f'RepViT block stride must be 1 or 2, got {stride}.')
+            raise ValueError(
+                f'RepViT block stride must be 1 or 2, got {stride}.')
         hidden = 2 * out_channels
         self.channel_mixer = Residual(
             nn.Sequential(
@@ -300,11 +305,12 @@ def fuse_modules(module: nn.Module) -> int:
 
 @contextlib.contextmanager
 def preserved_norm_stats(module: nn.Module):
-    """Restore the running statistics of every norm layer in ``module`` on exit.
+    """Restore the running statistics of every norm layer in ``module`` on
+    exit.
 
-    Used around the recomputation pass of gradient checkpointing so that a block
-    in training mode updates its BatchNorm statistics once per step, as it does
-    without checkpointing.
+    Used around the recomputation pass of gradient checkpointing so that a
+    block in training mode updates its BatchNorm statistics once per step, as
+    it does without checkpointing.
     """
     saved = [(buf, buf.clone()) for m in module.modules()
              if isinstance(m, nn.modules.batchnorm._NormBase)

@@ -1,9 +1,18 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-from .ckpt_convert import (backbone_state_dict, check_backbone_fit,
-                           detect_layout, extract_state_dict,
-                           fuse_state_dict, is_fused,
-                           is_unfused, official_to_timm, timm_to_official)
+from .ckpt_convert import (
+    backbone_state_dict,
+    check_backbone_fit,
+    detect_layout,
+    extract_state_dict,
+    fuse_state_dict,
+    is_fused,
+    is_unfused,
+    official_to_timm,
+    timm_to_official,
+)
 
-__all__ = ['backbone_state_dict', 'check_backbone_fit', 'detect_layout',
-           'extract_state_dict', 'fuse_state_dict', 'is_fused', 'is_unfused', 'official_to_timm',
-           'timm_to_official']
+__all__ = [
+    'backbone_state_dict', 'check_backbone_fit', 'detect_layout',
+    'extract_state_dict', 'fuse_state_dict', 'is_fused', 'is_unfused',
+    'official_to_timm', 'timm_to_official'
+]

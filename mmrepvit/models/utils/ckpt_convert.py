@@ -43,7 +43,8 @@ def extract_state_dict(ckpt: dict, prefix: Optional[str] = None,
     for k, v in ckpt.items():
         if not isinstance(v, torch.Tensor):
             raise TypeError(
-                f'{source}: entry {k!r} is a {type(v).__name__}, not a tensor; '
+                f'{source}: entry {k!r} is a {type(v).__name__}, not a '
+                f'tensor; '
                 f'expected a state dict or a dict with a "state_dict" or '
                 f'"model" entry (top-level keys: {list(ckpt)[:8]}).')
         state[k[7:] if k.startswith('module.') else k] = v
@@ -62,7 +63,8 @@ def extract_state_dict(ckpt: dict, prefix: Optional[str] = None,
 
 
 def detect_layout(state: Dict[str, torch.Tensor]) -> str:
-    """``'timm'`` for timm's ``stem``/``stages`` layout, else ``'official'``."""
+    """``'timm'`` for timm's ``stem``/``stages`` layout, else
+    ``'official'``."""
     if any(k.startswith(('stem.', 'stages.')) for k in state):
         return 'timm'
     return 'official'
@@ -100,7 +102,8 @@ def official_to_timm(state: Dict[str, torch.Tensor]) -> StateDict:
     names, stage, j = {}, 0, 0
     for i in blocks:
         if i + 1 in stride2:
-            names[i] = (f'stages.{stage + 1}.downsample.pre_block.', _STRIDE1_MAP)
+            names[i] = (f'stages.{stage + 1}.downsample.pre_block.',
+                        _STRIDE1_MAP)
         elif i in stride2:
             stage, j = stage + 1, 0
             names[i] = (f'stages.{stage}.downsample.', _STRIDE2_MAP)
@@ -222,7 +225,8 @@ def backbone_state_dict(ckpt: dict, prefix: Optional[str] = None,
     """The RepViT backbone tensors of a checkpoint, in the official layout.
 
     Args:
-        ckpt (dict): A checkpoint as read (:func:`mmrepvit.utils.read_checkpoint`).
+        ckpt (dict): A checkpoint as read
+            (:func:`mmrepvit.utils.read_checkpoint`).
         prefix (str, optional): Key prefix of the backbone, e.g.
             ``'backbone.'`` for a whole detector. Defaults to ``None``.
         source (str): How errors name the checkpoint.
