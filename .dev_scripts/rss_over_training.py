@@ -7,8 +7,8 @@ after every iteration, and report the growth per 100 iterations after the
 warm-up (least-squares slope), beside the RSS at a few points. Linux only
 (reads /proc).
 
-    python tools/analysis_tools/rss_over_training.py    # seg demo, 300 its
-    python tools/analysis_tools/rss_over_training.py CONFIG --iters 300 \
+    python .dev_scripts/rss_over_training.py    # seg demo, 300 its
+    python .dev_scripts/rss_over_training.py CONFIG --iters 300 \
         --warmup 50 --out rss.json
 
 The data must be in place (``python tools/demo.py seg`` writes the demo

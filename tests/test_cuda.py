@@ -42,10 +42,13 @@ def rel_err(a, b):
 def built(config):
     """The config's model with seeded random weights and random BatchNorm
     statistics in the backbone (so fusion errors show), on the CPU."""
-    from mmrepvit.analysis import builders
-    builders.use_quiet_logger()
-    cfg = builders.load_config(str(config))
-    model = builders.build_from_config(cfg)
+    from mmengine.logging import MMLogger
+
+    from mmrepvit.apis import build_model
+    from mmrepvit.utils.config import load_config
+    MMLogger.get_instance('test_cuda', log_level='WARNING')
+    cfg = load_config(str(config))
+    model = build_model(cfg)
     randomize(model.backbone, seed=3)
     return cfg, model
 
@@ -75,9 +78,9 @@ def test_backbone_fusion_on_cuda():
 
 @torch.no_grad()
 def seg_logits(model, cfg, device):
-    from mmrepvit.analysis import builders
+    from mmrepvit.utils.benchmark import Subject
     model.to(device)
-    data = model.data_preprocessor(builders.packed_batch(cfg, 2, (64, 96)))
+    data = Subject.of(cfg).inputs(model, 2, (64, 96))
     return model(data['inputs'], data['data_samples'], mode='tensor')
 
 
@@ -111,13 +114,13 @@ def test_det_on_cuda():
     """Mask R-CNN on the GPU (mmcv's CUDA RoIAlign and NMS): the fused
     backbone + FPN give the CPU's features, and predict returns boxes,
     scores and masks there."""
-    from mmrepvit.analysis import builders
     from mmrepvit.apis import fuse_model
+    from mmrepvit.utils.benchmark import Subject
     cfg, model = built(DET)
-    data = model.data_preprocessor(builders.packed_batch(cfg, 2, (96, 128)))
+    data = Subject.of(cfg).inputs(model, 2, (96, 128))
     reference = model.extract_feat(data['inputs'])
     fuse_model(model.cuda(), channels_last=True)
-    data = model.data_preprocessor(builders.packed_batch(cfg, 2, (96, 128)))
+    data = Subject.of(cfg).inputs(model, 2, (96, 128))
     assert data['inputs'].is_cuda
     feats = model.extract_feat(data['inputs'])
     assert len(feats) == len(reference)

@@ -100,8 +100,8 @@ def run(cmd, log_file=None, show=('Epoch(', 'Iter(')):
         for line in (proc.stdout if log else ()):
             log.write(line)
             if any(s in line for s in show) and 'mmengine - INFO' in line:
-                print('   ' + line.split('mmengine - INFO - ')[-1].strip()[:150],
-                      flush=True)
+                message = line.split('mmengine - INFO - ')[-1].strip()
+                print('   ' + message[:150], flush=True)
         proc.wait()
     except BaseException:   # Stopped, or a failure while echoing
         proc.terminate()
@@ -133,7 +133,7 @@ def plot_training_curves(work_dir):
     """Plot the newest training run in WORK_DIR (losses, lr, validation
     metrics) into WORK_DIR/training_curves.png; returns the PNG's path and
     the run's summary."""
-    from mmrepvit.analysis import logs
+    from mmrepvit.utils import logs
     run = logs.load_log(work_dir)
     png = logs.plot_logs([run], osp.join(work_dir, 'training_curves.png'),
                          title=f'{run.name}: training curves')

@@ -19,11 +19,11 @@ from mmengine.runner import Runner
 
 from mmrepvit.engine import refuse_unfit_checkpoint
 from mmrepvit.utils.checks import check_config, leaf_datasets
-from mmrepvit.utils.compat import run_job, write_test_metrics_on_rank0_only
-from mmrepvit.utils.config import add_common_args, tool_config
+from mmrepvit.utils.compat import run_job
+from mmrepvit.utils.config import parse_tool_args
 
 
-def parse_args():
+def build_parser():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a '
                                      'detector or a segmentor')
     parser.add_argument('config', help='test config file path')
@@ -52,8 +52,7 @@ def parse_args():
         help='test-time augmentation: test with the config\'s tta_pipeline '
         'and tta_model (detection configs without them get MMDetection\'s '
         'defaults: a horizontal flip, merged by DetTTAModel)')
-    add_common_args(parser)
-    return parser.parse_args()
+    return parser
 
 
 def enable_visualization(cfg, args):
@@ -172,8 +171,7 @@ def use_tta(cfg: Config) -> Config:
 
 
 def main():
-    args = parse_args()
-    cfg = tool_config(args)
+    args, cfg = parse_tool_args(build_parser())
     if args.out and cfg.default_scope == 'mmdet' and \
             not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out for detection must be a .pkl file, not '
@@ -201,7 +199,6 @@ def main():
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
     refuse_unfit_checkpoint(runner, args.checkpoint)
-    write_test_metrics_on_rank0_only(runner)
     run_job(runner.test)
 
 

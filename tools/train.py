@@ -17,10 +17,10 @@ from mmrepvit.engine import refuse_unfit_checkpoint
 from mmrepvit.utils import find_resume_checkpoint
 from mmrepvit.utils.checks import check_config
 from mmrepvit.utils.compat import run_job
-from mmrepvit.utils.config import add_common_args, tool_config
+from mmrepvit.utils.config import parse_tool_args
 
 
-def parse_args():
+def build_parser():
     parser = argparse.ArgumentParser(description='Train a detector or a '
                                      'segmentor')
     parser.add_argument('config', help='train config file path')
@@ -34,8 +34,7 @@ def parse_args():
         '--resume', nargs='?', type=str, const='auto',
         help='resume from the given checkpoint, or, with no value, from the '
         'latest checkpoint in the work dir')
-    add_common_args(parser)
-    return parser.parse_args()
+    return parser
 
 
 def make_resumable(cfg) -> None:
@@ -53,8 +52,7 @@ def make_resumable(cfg) -> None:
 
 
 def main():
-    args = parse_args()
-    cfg = tool_config(args)
+    args, cfg = parse_tool_args(build_parser())
 
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':

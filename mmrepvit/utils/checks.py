@@ -8,39 +8,18 @@ a dataloader, a convolution or a loop minutes later:
 - :func:`check_data_paths`: the datasets' directories and annotation files,
   and the evaluators' annotation files, exist, and a dataset that lists a
   directory finds images there;
-- :func:`check_load_from`: ``load_from`` is a whole checkpoint file;
-- :func:`warn_ineffective_options`: ``--cfg-options`` keys that would change
-  nothing.
+- :func:`check_load_from`: ``load_from`` is a whole checkpoint file.
 
 ``tools/train.py`` and ``tools/test.py`` call them (through
 :func:`check_config`); a user who builds models another way can call
 :func:`check_neck_widths` on ``cfg.model``.
 """
-import difflib
 import inspect
-import logging
 import os
 import os.path as osp
 from typing import Iterator, List, Sequence, Tuple
 
-from mmengine.logging import print_log
-
 from .checkpoint import checkpoint_problem
-
-# Top-level config keys that MMEngine's Runner (or the tools) read; any other
-# top-level key is a variable of the config file, used only while the file is
-# parsed.
-_READ_BY_RUNNER = {
-    'custom_imports', 'runner_type', 'model_wrapper_cfg', 'sync_bn',
-    'find_unused_parameters', 'activation_checkpointing',
-    'efficient_conv_bn_eval', 'compile'
-}
-
-
-def _runner_keys() -> set:
-    from mmengine.runner import Runner
-    params = inspect.signature(Runner.__init__).parameters
-    return _READ_BY_RUNNER | (set(params) - {'self'})
 
 
 # ------------------------------------------------------------- neck widths
@@ -265,83 +244,14 @@ def check_load_from(cfg) -> None:
 
 
 def check_config(cfg, loaders: Sequence[str]) -> None:
-    """What the tools check before a run: :func:`check_load_from`, and
-    :func:`check_data_paths` for ``loaders``."""
+    """What the tools check before a run: :func:`check_neck_widths`,
+    :func:`check_load_from`, and :func:`check_data_paths` for ``loaders``.
+
+    Args:
+        cfg (Config): The config of the run.
+        loaders (Sequence[str]): The dataloaders the run uses, e.g.
+            ``['train_dataloader', 'val_dataloader']``.
+    """
+    check_neck_widths(cfg.model)
     check_load_from(cfg)
     check_data_paths(cfg, loaders)
-
-
-# ------------------------------------------------------------- cfg-options
-def _find(cfg, parts: List[str]):
-    """Follow ``parts`` into ``cfg``: (the deepest node reached, how many
-    parts were found)."""
-    node = cfg
-    for depth, part in enumerate(parts):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, (list, tuple)) and part.isdigit() and \
-                int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return node, depth
-    return node, len(parts)
-
-
-def _paths(node, prefix: str = '') -> Iterator[str]:
-    """Every dotted key path in a config (list items by index)."""
-    items = node.items() if isinstance(node, dict) else \
-        enumerate(node) if isinstance(node, (list, tuple)) else ()
-    for key, value in items:
-        path = f'{prefix}{key}'
-        yield path
-        yield from _paths(value, path + '.')
-
-
-def warn_ineffective_options(cfg, options: dict) -> List[str]:
-    """Warn about ``--cfg-options`` keys that will change nothing, before
-    they are merged into ``cfg``; returns the warnings.
-
-    - A key that is not in the config, where one with a similar name is
-      (``model.backbone.with_cpp``): probably a typo. The warning names the
-      closest existing keys.
-    - A new top-level key that MMEngine's Runner does not read.
-    - An existing top-level key that the Runner does not read (such as
-      ``max_iters`` or ``data_root``): a variable of the config file, already
-      substituted where the file uses it. The warning names the settings
-      with the same name.
-    """
-    runner_keys = _runner_keys()
-    cfg = cfg.to_dict() if hasattr(cfg, 'to_dict') else cfg
-    warnings = []
-    for key in options:
-        parts = key.split('.')
-        node, found = _find(cfg, parts)
-        if found < len(parts):
-            name = parts[found]
-            siblings = [str(k) for k in node] if isinstance(node, dict) \
-                else []
-            close = difflib.get_close_matches(name, siblings, n=3,
-                                              cutoff=0.75)
-            parent = '.'.join(parts[:found])
-            similar = ', '.join(f'{parent}.{c}' if parent else c
-                                for c in close)
-            if found == 0 and name not in runner_keys:
-                warnings.append(
-                    f'--cfg-options {key}: the config has no top-level key '
-                    f'{name!r} and nothing reads a new one, so this changes '
-                    f'nothing.' + (f' Did you mean {similar}?' if close
-                                   else ''))
-            elif close:
-                warnings.append(
-                    f'--cfg-options {key}: the config has no key {key!r}; '
-                    f'it is added as a new setting. Did you mean {similar}?')
-        elif len(parts) == 1 and key not in runner_keys:
-            uses = [p for p in _paths(cfg) if p.endswith('.' + key)]
-            warnings.append(
-                f'--cfg-options {key}: {key!r} is a variable of the config '
-                f'file, read only while the file was parsed, so changing it '
-                f'now changes nothing. Set the settings that use it instead' +
-                (f', e.g. {", ".join(uses[:4])}.' if uses else '.'))
-    for message in warnings:
-        print_log(message, logger='current', level=logging.WARNING)
-    return warnings

@@ -96,8 +96,11 @@ def allow_mmengine_checkpoints() -> bool:
 
 
 def run_job(job) -> None:
-    """Run ``job`` (``runner.train`` or ``runner.test``) and end the process
-    as a distributed job must.
+    """Run ``job`` (``runner.train`` or ``runner.test``) with the workarounds
+    it needs, and end the process as a distributed job must.
+
+    A test job writes its metrics file on rank 0 only
+    (:func:`write_test_metrics_on_rank0_only`).
 
     Without a process group, or with NCCL, this is just ``job()``. With a
     gloo process group (CPU processes), a job that finished ends the process
@@ -122,6 +125,8 @@ def run_job(job) -> None:
     import sys
 
     import torch.distributed as dist
+    if getattr(job, '__name__', None) == 'test':
+        write_test_metrics_on_rank0_only(job.__self__)
     job()
     if not (dist.is_available() and dist.is_initialized()) or \
             dist.get_backend() != 'gloo':

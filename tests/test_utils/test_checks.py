@@ -16,11 +16,12 @@ import pytest
 
 from helpers import REPO, load_config_file, logged_messages
 from mmrepvit.utils.checks import (
+    check_config,
     check_data_paths,
     check_neck_widths,
-    warn_ineffective_options,
 )
 from mmrepvit.utils.config import tool_config as load_tool_config
+from mmrepvit.utils.config import warn_ineffective_options
 
 SEG_DEMO = REPO / 'configs/seg/repvit_m0_6_fpn_demo.py'
 DET_DEMO = REPO / 'configs/det/repvit_m0_6_maskrcnn_demo.py'
@@ -35,11 +36,14 @@ def run_tool(monkeypatch, tool, *args):
 
 
 def tool_config(config, *options):
-    """A config loaded as tools/train.py loads it."""
+    """A config loaded and checked as tools/train.py does before a run
+    (the data paths aside)."""
     args = argparse.Namespace(
         config=str(config), launcher='none', local_rank=0, work_dir=None,
         cfg_options=dict(o.split('=', 1) for o in options) or None)
-    return load_tool_config(args)
+    cfg = load_tool_config(args)
+    check_config(cfg, [])
+    return cfg
 
 
 # ----------------------------------------------------- files that are not

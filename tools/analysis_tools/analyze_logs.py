@@ -20,7 +20,7 @@ coco/bbox_mAP, MMSegmentation 0.x's mIoU fraction -> percent).
 """
 import argparse
 
-from mmrepvit.analysis import logs
+from mmrepvit.utils import logs
 
 
 def parse_args():

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Parameters and multiply-accumulates (MMEngine's complexity analysis) of
-RepViT classifiers, detectors and segmentors, in training and deploy form.
+"""Parameters and multiply-accumulates of RepViT models and ResNet-50.
+
+MMEngine's complexity analysis of ImageNet classifiers, detectors and
+segmentors, in training and deploy form.
 
     # the ImageNet classifier, 1x3x224x224 (the paper's setting)
     python tools/analysis_tools/get_flops.py --arch m1_1 --deploy
@@ -24,25 +26,57 @@ proposals), with random weights.
 """
 import argparse
 
-from mmrepvit.analysis import builders
-from mmrepvit.analysis.complexity import (PAPER_GMACS, arch_complexity,
-                                          config_complexity, format_count)
-from mmrepvit.runner import ConfigOptionsAction
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.analysis import parameter_count
+from mmengine.analysis.print_helper import complexity_stats_table
+from mmengine.logging import MMLogger
 
+from mmrepvit import switch_to_deploy
+from mmrepvit.utils import benchmark as bm
+from mmrepvit.utils.config import ConfigOptionsAction, load_config
+
+# The paper's compute of the ImageNet classifiers (deploy form, with head,
+# 3x224x224), in GMACs (Table 1 of the paper; M0.6 is not given there).
+PAPER_GMACS = {'m0_9': 0.8, 'm1_0': 1.1, 'm1_1': 1.3, 'm1_5': 2.3,
+               'm2_3': 4.5}
 DEFAULT_SHAPES = {'mmdet': (800, 1333), 'mmseg': (512, 512)}
+
+
+class Classifier(nn.Module):
+    """The paper's ImageNet classifier of an arch: the backbone's last
+    stage, global average pooling and the official head (BatchNorm1d +
+    Linear; one Linear in deploy form, where the BN is folded in); for
+    ResNet-50 a Linear, as torchvision's."""
+
+    def __init__(self, arch: str, deploy: bool, classes: int = 1000):
+        super().__init__()
+        self.backbone = bm.Subject.of(arch).build()
+        width = 2048 if arch == bm.BASELINE else \
+            self.backbone.out_channels[-1]
+        self.head = nn.Linear(width, classes)
+        if not deploy and arch != bm.BASELINE:
+            self.head = nn.Sequential(nn.BatchNorm1d(width), self.head)
+        if deploy:
+            switch_to_deploy(self)
+        self.eval()
+
+    def forward(self, x):
+        x = F.adaptive_avg_pool2d(self.backbone(x)[-1], 1)
+        return self.head(x.flatten(1))
 
 
 def parse_args():
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='\n'.join(__doc__.splitlines()[3:]))
+        epilog='\n'.join(__doc__.splitlines()[2:]))
     parser.add_argument('configs', nargs='*', help='detector/segmentor '
                         'configs (files or mmdet::/mmseg:: paths)')
     parser.add_argument('--arch', nargs='+', default=[],
-                        choices=builders.arch_names(), metavar='ARCH',
-                        help='ImageNet classifiers: '
-                        f'{", ".join(builders.arch_names())}')
+                        choices=bm.ARCHES, metavar='ARCH',
+                        help=f'ImageNet classifiers: {", ".join(bm.ARCHES)}')
     parser.add_argument('--shape', nargs=2, type=int, metavar=('H', 'W'),
                         help='input size (default: 224 224 for --arch, '
                         '800 1333 for MMDetection, 512 512 for '
@@ -55,7 +89,7 @@ def parse_args():
                       'with --deploy)')
     parser.add_argument('--breakdown', nargs='?', type=int, const=1,
                         default=0, metavar='DEPTH',
-                        help='per-module breakdown down to DEPTH levels '
+                        help='per-module table down to DEPTH levels '
                         '(default 1: backbone, neck, heads)')
     parser.add_argument('--cfg-options', nargs='+',
                         action=ConfigOptionsAction,
@@ -66,73 +100,90 @@ def parse_args():
     return args
 
 
-def subjects(args):
-    """(name, input label, function of (deploy, depth)) per model asked."""
-    for arch in args.arch:
-        size = tuple(args.shape or (224, 224))
-        yield (f'{builders.display_name(arch)} (ImageNet classifier)', arch,
-               size, lambda deploy, depth, a=arch, s=size: arch_complexity(
-                   a, deploy, s, depth))
-    for config in args.configs:
-        cfg = builders.load_config(config, args.cfg_options)
-        size = tuple(args.shape or DEFAULT_SHAPES[cfg.default_scope])
-        yield (builders.model_name(cfg), None, size,
-               lambda deploy, depth, c=cfg, s=size: config_complexity(
-                   c, s, deploy, depth))
+def count(arch=None, cfg=None, deploy=False, shape=None):
+    """MMEngine's FlopAnalyzer, the parameter count and the input shape of
+    the classifier of ``arch`` or the model of ``cfg``."""
+    if cfg is None:
+        model = Classifier(arch, deploy)
+        inputs, task = torch.randn(1, 3, *(shape or (224, 224))), 'forward'
+    else:
+        subject = bm.Subject.of(cfg)
+        model = subject.build()
+        if deploy:
+            switch_to_deploy(model)
+        inputs = subject.inputs(model, 1, shape or
+                                DEFAULT_SHAPES[cfg.default_scope])
+        task = 'predict'
+    analyzer = bm.flop_analyzer(model, inputs, task)
+    image = inputs if cfg is None else inputs['inputs']
+    return analyzer, parameter_count(model)[''], tuple(image.shape)
+
+
+def format_count(n: float) -> str:
+    """7775232 -> '7.775M'; 1.337e9 -> '1.337G'."""
+    for scale, suffix in ((1e12, 'T'), (1e9, 'G'), (1e6, 'M'), (1e3, 'K')):
+        if abs(n) >= scale:
+            return f'{n / scale:.3f}{suffix}'
+    return f'{n:.0f}'
+
+
+def paper_diff(arch, macs):
+    """The deploy-form MACs against the paper's GMACs, or None."""
+    return macs / 1e9 / PAPER_GMACS[arch] - 1 if arch in PAPER_GMACS \
+        else None
 
 
 def report(name, arch, form, result, depth):
-    shape = 'x'.join(map(str, result.input_shape))
-    print(f'\n== {name}, {form} form, input {shape}')
-    print(f'Params: {format_count(result.params)}')
-    print(f'MACs:   {format_count(result.macs)}')
-    if arch in PAPER_GMACS and form == 'deploy':
-        paper = PAPER_GMACS[arch]
-        diff = result.macs / 1e9 / paper - 1
-        print(f'Paper:  {paper} GMACs ({diff:+.1%}; '
+    analyzer, params, shape = result
+    print(f'\n== {name}, {form} form, input {"x".join(map(str, shape))}')
+    print(f'Params: {format_count(params)}')
+    print(f'MACs:   {format_count(analyzer.total())}')
+    diff = paper_diff(arch, analyzer.total())
+    if diff is not None and form == 'deploy':
+        print(f'Paper:  {PAPER_GMACS[arch]} GMACs ({diff:+.1%}; '
               f'{"within" if abs(diff) <= 0.05 else "OUTSIDE"} 5%)')
-    if result.uncounted:
-        ops = ', '.join(f'{op.replace("aten::", "")} x{n}' for op, n in
-                        sorted(result.uncounted.items(), key=lambda i: -i[1]))
+    uncounted = analyzer.unsupported_ops()
+    if uncounted:
+        ops = ', '.join(f'{op.replace("aten::", "")} x{n}'
+                        for op, n in uncounted.most_common())
         print(f'Not counted (MMEngine has no rule for them): {ops}')
     if depth:
-        print('\n| module | params | MACs | share of MACs |')
-        print('|---|---|---|---|')
-        for module, (params, macs) in result.by_module.items():
-            print(f'| {"  " * module.count(".")}{module} | '
-                  f'{format_count(params)} | {format_count(macs)} | '
-                  f'{macs / max(result.macs, 1):.1%} |')
+        print('\n' + complexity_stats_table(analyzer, max_depth=depth,
+                                            show_param_shapes=False))
 
 
 def table(rows, forms):
     """One markdown row per model, the forms side by side."""
     head = ['model', 'input'] + [f'params, {f}' for f in forms] + \
         [f'GMACs, {f}' for f in forms]
-    if 'deploy' in forms:
-        head += ['paper GMACs', 'deploy vs paper']
+    head += ['paper GMACs', 'deploy vs paper'] * ('deploy' in forms)
     print('\n| ' + ' | '.join(head) + ' |\n|' + '---|' * len(head))
     for name, arch, results in rows:
-        shape = 'x'.join(map(str, results[forms[0]].input_shape))
-        cells = [name, shape]
-        cells += [format_count(results[f].params) for f in forms]
-        cells += [f'{results[f].macs / 1e9:.3f}' for f in forms]
+        cells = [name, 'x'.join(map(str, results[forms[0]][2]))]
+        cells += [format_count(results[f][1]) for f in forms]
+        cells += [f'{results[f][0].total() / 1e9:.3f}' for f in forms]
         if 'deploy' in forms:
-            paper = PAPER_GMACS.get(arch)
-            cells += [str(paper) if paper else '-',
-                      f'{results["deploy"].macs / 1e9 / paper - 1:+.1%}'
-                      if paper else '-']
+            diff = paper_diff(arch, results['deploy'][0].total())
+            cells += ['-', '-'] if diff is None else [
+                str(PAPER_GMACS[arch]), f'{diff:+.1%}']
         print('| ' + ' | '.join(cells) + ' |')
 
 
 def main():
     args = parse_args()
-    builders.use_quiet_logger()
+    # no report of every parameter's initialisation
+    MMLogger.get_instance('mmrepvit_get_flops', log_level='WARNING')
     forms = args.forms or (['deploy'] if args.deploy else ['training'])
+    subjects = [(f'{bm.Subject.of(a).name} (ImageNet classifier)', a, None)
+                for a in args.arch]
+    for config in args.configs:
+        cfg = load_config(config, args.cfg_options)
+        subjects.append((bm.Subject.of(cfg).name, None, cfg))
     rows = []
-    for name, arch, size, measure in subjects(args):
+    for name, arch, cfg in subjects:
         results = {}
         for form in forms:
-            results[form] = measure(form == 'deploy', args.breakdown)
+            results[form] = count(arch, cfg, form == 'deploy', args.shape)
             report(name, arch, form, results[form], args.breakdown)
         rows.append((name, arch, results))
     if len(rows) > 1 or len(forms) > 1:

@@ -2,10 +2,9 @@
 import contextlib
 import warnings
 from logging import WARNING
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
@@ -14,30 +13,15 @@ from torch.utils.checkpoint import checkpoint
 
 from ...utils.checkpoint import read_checkpoint
 from ..layers import (
-    RepViTBlock,
-    block_settings,
-    conv_bn,
+    build_features,
     custom_arch,
     fuse_modules,
+    parse_out_indices,
     preserved_norm_stats,
     stage_outputs,
 )
-from ..utils import (
-    backbone_state_dict,
-    check_backbone_fit,
-    fuse_state_dict,
-    is_fused,
-    is_unfused,
-)
-
-
-class LoadReport(NamedTuple):
-    """What :meth:`RepViT.load_pretrained` loaded."""
-    loaded: List[str]
-    missing: List[str]
-    unexpected: List[str]
-    dropped_head: List[str]
-    layout: str
+from ..utils import BackboneState, backbone_state_dict
+from ..utils.ckpt_convert import FUSED_KEY, UNFUSED_KEY
 
 
 @MODELS.register_module()
@@ -140,12 +124,14 @@ class RepViT(BaseModule):
         self.in_channels = in_channels
         self.norm_cfg = dict(type='BN') if norm_cfg is None else norm_cfg
         self.deploy = deploy
-        self.features = self._build_features(drop_path_rate)
+        self.features = build_features(self.arch_settings, in_channels,
+                                       self.norm_cfg, deploy, drop_path_rate)
 
         self.stage_ends = stage_ends
         self.stage_outputs = stage_outputs(self.arch_settings['depths'],
                                            stage_ends)
-        self.out_indices = self._parse_out_indices(out_indices)
+        self.out_indices = parse_out_indices(
+            out_indices, len(self.stage_outputs), self.arch_name)
         num_stages = len(self.stage_outputs)
         if not -1 <= frozen_stages <= num_stages:
             raise ValueError(
@@ -178,41 +164,6 @@ class RepViT(BaseModule):
                     f'depths.')
             return cls.arch_zoo[arch]
         return custom_arch(arch)
-
-    def _build_features(self, drop_path_rate: float) -> nn.ModuleList:
-        blocks = block_settings(**self.arch_settings)
-        first_width = blocks[0].width
-        stem = nn.Sequential(
-            conv_bn(self.in_channels, first_width // 2, 3, 2, 1,
-                    norm_cfg=self.norm_cfg, deploy=self.deploy), nn.GELU(),
-            conv_bn(first_width // 2, first_width, 3, 2, 1,
-                    norm_cfg=self.norm_cfg, deploy=self.deploy))
-        drop_rates = torch.linspace(0, drop_path_rate, len(blocks),
-                                    device='cpu').tolist()
-        features = [stem]
-        width = first_width
-        for block, drop_rate in zip(blocks, drop_rates):
-            features.append(
-                RepViTBlock(width, block.width, block.stride, block.use_se,
-                            drop_rate, self.norm_cfg, self.deploy))
-            width = block.width
-        return nn.ModuleList(features)
-
-    def _parse_out_indices(self, out_indices) -> Tuple[int, ...]:
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        if not isinstance(out_indices, Sequence) or not out_indices or \
-                not all(isinstance(i, int) for i in out_indices):
-            raise TypeError(f'out_indices must be an int or a non-empty '
-                            f'sequence of ints, got {out_indices!r}.')
-        n = len(self.stage_outputs)
-        for index in out_indices:
-            if not -n <= index < n:
-                raise IndexError(
-                    f'out_indices entry {index} is out of range: RepViT '
-                    f'{self.arch_name!r} has {n} stages (valid: 0..{n - 1}, '
-                    f'or -{n}..-1 from the end).')
-        return tuple(index % n for index in out_indices)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if x.dim() != 4:
@@ -303,7 +254,7 @@ class RepViT(BaseModule):
     def load_pretrained(self, checkpoint: Union[str, dict],
                         prefix: Optional[str] = None, map_location='cpu',
                         logger='current', source: Optional[str] = None
-                        ) -> LoadReport:
+                        ) -> BackboneState:
         """Load backbone weights: the one loading path of mmrepvit.
 
         Reads safely (:func:`mmrepvit.utils.read_checkpoint`), takes the
@@ -323,8 +274,8 @@ class RepViT(BaseModule):
                 dict. Defaults to ``None``.
 
         Returns:
-            LoadReport: keys loaded, missing, unexpected and dropped, and the
-            layout the file was in.
+            BackboneState: the tensors loaded, the layout the file was in, and
+            the keys dropped (classification heads), missing and unexpected.
 
         Raises:
             ValueError: no tensor matches, shapes differ (another arch or
@@ -334,15 +285,13 @@ class RepViT(BaseModule):
             source = source or checkpoint
             checkpoint = read_checkpoint(source, map_location)
         name = f'checkpoint {source!r}'
-        state, layout, dropped = backbone_state_dict(checkpoint, prefix, name)
-        if is_fused(state) and not self.deploy:
-            raise ValueError(
-                f'{name} holds a fused (re-parameterised) RepViT; build the '
-                f'backbone with deploy=True to load it.')
-        form = self if is_fused(state) or not self.deploy else \
-            self._training_form('meta')
-        missing, unexpected = check_backbone_fit(
-            state, form.state_dict(), name, self.arch_name, self.in_channels)
+        own = self.state_dict()
+        training = self._training_form('meta').state_dict() if self.deploy \
+            else own
+        state, layout, dropped, missing, unexpected = backbone_state_dict(
+            checkpoint, prefix, name, check=dict(
+                training=training, deploy=own if self.deploy else None,
+                arch=self.arch_name, in_channels=self.in_channels))
         matched = {k: v for k, v in state.items() if k not in unexpected}
         self._fill_missing = missing   # _load_from_state_dict fuses these too
         try:
@@ -362,24 +311,20 @@ class RepViT(BaseModule):
         if unexpected:
             print_log(f'Unexpected keys in {name} ({len(unexpected)}; '
                       f'ignored): {unexpected}', logger, WARNING)
-        return LoadReport(list(matched), missing, unexpected, dropped, layout)
+        return BackboneState(matched, layout, dropped, missing, unexpected)
 
     def _training_form(self, device=None) -> 'RepViT':
         """A training-form twin (on ``'meta'``: its shapes only)."""
         with torch.device(device or 'cpu'):
-            twin = RepViT(self.arch_settings, self.in_channels,
+            return RepViT(self.arch_settings, self.in_channels,
                           norm_cfg=self.norm_cfg)
-        twin.arch_name = self.arch_name
-        return twin
 
     def switch_to_deploy(self) -> 'RepViT':
         """Fuse every Conv2d-BN and RepVGGDW into one convolution, in place.
 
-        The fused network computes exactly what this network computes in eval
-        mode (the BatchNorm running statistics are folded in). Calling it in
-        training mode is allowed but warns, because a training-mode network
-        normalises with batch statistics and the fused one cannot. Calling it
-        on an already fused network does nothing.
+        The fused network computes what this one computes in eval mode (the
+        BatchNorm running statistics are folded in), so calling it in
+        training mode warns; on a fused network it does nothing.
 
         Returns:
             RepViT: ``self``.
@@ -406,25 +351,44 @@ class RepViT(BaseModule):
         (:meth:`load_pretrained`, ``tools/test.py``, the inferencers).
 
         Fused weights switch a training-form backbone to the deploy form;
-        training-form weights are fused on the way into a deploy-form one
-        (:func:`~mmrepvit.models.utils.fuse_state_dict`).
+        training-form weights are fused on the way into a deploy-form one.
         """
         own = {k[len(prefix):]: v for k, v in state_dict.items()
                if k.startswith(prefix)}
         name = prefix[:-1] or type(self).__name__
-        if is_fused(own) and not self.deploy:
+        if not self.deploy and FUSED_KEY in own:
             self._fuse()
             self._fused_by_load = True
             print_log(f'{name}: the checkpoint holds a fused RepViT, so the '
                       f'backbone switched to its deploy form to load it.',
                       logger='current')
-        elif is_unfused(own) and self.deploy:
+        elif self.deploy and UNFUSED_KEY in own:
             for key in own:
                 del state_dict[prefix + key]
-            fused = fuse_state_dict(own, self._training_form(), name,
-                                    getattr(self, '_fill_missing', ()))
+            fused = self._fuse_state(own, name)
             state_dict.update((prefix + k, v) for k, v in fused.items())
             print_log(f'{name}: fused the training-form RepViT weights of '
                       f'the checkpoint to load them into the deploy-form '
                       f'backbone.', logger='current')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _fuse_state(self, state: dict, name: str) -> dict:
+        """The deploy-form state dict of training-form weights: loaded into
+        a training-form twin, which is fused. Keys other than those
+        :meth:`load_pretrained` reported missing must all be there: fusing
+        without them would silently use random weights."""
+        training = self._training_form()
+        result = training.load_state_dict(state, strict=False)
+        may_miss = getattr(self, '_fill_missing', ())
+        missing = [k for k in result.missing_keys if k not in may_miss
+                   and not k.endswith('num_batches_tracked')]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f'{name}: the checkpoint holds training-form RepViT weights '
+                f'that do not fit this deploy-form backbone, so they cannot '
+                f'be fused into it: {len(missing)} missing (e.g. '
+                f'{missing[:3]}), {len(result.unexpected_keys)} unexpected '
+                f'(e.g. {result.unexpected_keys[:3]}). Check the arch, or '
+                f'fuse a complete checkpoint with '
+                f'tools/deploy/reparameterize.py.')
+        return training.eval().switch_to_deploy().state_dict()

@@ -7,7 +7,7 @@ replacing it in deploy form. Child names follow the official RepViT checkpoints
 official weights load without conversion.
 """
 import contextlib
-from typing import List, NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -288,6 +288,49 @@ class RepViTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.channel_mixer(self.token_mixer(x))
+
+
+def build_features(arch: dict, in_channels: int, norm_cfg: Optional[dict],
+                   deploy: bool, drop_path_rate: float) -> nn.ModuleList:
+    """RepViT's ``features``: the stem (two stride-2 3x3 Conv2dBN with GELU
+    between) and the blocks of ``arch`` (``dict(widths=..., depths=...)``),
+    stochastic depth rising linearly to ``drop_path_rate``."""
+    blocks = block_settings(**arch)
+    width = blocks[0].width
+    stem = nn.Sequential(
+        conv_bn(in_channels, width // 2, 3, 2, 1, norm_cfg=norm_cfg,
+                deploy=deploy), nn.GELU(),
+        conv_bn(width // 2, width, 3, 2, 1, norm_cfg=norm_cfg,
+                deploy=deploy))
+    drop_rates = torch.linspace(0, drop_path_rate, len(blocks),
+                                device='cpu').tolist()
+    features = [stem]
+    for block, drop_rate in zip(blocks, drop_rates):
+        features.append(RepViTBlock(width, block.width, block.stride,
+                                    block.use_se, drop_rate, norm_cfg,
+                                    deploy))
+        width = block.width
+    return nn.ModuleList(features)
+
+
+def parse_out_indices(out_indices, num_stages: int,
+                      arch: str) -> Tuple[int, ...]:
+    """``out_indices`` (an int or a sequence, negative from the end) as
+    stage indices in ``[0, num_stages)``; raises for anything else."""
+    if isinstance(out_indices, int):
+        out_indices = [out_indices]
+    if not isinstance(out_indices, Sequence) or not out_indices or \
+            not all(isinstance(i, int) for i in out_indices):
+        raise TypeError(f'out_indices must be an int or a non-empty '
+                        f'sequence of ints, got {out_indices!r}.')
+    n = num_stages
+    for index in out_indices:
+        if not -n <= index < n:
+            raise IndexError(
+                f'out_indices entry {index} is out of range: RepViT '
+                f'{arch!r} has {n} stages (valid: 0..{n - 1}, or -{n}..-1 '
+                f'from the end).')
+    return tuple(index % n for index in out_indices)
 
 
 def fuse_modules(module: nn.Module) -> int:

@@ -1,10 +1,10 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 from .ckpt_convert import (
+    BackboneState,
     backbone_state_dict,
     check_backbone_fit,
     detect_layout,
     extract_state_dict,
-    fuse_state_dict,
     is_fused,
     is_unfused,
     official_to_timm,
@@ -12,7 +12,7 @@ from .ckpt_convert import (
 )
 
 __all__ = [
-    'backbone_state_dict', 'check_backbone_fit', 'detect_layout',
-    'extract_state_dict', 'fuse_state_dict', 'is_fused', 'is_unfused',
+    'BackboneState', 'backbone_state_dict', 'check_backbone_fit',
+    'detect_layout', 'extract_state_dict', 'is_fused', 'is_unfused',
     'official_to_timm', 'timm_to_official'
 ]

@@ -5,12 +5,13 @@ State dicts only: reading files is :mod:`mmrepvit.utils.checkpoint`'s job,
 loading :meth:`mmrepvit.RepViT.load_pretrained`'s."""
 import re
 from collections import OrderedDict
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
-import torch.nn as nn
 
 HEAD_PREFIXES = ('classifier.', 'head.')
+#: The stem's first convolution before fusion (training form) and after.
+UNFUSED_KEY, FUSED_KEY = 'features.0.0.c.weight', 'features.0.0.weight'
 StateDict = 'OrderedDict[str, torch.Tensor]'
 
 # Renames inside one block, official (features.{i}.*) -> timm.
@@ -198,7 +199,7 @@ def is_fused(state: Dict[str, torch.Tensor]) -> bool:
         bool: True when the stem's first conv is ``features.0.0.weight``
         (after fusion), not ``features.0.0.c.weight`` (before).
     """
-    return 'features.0.0.weight' in state
+    return FUSED_KEY in state
 
 
 def is_unfused(state: Dict[str, torch.Tensor]) -> bool:
@@ -210,7 +211,7 @@ def is_unfused(state: Dict[str, torch.Tensor]) -> bool:
     Returns:
         bool: True when the stem's first conv is ``features.0.0.c.weight``.
     """
-    return 'features.0.0.c.weight' in state
+    return UNFUSED_KEY in state
 
 
 class BackboneState(NamedTuple):
@@ -218,10 +219,13 @@ class BackboneState(NamedTuple):
     state: StateDict
     layout: str                 # the layout the file was in: official / timm
     dropped_head: List[str]     # classification-head keys that were dropped
+    missing: List[str] = []     # backbone keys the checkpoint lacks
+    unexpected: List[str] = []  # its keys the backbone does not have
 
 
 def backbone_state_dict(ckpt: dict, prefix: Optional[str] = None,
-                        source: str = 'checkpoint') -> BackboneState:
+                        source: str = 'checkpoint',
+                        check: Optional[dict] = None) -> BackboneState:
     """The RepViT backbone tensors of a checkpoint, in the official layout.
 
     Args:
@@ -231,11 +235,15 @@ def backbone_state_dict(ckpt: dict, prefix: Optional[str] = None,
             ``'backbone.'`` for a whole detector. Defaults to ``None``.
         source (str): How errors name the checkpoint.
             Defaults to ``'checkpoint'``.
+        check (dict, optional): The arguments of :func:`check_backbone_fit`
+            but ``state`` and ``source``: the tensors are checked against
+            that backbone. Defaults to ``None`` (no check).
 
     Returns:
         BackboneState: the tensors (timm layout converted, DDP's ``module.``
         and ``prefix`` stripped, classification heads dropped), the layout
-        the file was in and the dropped head keys.
+        the file was in, the dropped head keys and, with ``check``, the
+        missing and unexpected keys.
     """
     state = extract_state_dict(ckpt, prefix, source)
     layout = detect_layout(state)
@@ -244,18 +252,23 @@ def backbone_state_dict(ckpt: dict, prefix: Optional[str] = None,
     dropped = [k for k in state if k.startswith(HEAD_PREFIXES)]
     for k in dropped:
         del state[k]
-    return BackboneState(state, layout, dropped)
+    fit = check_backbone_fit(state, source=source, **check) if check else ()
+    return BackboneState(state, layout, dropped, *fit)
 
 
 def check_backbone_fit(state: Dict[str, torch.Tensor],
-                       own: Dict[str, torch.Tensor], source: str,
-                       arch: str, in_channels: int
+                       training: Dict[str, torch.Tensor],
+                       deploy: Optional[Dict[str, torch.Tensor]],
+                       source: str, arch: str, in_channels: int
                        ) -> Tuple[List[str], List[str]]:
-    """Check backbone weights against a backbone's own state dict.
+    """Check backbone weights against the backbone they load into.
 
     Args:
         state (dict): The weights to load (official layout).
-        own (dict): The state dict of the backbone, in the form of ``state``.
+        training (dict): The state dict of the backbone's training form.
+        deploy (dict, optional): That of its deploy form, for a backbone
+            built in deploy form; None for a training-form backbone, which
+            fused weights cannot initialise.
         source (str): How errors name the checkpoint.
         arch (str): The backbone's arch name, for errors.
         in_channels (int): The backbone's input channels, for errors.
@@ -266,8 +279,14 @@ def check_backbone_fit(state: Dict[str, torch.Tensor],
 
     Raises:
         ValueError: a shape differs (another arch, or other input
-            channels), or no key matches.
+            channels), no key matches, or fused weights meet a training-form
+            backbone.
     """
+    if is_fused(state) and deploy is None:
+        raise ValueError(
+            f'{source} holds a fused (re-parameterised) RepViT; build the '
+            f'backbone with deploy=True to load it.')
+    own = deploy if is_fused(state) else training
     mismatched = [
         f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
         for k, v in state.items() if k in own and own[k].shape != v.shape
@@ -297,37 +316,3 @@ def check_backbone_fit(state: Dict[str, torch.Tensor],
             f"pass prefix='backbone.' (export_onnx.py: --prefix backbone.).")
     return ([k for k in own if k not in state],
             [k for k in state if k not in own])
-
-
-def fuse_state_dict(state: Dict[str, torch.Tensor], training: nn.Module,
-                    source: str, may_miss: Sequence[str] = ()
-                    ) -> Dict[str, torch.Tensor]:
-    """The deploy-form state dict of training-form RepViT weights.
-
-    Args:
-        state (dict): Training-form weights (official layout).
-        training (nn.Module): A fresh training-form RepViT of the same arch;
-            it is loaded and fused.
-        source (str): How errors name the weights.
-        may_miss (Sequence[str]): Keys that may be missing (they keep
-            ``training``'s initialisation). Defaults to ``()``.
-
-    Returns:
-        dict: The fused weights.
-
-    Raises:
-        ValueError: other keys are missing, or some are unexpected: fusing
-            would silently use random weights.
-    """
-    result = training.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if k not in may_miss
-               and not k.endswith('num_batches_tracked')]
-    if missing or result.unexpected_keys:
-        raise ValueError(
-            f'{source}: the checkpoint holds training-form RepViT weights '
-            f'that do not fit this deploy-form backbone, so they cannot be '
-            f'fused into it: {len(missing)} missing (e.g. {missing[:3]}), '
-            f'{len(result.unexpected_keys)} unexpected (e.g. '
-            f'{result.unexpected_keys[:3]}). Check the arch, or fuse a '
-            f'complete checkpoint with tools/deploy/reparameterize.py.')
-    return training.eval().switch_to_deploy().state_dict()

@@ -1,0 +1,400 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Latency and MACs of models in several forms, for the analysis tools: a
+:class:`Subject` is a model to measure, a form (:data:`FORMS`) a small
+function that prepares it to run one way. MACs are MMEngine's count."""
+import itertools
+import os.path as osp
+import tempfile
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from mmengine.analysis import FlopAnalyzer
+from torch.utils.benchmark import Measurement, Timer
+
+from .. import apis
+from ..models import RepViT
+
+BASELINE = 'resnet50'
+#: The arches a :class:`Subject` takes: RepViT's and the baseline.
+ARCHES = list(RepViT.arch_zoo) + [BASELINE]
+
+
+def _display_name(arch: str) -> str:
+    return 'ResNet-50' if arch == BASELINE else \
+        'RepViT-' + arch.upper().replace('_', '.')
+
+
+def _backbone(arch: str) -> nn.Module:
+    torch.manual_seed(0)
+    if arch != BASELINE:
+        return RepViT(arch).eval()
+    from mmdet.models.backbones import ResNet  # MMDetection's
+    model = ResNet(depth=50)
+    model.eval()   # (its train() returns None: no chaining)
+    return model
+
+
+def _train_step(model, data):
+    torch.manual_seed(0)   # the same RoI sampling in every call
+    loss, _ = model.parse_losses(model(**data, mode='loss'))
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+
+
+#: What a timed call of each task does, ``run(model, inputs)``, and what
+#: stands for ``model.forward`` when its MACs are counted (None: not counted).
+TASKS = {
+    'forward': (lambda m, x: m(x), lambda m, x: m.forward),
+    'predict': (lambda m, d: m(**d, mode='predict'),
+                lambda m, d: partial(m.forward, mode='tensor',
+                                     data_samples=d['data_samples'])),
+    'features': (lambda m, d: m.extract_feat(d['inputs']),
+                 lambda m, d: m.extract_feat),
+    'backbone': (lambda m, d: m.backbone(d['inputs']),
+                 lambda m, d: lambda x: m.backbone(x)),   # not a Module
+    'train': (_train_step, None),
+}
+SPLIT_TASKS = ('backbone', 'features', 'predict')  # their differences: parts
+
+
+def _image(inputs) -> torch.Tensor:
+    return inputs if isinstance(inputs, torch.Tensor) else inputs['inputs']
+
+
+def flop_analyzer(model: nn.Module, inputs,
+                  task: str = 'forward') -> FlopAnalyzer:
+    """Trace one call of a task with MMEngine's ``FlopAnalyzer``, as
+    MMDetection's and MMSegmentation's ``get_flops.py`` do (a predict in
+    ``mode='tensor'``), quiet about ops it has no rule for.
+
+    Args:
+        model (nn.Module): The model.
+        inputs (Tensor | dict): Its inputs (after its data preprocessor).
+        task (str): A task of :data:`TASKS`. Defaults to ``'forward'``.
+
+    Returns:
+        FlopAnalyzer: ``total()`` MACs, ``by_module()``, ``unsupported_ops()``.
+    """
+    model.forward = TASKS[task][1](model, inputs)   # names stay
+    try:
+        with torch.no_grad():
+            analyzer = FlopAnalyzer(model, (_image(inputs), ))
+            analyzer.unsupported_ops_warnings(False)
+            analyzer.uncalled_modules_warnings(False).total()
+    finally:
+        del model.forward
+    return analyzer
+
+
+def _as_built(model, inputs, task):
+    return partial(TASKS[task][0], model, inputs)
+
+
+def _channels_last(model, inputs, task):
+    if _image(inputs) is inputs:   # a bare backbone
+        model.to(memory_format=torch.channels_last)
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    else:   # backbone + neck (mmcv's RoIAlign misreads channels_last)
+        apis.use_channels_last(model)
+    return _as_built(model, inputs, task)
+
+
+def _cuda_fp16(make):   # the form under CUDA float16 autocast
+    return lambda model, inputs, task: torch.autocast(
+        'cuda', dtype=torch.float16)(make(model, inputs, task)) if next(
+            model.parameters()).is_cuda else None
+
+
+def _onnxruntime(model, inputs, task):
+    # The exported deploy form, parity-checked at this input's shape, on the
+    # CPU with torch's thread count; a segmentor's predict is its label map.
+    part = {'predict': 'segmentor', 'features': 'features'}.get(task,
+                                                                'backbone')
+    if next(model.parameters()).is_cuda:
+        return None
+    try:
+        apis.onnx_part(model, part)   # a detector's predict needs MMDeploy
+    except ValueError:
+        return None
+    x = _image(inputs).contiguous().numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, 'model.onnx')
+        apis.export_onnx(model, path, x.shape[2:], part=part,
+                         labels=part == 'segmentor', check_shapes=[x.shape])
+        session = apis.ort_session(path, threads=torch.get_num_threads())
+    return partial(session.run, None, {'input': x})
+
+
+#: Ways to run a model, name: (make, fused). ``make(model, inputs, task)``
+#: prepares both (in place) and returns the callable timed, or None where
+#: the form does not apply; ``fused``: fuse first (inference only).
+FORMS = {
+    'training': (_as_built, False),
+    'channels_last': (_channels_last, False),
+    'deploy': (_as_built, True),
+    'deploy+channels_last': (_channels_last, True),
+    'deploy+fp16': (_cuda_fp16(_as_built), True),
+    'deploy+channels_last+fp16': (_cuda_fp16(_channels_last), True),
+    'onnxruntime': (_onnxruntime, True),
+}
+CUDA_AMP_FORMS = ('deploy+fp16', 'deploy+channels_last+fp16')
+
+
+@dataclass
+class Subject:
+    """A model to measure: ``build()`` returns a fresh copy (seeded random
+    weights, eval mode); ``cfg``: its config, None for a bare backbone."""
+    name: str
+    build: Callable[[], nn.Module]
+    cfg: Any = None
+    baseline: bool = False
+
+    @classmethod
+    def of(cls, source, baseline: bool = False) -> 'Subject':
+        """Make the subject of an arch (its bare backbone) or a config.
+
+        Args:
+            source (str | Config): An arch of :data:`ARCHES` or a config.
+            baseline (bool): Compare the others with it (always so for
+                'resnet50'). Defaults to ``False``.
+
+        Returns:
+            Subject: Named 'RepViT-M1.1', 'RepViT-M1.1 MaskRCNN', ...
+        """
+        if isinstance(source, str):
+            return cls(_display_name(source), partial(_backbone, source),
+                       baseline=baseline or source == BASELINE)
+        bb = source.model.backbone
+        name = _display_name(bb.arch) if bb.type == 'RepViT' and isinstance(
+            bb.arch, str) else bb.type + (f'-{bb.depth}' if 'depth' in bb
+                                          else '')
+        return cls(f'{name} {source.model.type}',
+                   partial(apis.build_model, source), source, baseline)
+
+    def inputs(self, model: nn.Module, batch: int, size: Sequence[int],
+               training: bool = False):
+        """Make seeded random inputs on the model's device, as it takes them
+        (a config's: with ground truth, through its data preprocessor).
+
+        Args:
+            model (nn.Module): A model :attr:`build` returned.
+            batch (int): Images.
+            size (Sequence[int]): Their height and width.
+            training (bool): Preprocess for training. Defaults to False.
+
+        Returns:
+            Tensor | dict: The inputs.
+        """
+        gen, shape = torch.Generator().manual_seed(0), tuple(size)
+        if self.cfg is None:
+            return torch.randn(batch, 3, *shape, generator=gen).to(
+                next(model.parameters()).device)
+        m = self.cfg.model
+        classes = (m.get('decode_head') or m.get('bbox_head') or
+                   m.roi_head.bbox_head).num_classes
+        if self.cfg.default_scope == 'mmdet':
+            from mmdet.testing import demo_mm_inputs  # seeds itself
+            data = demo_mm_inputs(batch, (3, *shape), [3] * batch, classes,
+                                  with_mask=True)
+        else:
+            from mmengine.structures import PixelData
+            from mmseg.structures import SegDataSample
+            data = dict(inputs=[torch.randint(
+                0, 256, (3, *shape), dtype=torch.uint8, generator=gen)
+                for _ in range(batch)], data_samples=[SegDataSample(
+                    metainfo=dict(img_shape=shape, ori_shape=shape,
+                                  pad_shape=shape),
+                    gt_sem_seg=PixelData(data=torch.randint(
+                        0, classes, (1, *shape), generator=gen)))
+                    for _ in range(batch)])
+        return model.data_preprocessor(data, training)
+
+
+@dataclass
+class Row:
+    """A case (``threads``: the device off the CPU), ``time`` once timed."""
+    subject: str
+    form: str
+    task: str
+    input: str
+    threads: str
+    macs: Optional[int] = None
+    baseline: bool = False
+    time: Optional[Measurement] = None
+
+    @property
+    def median_ms(self) -> float:
+        return self.time.median * 1e3
+
+
+def run_benchmark(subjects: Sequence[Subject], forms: Sequence[str],
+                  tasks: Sequence[str], batches: Sequence[int],
+                  sizes: Sequence[Sequence[int]], threads: Sequence[int],
+                  device: str = 'cpu', warmup: int = 2,
+                  min_run_time: float = 1.0, rounds: int = 3,
+                  with_macs: bool = True,
+                  log: Callable[[str], Any] = print) -> List[Row]:
+    """Time every subject in every form on each task, per thread count,
+    input size and batch size, each group's cases in interleaved rounds (so
+    that drift in the machine's load hits them alike). A fused form of a
+    model with nothing to fuse (ResNet-50) is its unfused form.
+
+    Args:
+        subjects (Sequence[Subject]): The models.
+        forms (Sequence[str]): Names in :data:`FORMS`.
+        tasks (Sequence[str]): Names in :data:`TASKS`.
+        batches (Sequence[int]): Batch sizes.
+        sizes (Sequence[Sequence[int]]): Input heights and widths.
+        threads (Sequence[int]): Thread counts.
+        device (str): ``'cpu'`` or a CUDA device. Defaults to ``'cpu'``.
+        warmup (int): Untimed calls of each case. Defaults to 2.
+        min_run_time (float): Seconds per case and round. Defaults to 1.0.
+        rounds (int): Rounds. Defaults to 3.
+        with_macs (bool): Count MACs. Defaults to True.
+        log (Callable): Takes notes and times. Defaults to ``print``.
+
+    Returns:
+        list[Row]: The cases, their rounds' samples merged.
+    """
+    rows = []
+    for n, size, batch in itertools.product(threads, sizes, batches):
+        torch.set_num_threads(n)
+        cases, notes, macs = [], [], {}
+        for task, subject in itertools.product(tasks, subjects):
+            training, labels = task == 'train', set()
+            if (task == 'forward') != (subject.cfg is None):
+                notes.append(f'{subject.name}: no {task!r} task')
+                continue
+            for name in forms:
+                make, fused = FORMS[name]
+                model, label = subject.build().to(device), name
+                if fused and not apis.switch_to_deploy(model) and \
+                        name.startswith('deploy'):   # nothing to fuse
+                    label = name[7:] if '+' in name else 'training'
+                if label in labels:
+                    continue
+                model.train(training)
+                inputs = subject.inputs(model, batch, size, training)
+                key = subject.name, fused, task
+                if with_macs and not training and key not in macs:
+                    macs[key] = flop_analyzer(model, inputs, task).total()
+                fn = None if fused and training else make(model, inputs, task)
+                if fn is None:
+                    notes.append(f'{subject.name}, {name}: does not apply '
+                                 f'to the {task!r} task on {device}')
+                    continue
+                labels.add(label)
+                cases.append((Row(subject.name, label, task, f'{batch}x3x'
+                                  f'{size[0]}x{size[1]}', str(n) if device
+                                  == 'cpu' else device, macs.get(key),
+                                  subject.baseline),
+                              fn if training else torch.no_grad()(fn)))
+        for note in dict.fromkeys(notes):
+            log(f'  note: {note}')
+        for _, fn in cases * warmup:
+            fn()
+        timed = [[Timer('fn()', globals={'fn': fn}, num_threads=n)
+                  .blocked_autorange(min_run_time=min_run_time)
+                  for _, fn in cases] for _ in range(rounds)]
+        for (row, _), samples in zip(cases, zip(*timed)):
+            row.time = Measurement.merge(samples)[0]
+            rows.append(row)
+            log(f'  {row.subject} {row.form} {row.task:<24} {row.input:>16} '
+                f'{n} thr: {row.median_ms:9.2f} ms')
+    return rows
+
+
+def _ms(value: float) -> str:
+    return f'{value:.1f}' if value >= 10 else f'{value:.2f}'
+
+
+def _ratio(num: Optional[float], den: Optional[float]) -> str:
+    return f'{num / den:.2f}' if num and den else '-'
+
+
+def _table(head: List[str], body: List[List[str]]) -> str:
+    lines = ['| ' + ' | '.join(cells) + ' |' for cells in [head, *body]]
+    return '\n'.join(lines[:1] + ['|' + '---|' * len(head)] + lines[1:])
+
+
+def _training(rows, row, subject=None) -> Optional[Row]:
+    # The training form of subject (default: the baseline) in row's group.
+    return next((r for r in rows if r.form == 'training' and (
+        r.subject == subject if subject else r.baseline) and (
+            r.task, r.input, r.threads) == (row.task, row.input, row.threads)),
+        None)
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    """Tabulate the median and interquartile range of each row, the
+    speed-up over the same model's training form and over the baseline's,
+    and GMAC/s (MACs over the median).
+
+    Args:
+        rows (Sequence[Row]): Measured rows.
+
+    Returns:
+        str: A Markdown table.
+    """
+    base = next((r.subject.split()[0] for r in rows if r.baseline), None)
+    many = len({r.task for r in rows}) > 1
+    with_macs = any(r.macs for r in rows)
+    head = ['model', 'form'] + ['task'] * many + [
+        'input', 'threads', 'median ms', 'IQR ms', 'x training'] + \
+        [f'x {base}'] * bool(base) + ['GMAC/s'] * with_macs
+    return _table(head, [[r.subject, r.form] + [r.task] * many + [
+        r.input, r.threads, _ms(r.median_ms), _ms(r.time.iqr * 1e3)] + [
+            _ratio(getattr(_training(rows, r, subject=s), 'median_ms', None),
+                   r.median_ms) for s in [r.subject] + [None] * bool(base)] +
+        [f'{r.macs / r.time.median / 1e9:.1f}' if r.macs else '-'] *
+        with_macs for r in rows])
+
+
+def split_table(rows: Sequence[Row]) -> str:
+    """Tabulate where a model's time goes: backbone, neck (features -
+    backbone), heads (predict - features) in ms and share of the whole ('n/a'
+    where noise makes a part negative or above the whole); backbone + neck
+    and the whole against the baseline's training form (the MAC bound: the
+    baseline's MACs over the model's).
+
+    Args:
+        rows (Sequence[Row]): Measured rows of the :data:`SPLIT_TASKS`.
+
+    Returns:
+        str: A Markdown table.
+    """
+    by = {(r.subject, r.form, r.input, r.threads, r.task): r for r in rows}
+    name = next((r.subject.split()[0] for r in rows if r.baseline),
+                'ResNet-50')
+    head = ['model', 'form', 'input', 'threads', 'backbone ms', 'neck ms',
+            'heads ms', 'whole ms', f'backbone + neck x {name} (MAC bound)',
+            f'whole x {name} (MAC bound)']
+    body, noisy = [], False
+    for key in dict.fromkeys(k[:4] for k in by if k[4] in SPLIT_TASKS):
+        parts = [by.get(key + (t, )) for t in SPLIT_TASKS]
+        ms = [p and p.median_ms for p in parts]
+        whole = ms[2] or ms[1]
+        cells = list(key)
+        for a, b in zip([0] + ms, ms):
+            v = b - a if a is not None and b is not None else None
+            if v is not None and (v < 0 or (whole and v > whole)):
+                noisy = True
+                cells.append(f'n/a (noise: {_ms(v)} ms' + (
+                    f', {v / whole:.0%} of the whole)' if v > 0 else ')'))
+            else:
+                cells.append('-' if v is None else _ms(v) + (
+                    f' ({v / whole:.0%})' if whole else ''))
+        cells.append('-' if ms[2] is None else _ms(ms[2]))
+        for mine in parts[1:]:
+            ref = mine and _training(rows, mine)
+            cells.append(
+                f'{_ratio(ref and ref.median_ms, mine and mine.median_ms)} '
+                f'({_ratio(ref and ref.macs, mine and mine.macs)})')
+        body.append(cells)
+    return _table(head, body) + (
+        '\n\nn/a (noise): below zero or above the whole, so not a time: the '
+        "medians' noise exceeds that part (a difference of two) here; more "
+        '--rounds, --min-run-time or a quieter machine measure it.' * noisy)

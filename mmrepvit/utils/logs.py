@@ -1,0 +1,250 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Training logs (MMEngine's ``vis_data/scalars.json``; MMCV 1.x's
+``*.log.json``, as the official RepViT logs, in MMEngine's names and units)
+as series against a global ``iter`` and, in epoch-based runs, ``epoch``."""
+import contextlib
+import glob
+import itertools
+import json
+import os.path as osp
+import statistics
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+#: Summarised and plotted by default, where a log has them.
+DEFAULT_METRICS = ('coco/bbox_mAP', 'coco/segm_mAP', 'mIoU')
+_NOT_METRICS = ('iter', 'epoch', 'step', 'time', 'data_time', 'lr', 'memory')
+_PERCENT_IN_MMSEG0 = ('mIoU', 'mAcc', 'aAcc', 'IoU.', 'Acc.')
+
+
+@dataclass
+class TrainingLog:
+    """One run's ``train`` and ``val`` records (dicts of scalars)."""
+    name: str
+    path: str
+    format: str                     # 'mmengine' or 'mmcv1'
+    by_epoch: bool
+    train: List[dict] = field(default_factory=list)
+    val: List[dict] = field(default_factory=list)
+
+    def metric_keys(self) -> List[str]:
+        """Returns the validation metrics, in the order first logged."""
+        return [k for k in dict.fromkeys(k for r in self.val for k in r)
+                if k not in _NOT_METRICS]
+
+    def series(self, key: str, x: str = 'iter') -> Tuple[list, list]:
+        """Get the values of a key against 'iter' or 'epoch'.
+
+        Args:
+            key (str): A loss, ``lr``, a metric...
+            x (str): ``'iter'`` or ``'epoch'``. Defaults to ``'iter'``.
+
+        Returns:
+            tuple[list, list]: x and the values (empty where not logged).
+        """
+        records = self.val if key in self.metric_keys() else self.train
+        points = [(r[x], r[key]) for r in records
+                  if key in r and r.get(x) is not None]
+        return [p[0] for p in points], [p[1] for p in points]
+
+
+def load_log(path: str, name: Optional[str] = None) -> TrainingLog:
+    """Read a log of either format.
+
+    Args:
+        path (str): A log file, or a run's or work dir's directory (the
+            newest ``vis_data/scalars.json``, else the last ``*.log.json``).
+        name (str, optional): The run's name. Defaults to ``None``: from
+            the path ('demo_det/20261128_164948', 'repvit_m1_1_coco').
+
+    Returns:
+        TrainingLog: The run.
+    """
+    for pattern in ('**/vis_data/scalars.json', '**/*.log.json') if \
+            osp.isdir(path) else ():
+        found = sorted(glob.glob(osp.join(path, pattern), recursive=True))
+        if found:
+            path = found[-1]   # timestamp directories sort by time
+            break
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'No log file {path!r}, nor vis_data/'
+                                f'scalars.json or *.log.json under it.')
+    records = []
+    with open(path) as f:
+        for line in f:   # (a blank line or one being written is no record)
+            with contextlib.suppress(json.JSONDecodeError):
+                records.append(json.loads(line))
+    mmcv1 = any('mode' in r for r in records)
+    by_epoch, train, val, ends = (_mmcv1 if mmcv1 else _mmengine)(records)
+    starts = dict(zip(sorted(ends), [0] + [ends[e] for e in sorted(ends)]))
+    for r in train:   # epoch-based: the epochs done, a fraction
+        e = r.get('epoch')
+        r['epoch'] = e - 1 + (r['iter'] - starts[e]) / max(
+            ends[e] - starts[e], 1) if by_epoch else None
+    parts = osp.normpath(osp.abspath(path)).split(osp.sep)
+    default = '/'.join(parts[-4:-2]) if parts[-2:-1] == ['vis_data'] else \
+        parts[-1].removesuffix('.json').removesuffix('.log')
+    return TrainingLog(name or default, path, 'mmcv1' if mmcv1 else
+                       'mmengine', by_epoch, train, val)
+
+
+def _scalars(record: dict) -> dict:
+    return {k: v for k, v in record.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+# Both parsers return (by_epoch, train, val, ends): training records with a
+# global 'iter' and, epoch-based, an integer 'epoch'; validation records
+# with both; ends: epoch -> its last iteration.
+def _mmengine(records: List[dict]):
+    by_iter, val = {}, []
+    for values in map(_scalars, records):
+        if 'iter' in values:
+            values.pop('step', None)
+            by_iter[values['iter']] = values    # a resumed run overwrites
+        else:
+            val.append(values)
+    train = [by_iter[i] for i in sorted(by_iter)]
+    by_epoch, ends = any('epoch' in r for r in train), {}
+    for r in train if by_epoch else ():
+        ends[r['epoch']] = max(ends.get(r['epoch'], 0), r['iter'])
+    for r in val:   # 'step': the epoch in epoch-based runs, else the iter
+        step = r.pop('step', None)
+        r['epoch'], r['iter'] = (step, ends.get(step)) if by_epoch else (
+            None, step)
+    return by_epoch, train, val, ends
+
+
+def _mmcv1(records: List[dict]):
+    raw = [r for r in records if r.get('mode') in ('train', 'val')]
+    its = [r['iter'] for r in raw if r['mode'] == 'train']
+    # An epoch's length is its largest 'iter' (the validation line's).
+    by_epoch = any(b < a for a, b in zip(its, its[1:]))
+    lengths, ends, total = {}, {}, 0
+    for r in raw if by_epoch else ():
+        lengths[r['epoch']] = max(lengths.get(r['epoch'], 0), r['iter'])
+    for epoch in sorted(lengths):
+        total = ends[epoch] = total + lengths[epoch]
+    train, val, last = [], [], 0
+    for r, values in zip(raw, map(_scalars, raw)):
+        if r['mode'] == 'train':
+            if by_epoch:
+                values['iter'] += ends[r['epoch']] - lengths[r['epoch']]
+            last = values['iter']
+            train.append(values)
+        else:
+            val.append(dict(
+                (f'coco/{k}' if k.startswith(('bbox_mAP', 'segm_mAP')) else k,
+                 v * 100 if k.startswith(_PERCENT_IN_MMSEG0) else v)
+                for k, v in values.items() if k not in _NOT_METRICS))
+            val[-1].update(epoch=r['epoch'] if by_epoch else None,
+                           iter=ends[r['epoch']] if by_epoch else last)
+    return by_epoch, train, val, ends
+
+
+def summarize(log: TrainingLog) -> dict:
+    """Summarise a run (for :func:`format_summary`).
+
+    Args:
+        log (TrainingLog): The run.
+
+    Returns:
+        dict: Iterations, epochs, median seconds per iteration, peak memory,
+        final loss; final and best value of each metric, and where.
+    """
+    def logged(key):
+        return [r[key] for r in log.train if key in r]
+
+    metrics = {}
+    for key in log.metric_keys():
+        points = [r for r in log.val if key in r]
+        b = max(points, key=lambda r: r[key])
+        at = f'epoch {b["epoch"]}' if log.by_epoch else f'iter {b["iter"]}'
+        metrics[key] = dict(final=points[-1][key], best=b[key], best_at=at)
+    return dict(
+        name=log.name, format=log.format, metrics=metrics,
+        iterations=log.train[-1]['iter'] if log.train else 0,
+        epochs=log.val[-1]['epoch'] if log.by_epoch and log.val else None,
+        final_loss=(logged('loss') or [None])[-1],
+        peak_memory_mb=max(logged('memory'), default=None),
+        **{k: statistics.median(logged(k)) if logged(k) else None
+           for k in ('time', 'data_time')})
+
+
+def format_summary(summary: dict,
+                   metrics: Optional[Sequence[str]] = None) -> str:
+    """Write a :func:`summarize` result as a few lines.
+
+    Args:
+        summary (dict): The summary.
+        metrics (Sequence[str], optional): The metrics shown. Defaults to
+            ``None``: the :data:`DEFAULT_METRICS` logged, else all.
+
+    Returns:
+        str: The lines (what was not logged is left out).
+    """
+    s, found = summary, list(summary['metrics'])
+    lines = [f'{s["name"]} ({s["format"]} log): {s["iterations"]} '
+             'iterations' + (f', {s["epochs"]} epochs' if s['epochs'] else '')]
+    for key, text in (('final_loss', 'final loss {:.4f}'),
+                      ('time', 'median time per iteration {:.3f} s'),
+                      ('data_time', 'median data time {:.3f} s'),
+                      ('peak_memory_mb', 'peak memory {:.0f} MB')):
+        if s[key] is not None:
+            lines.append('  ' + text.format(s[key]))
+    for key in [m for m in metrics or DEFAULT_METRICS if m in found] or found:
+        m = s['metrics'][key]
+        lines.append(f'  {key}: final {m["final"]:.4g}, best {m["best"]:.4g}'
+                     f' ({m["best_at"]})')
+    return '\n'.join(lines)
+
+
+def plot_logs(logs: Sequence[TrainingLog], out: str,
+              keys: Optional[Sequence[str]] = None, x: str = 'iter',
+              title: Optional[str] = None) -> str:
+    """Plot runs into a PNG: the losses in one panel (colour per term, line
+    style per run), every other key in its own (colour per run).
+
+    Args:
+        logs (Sequence[TrainingLog]): The runs.
+        out (str): The PNG to write.
+        keys (Sequence[str], optional): What to plot. Defaults to ``None``:
+            the losses, ``lr`` and the :data:`DEFAULT_METRICS` logged.
+        x (str): ``'iter'`` or ``'epoch'``. Defaults to ``'iter'``.
+        title (str, optional): A title. Defaults to ``None``.
+
+    Returns:
+        str: ``out``.
+    """
+    from matplotlib.figure import Figure  # not pyplot: no GUI backend
+    keys = list(keys or dict.fromkeys(k for log in logs for k in sorted(
+        dict.fromkeys(k for r in log.train for k in r if 'loss' in k),
+        key=lambda k: k != 'loss') + ['lr'] * any('lr' in r for r in log.train)
+        + [m for m in DEFAULT_METRICS if m in log.metric_keys()]))
+    if not keys:
+        raise ValueError('Nothing to plot: no losses, lr or metrics found.')
+    losses = [k for k in keys if 'loss' in k]
+    panels = [('loss', losses)] * bool(losses) + \
+        [(k, [k]) for k in keys if k not in losses]
+    cols, rows = min(len(panels), 2), -(-len(panels) // 2)
+    fig, ax = Figure((6.4 * cols, 3.6 * rows), layout='constrained'), None
+    for index, (panel, panel_keys) in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, index + 1, sharex=ax)
+        many = len(panel_keys) > 1
+        for (run, log), (k, key) in itertools.product(
+                enumerate(logs), enumerate(panel_keys)):
+            xs, ys = log.series(key, x)
+            if xs:
+                ax.plot(xs, ys, ['-', '--', ':', '-.'][run % 4] if many else
+                        '-', color=f'C{(k if many else run) % 10}',
+                        marker='o' if key in log.metric_keys() else None,
+                        markersize=3, label=(log.name if not many else key
+                                             if len(logs) == 1 else
+                                             f'{log.name}: {key}'))
+        ax.set(title=panel, xlabel=x)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize='small')
+    fig.suptitle(title or '')
+    fig.savefig(out, dpi=100)
+    return out
