@@ -15,7 +15,7 @@
 # proposals while training (500 before NMS, 300 kept; 2000/1000). The box head
 # learns from more and more positive RoIs (128 sampled, half positive: 512 and
 # a quarter in the paper) and regresses class-agnostic boxes (4 classes share
-# one regressor). Each change and its effect is in the README ("The demo").
+# one regressor). Each change and its effect is in docs/demo.md.
 _base_ = ['./repvit_m0_6_maskrcnn.py']
 
 classes = ('circle', 'triangle', 'square', 'star')
