@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
 # Sets up everything mmrepvit needs in the active Python environment, idempotently:
-#   1. PyTorch (kept if already importable; otherwise torch==2.13.0 is installed),
+#   1. PyTorch (kept if already importable, if it is torch >= 2.1; otherwise
+#      torch==2.13.0 is installed),
 #   2. mmcv 2.1.0 WITH its compiled ops (RoIAlign, NMS, ...), built from the source
 #      release once per machine and cached as a wheel outside the repository; an
 #      mmcv 2.1.0 already installed whose ops work is kept, never rebuilt, and any
 #      other mmcv (2.2.x, which MMDetection 3.3 refuses, 2.0.x, 1.x, mmcv-lite)
-#      stops the script with what to do, before anything is installed,
+#      stops the script with what to do, before anything is installed. Where torch
+#      sees a GPU, the ops must run on CUDA tensors too: an mmcv without CUDA ops
+#      stops the script, and so does a GPU machine where they cannot be built (no
+#      nvcc of torch's CUDA version), with the fix, before anything is installed,
 #   3. MMEngine, MMDetection, MMSegmentation and the rest from requirements.txt,
-#      with every transitive dependency pinned by constraints.txt,
+#      with every transitive dependency pinned by constraints.txt (for torch 2.1.x
+#      and 2.2.x, built against NumPy 1.x: with constraints-torch2.1.txt's
+#      NumPy 1.x pins in place of constraints.txt's),
 #   4. mmrepvit itself in editable mode.
-# A second run only checks, and finishes in seconds.
+# A second run only checks, and finishes in seconds. The decisions that depend on
+# torch, the GPU and CUDA are tools/_install_checks.py's (tests/test_install.py).
 #
 # Environment variables:
 #   PYTHON             interpreter to install into (default: python; Python >= 3.10)
 #   MMREPVIT_CACHE     where the built mmcv wheel is kept (default: ~/.cache/mmrepvit)
 #   MMCV_BUILD_JOBS    parallel compile jobs for mmcv (default: number of cores)
+#   CUDA_HOME          the CUDA toolkit to build mmcv's CUDA ops with (default: the
+#                      one whose nvcc is on the PATH, else /usr/local/cuda)
+#   FORCE_CUDA=1       build the CUDA ops on a machine without a GPU too (for the
+#                      GPUs in TORCH_CUDA_ARCH_LIST, else all that torch supports)
+#   MMREPVIT_CONSTRAINTS  a constraints file to use instead (your own pinned stack)
 set -euo pipefail
 
 PYTHON=${PYTHON:-python}
@@ -30,6 +42,21 @@ fail() {
   exit 1
 }
 pip_install() { "$PYTHON" -m pip install --disable-pip-version-check -q "$@"; }
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+checks() {  # tools/_install_checks.py in $PYTHON: prints its answer; on a refusal
+  # (exit 3; 4: torch cannot use the GPU it sees) what is wrong (first line) and
+  # what to do (the next ones)
+  "$PYTHON" "$REPO/tools/_install_checks.py" "$@" 2>"$TMP/checks.err" && return
+  local rc=$?
+  case $rc in 3 | 4) ;; *) tail -n 3 "$TMP/checks.err" ;; esac  # a crash: its last words
+  return $rc
+}
+refuse() {  # fail with the output of a refusing `checks`
+  local why=${1%%$'\n'*} fix=
+  [ "$why" = "$1" ] || fix=${1#*$'\n'}
+  if [ -n "$fix" ]; then fail "$why" "$fix"; else fail "$why"; fi
+}
 
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null ||
   fail "'$PYTHON' is not Python >= 3.10 (constraints.txt pins releases that need 3.10 or newer)" \
@@ -61,8 +88,9 @@ PY
 read -r MMCV_DIST MMCV_FOUND_VERSION MMCV_ORIGIN <<<"${MMCV_FOUND:-none - -}"
 KEEP_OR_REPLACE="this script does not replace an mmcv it did not install (it may be a CUDA build you need). Either
     $PYTHON -m pip uninstall $MMCV_DIST
-  and rerun: it then builds mmcv $MMCV_VERSION with its ops against your torch (CUDA ops too where a
-  GPU and nvcc are present); or install mmcv $MMCV_VERSION built for your torch and CUDA yourself
+  and rerun: it then builds mmcv $MMCV_VERSION with its ops against your torch (CUDA ops too where
+  torch sees a GPU: that needs nvcc of torch's CUDA version); or install mmcv $MMCV_VERSION built
+  for your torch and CUDA yourself
   (OpenMMLab's prebuilt wheels cover torch up to 2.1, e.g.
     pip install mmcv==$MMCV_VERSION -f https://download.openmmlab.com/mmcv/dist/cu121/torch2.1.0/index.html)
   and rerun: a working mmcv $MMCV_VERSION with compiled ops is kept as it is."
@@ -84,65 +112,90 @@ esac
 
 # ---------------------------------------------------------------- 1. PyTorch
 if "$PYTHON" -c 'import torch' 2>/dev/null; then
-  say "torch $("$PYTHON" -c 'import torch; print(torch.__version__)') already installed: keeping it"
+  say "torch $("$PYTHON" -c 'import torch; print(torch.__version__)' 2>/dev/null) already installed: keeping it"
 else
   say "installing torch==$TORCH_DEFAULT"
   pip_install "torch==$TORCH_DEFAULT" ||
     fail "pip could not install torch==$TORCH_DEFAULT" \
          "install a PyTorch build for your machine (see pytorch.org), then rerun"
 fi
-TORCH_TAG=$("$PYTHON" -W ignore - <<'PY'  # ignore: torch warns when numpy is not installed yet
-import sys, torch
-cuda = 'cu' + torch.version.cuda.replace('.', '') if torch.version.cuda else 'cpu'
-print(f"torch{torch.__version__.split('+')[0]}-{cuda}-py{sys.version_info[0]}{sys.version_info[1]}")
-PY
-)
+# The pins for this torch (constraints.txt; for torch 2.1.x and 2.2.x, which need
+# NumPy 1.x, merged with constraints-torch2.1.txt). Refuses a torch below the floor.
+CONSTRAINTS_SET=$(checks constraints "$TMP/constraints.txt") || refuse "$CONSTRAINTS_SET"
+CONSTRAINTS=$TMP/constraints.txt
+if [ -n "${MMREPVIT_CONSTRAINTS:-}" ]; then
+  CONSTRAINTS=$MMREPVIT_CONSTRAINTS
+  [ -f "$CONSTRAINTS" ] || fail "MMREPVIT_CONSTRAINTS=$CONSTRAINTS: no such file"
+  CONSTRAINTS_SET="$CONSTRAINTS (MMREPVIT_CONSTRAINTS)"
+fi
+say "pinned set: $CONSTRAINTS_SET"
 
 # ---------------------------------------------------------------- 2. mmcv with ops
-mmcv_ok() {  # mmcv $MMCV_VERSION whose compiled ops import and run; else prints why not
-  "$PYTHON" - <<PY 2>&1 | tail -n1
-import mmcv
-assert mmcv.__version__ == '$MMCV_VERSION', f'mmcv {mmcv.__version__} is installed'
-import mmcv._ext  # the compiled extension
-import torch
-from mmcv.ops import RoIAlign, nms
-boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]])
-assert len(nms(boxes, torch.tensor([0.9, 0.8]), 0.5)[1]) == 1
-RoIAlign((2, 2), 1.0)(torch.ones(1, 1, 8, 8), torch.tensor([[0., 0., 0., 4., 4.]]))
-PY
-  return "${PIPESTATUS[0]}"
+mmcv_ok() {  # mmcv $MMCV_VERSION whose compiled ops import and run (on CUDA tensors
+  # too where torch sees a GPU); else prints why not (first line), what to do (the rest)
+  checks mmcv "$MMCV_VERSION"
 }
+first_line() { printf '%s\n' "${1%%$'\n'*}"; }
+rest() { [ "${1#*$'\n'}" = "$1" ] || printf '%s\n' "${1#*$'\n'}"; }
 # The mmcv found in step 0 (if any) is mmcv $MMCV_VERSION. Kept when its ops work;
-# replaced only when this script installed it (from its cache, for another torch).
-INSTALL_MMCV=(-c "$REPO/constraints.txt")
+# replaced only when this script installed it (from its cache: for another torch,
+# or without the CUDA ops that this machine's GPU needs).
+INSTALL_MMCV=(-c "$CONSTRAINTS")
+MMCV_RC=0
+[ "$MMCV_DIST" = none ] || MMCV_WHY=$(mmcv_ok) || MMCV_RC=$?
 if [ "$MMCV_DIST" = none ]; then
   say "mmcv is not installed"
-elif MMCV_WHY=$(mmcv_ok); then
+elif [ $MMCV_RC = 4 ]; then  # torch cannot run on the GPU it sees: no mmcv helps
+  refuse "$MMCV_WHY"
+elif [ $MMCV_RC = 0 ]; then
   say "mmcv $MMCV_VERSION with compiled ops already installed: keeping it (not rebuilt)"
   INSTALL_MMCV=()
 elif [ "$MMCV_ORIGIN" = cache ]; then
-  say "mmcv $MMCV_VERSION, installed earlier by this script, no longer runs its compiled ops ($MMCV_WHY):"
-  say "replacing it with mmcv $MMCV_VERSION for the current torch ($TORCH_TAG)"
+  say "mmcv $MMCV_VERSION, installed earlier by this script, does not run its compiled ops here ($(first_line "$MMCV_WHY")):"
+  say "replacing it with mmcv $MMCV_VERSION for the current torch and GPU"
   INSTALL_MMCV+=(--force-reinstall --no-deps)
+elif [ -n "$(rest "$MMCV_WHY")" ]; then  # ops without CUDA, or CUDA broken
+  fail "mmcv $MMCV_VERSION is installed but $(first_line "$MMCV_WHY")" \
+       "this script does not replace an mmcv it did not install, so first
+    $PYTHON -m pip uninstall $MMCV_DIST
+  then $(rest "$MMCV_WHY")"
 else
-  fail "mmcv $MMCV_VERSION is installed but its compiled ops do not work: $MMCV_WHY" \
+  fail "mmcv $MMCV_VERSION is installed but $(first_line "$MMCV_WHY")" \
        "$KEEP_OR_REPLACE"
 fi
 if [ ${#INSTALL_MMCV[@]} -gt 0 ]; then
+  # Where the wheel comes from: a cached one built for this torch with the ops this
+  # machine needs (CUDA ops for its GPUs where torch sees one; a wheel without them
+  # is never used there), or a build; a GPU machine that cannot build CUDA ops (no
+  # nvcc, or one of another CUDA major version than torch's) stops here, before
+  # anything is installed.
+  PLAN=$(checks plan "$CACHE") || refuse "$PLAN"
+  read -r PLAN_ACTION WHEEL_DIR PLAN_OPS PLAN_INCLUDES <<<"$PLAN"
+  WHEEL=
+  if [ "$PLAN_ACTION" = use ]; then WHEEL=$WHEEL_DIR; WHEEL_DIR=$(dirname "$WHEEL"); fi
   # mmcv's setup.py imports pkg_resources (setuptools < 70) and torch, so it is built
   # without build isolation, against the torch installed above. setuptools < 70 also
   # stays installed on purpose: MMEngine resolves 'mmdet::' config paths with
   # pkg_resources at run time. pip then notes that torch's metadata asks for
   # setuptools >= 77; torch needs it only to compile C++ extensions, not to run.
-  pip_install -c "$REPO/constraints.txt" 'setuptools>=60,<70' wheel ninja numpy ||
+  pip_install -c "$CONSTRAINTS" 'setuptools>=60,<70' wheel ninja numpy ||
     fail "could not install the build tools (setuptools<70, wheel, ninja)"
-  WHEEL_DIR="$CACHE/wheels/$TORCH_TAG"
   mkdir -p "$WHEEL_DIR"
-  WHEEL=$(ls "$WHEEL_DIR"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n1 || true)
   if [ -z "$WHEEL" ]; then
-    say "building mmcv $MMCV_VERSION with compiled ops from source (about 10 minutes on 2 cores)"
-    BUILD=$(mktemp -d)
-    trap 'rm -rf "$BUILD"' EXIT
+    if [ "$PLAN_OPS" = cuda ]; then
+      say "building mmcv $MMCV_VERSION with compiled CPU and CUDA ops from source ($(basename "$WHEEL_DIR"))"
+      export FORCE_CUDA=1
+      if [ -n "$PLAN_INCLUDES" ]; then  # the toolkit lacks the CUDA library headers
+        say "with the CUDA library headers of torch's pip packages: $PLAN_INCLUDES"
+        export CPATH=$PLAN_INCLUDES${CPATH:+:$CPATH}
+      fi
+    else
+      say "building mmcv $MMCV_VERSION with compiled ops from source (about 10 minutes on 2 cores)"
+      export FORCE_CUDA=0
+    fi
+    BUILD_START=$SECONDS
+    BUILD=$TMP/build
+    mkdir -p "$BUILD"
     # pip unpacks the source release, then runs its setup.py for the metadata; on
     # Python >= 3.13 that run fails: mmcv 2.1.0's get_version() reads __version__
     # back from locals() after exec(), and PEP 667 made locals() a snapshot. So pip
@@ -176,11 +229,6 @@ PY
 ) || { tail -n 5 "$BUILD/download.log" >&2
        fail "could not download the mmcv $MMCV_VERSION source release (pip's log: above)" \
             "check access to PyPI (or your pip index) and rerun"; }
-    if "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null \
-       && command -v nvcc >/dev/null; then
-      say "CUDA GPU and nvcc found: building the CUDA ops too"
-      export FORCE_CUDA=1
-    fi
     export MMCV_WITH_OPS=1 MAX_JOBS=${MMCV_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}
     LOG="$CACHE/mmcv-build.log"
     if ! "$PYTHON" -m pip wheel --disable-pip-version-check --no-build-isolation --no-deps \
@@ -190,12 +238,13 @@ PY
            "make sure gcc/g++ and the Python headers are installed (Debian: apt-get install build-essential python3-dev)"
     fi
     WHEEL=$(ls "$WHEEL_DIR"/mmcv-$MMCV_VERSION-*.whl | head -n1)
-    say "cached $WHEEL"
+    BUILD_TIME=$((SECONDS - BUILD_START))
+    say "built mmcv $MMCV_VERSION in $((BUILD_TIME / 60)) min $((BUILD_TIME % 60)) s ($MAX_JOBS jobs); cached $WHEEL"
   else
     say "using cached mmcv wheel $WHEEL"
   fi
   pip_install "${INSTALL_MMCV[@]}" "$WHEEL" || fail "could not install $WHEEL" "delete it and rerun to rebuild"
-  MMCV_WHY=$(mmcv_ok) || fail "mmcv installed but its compiled ops do not work: $MMCV_WHY" \
+  MMCV_WHY=$(mmcv_ok) || fail "mmcv installed but $(first_line "$MMCV_WHY")" \
     "delete $WHEEL_DIR and rerun to rebuild against the current torch"
 fi
 
@@ -221,13 +270,13 @@ PY
 if deps_ok; then
   say "MMEngine, MMDetection, MMSegmentation and mmrepvit already installed"
 else
-  say "installing $(grep -v '^#' "$REPO/requirements.txt" | tr '\n' ' ')"
-  pip_install -c "$REPO/constraints.txt" -r "$REPO/requirements.txt" ||
+  say "installing $(sed 's/#.*//' "$REPO/requirements.txt" | tr -s ' \n' ' ')"
+  pip_install -c "$CONSTRAINTS" -r "$REPO/requirements.txt" ||
     fail "pip could not install requirements.txt" "check access to PyPI and rerun"
   say "installing mmrepvit (editable)"
   pip_install --no-deps --no-build-isolation -e "$REPO" ||
     fail "pip could not install mmrepvit in editable mode"
   deps_ok || fail "dependencies installed but do not import" "run: $PYTHON -c 'import mmdet, mmseg, mmrepvit'"
 fi
-MMCV_WHY=$(mmcv_ok) || fail "mmcv no longer works after installing the requirements: $MMCV_WHY" "rerun this script"
+MMCV_WHY=$(mmcv_ok) || fail "mmcv no longer works after installing the requirements: $(first_line "$MMCV_WHY")" "rerun this script"
 say "ready: $("$PYTHON" -c 'import torch, mmcv, mmdet, mmseg, mmengine; print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, mmdet {mmdet.__version__}, mmseg {mmseg.__version__}")')"
