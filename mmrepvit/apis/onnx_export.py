@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models import RepViT
+from ..utils.compat import torchscript_onnx_export
 from .fuse import find_repvits, fuse_model, rel_diff, unwrap_model
 
 PARTS = ('backbone', 'features', 'segmentor')
@@ -254,9 +255,10 @@ def export_onnx(model: nn.Module, out: str,
             # right; the parity check at a second size tests what is not.
             warnings.simplefilter('ignore', torch.jit.TracerWarning)
             warnings.simplefilter('ignore', DeprecationWarning)
-            torch.onnx.export(wrapper, (inputs[0], ), tmp, dynamo=False,
-                              opset_version=opset, input_names=['input'],
-                              output_names=names, dynamic_axes=dynamic)
+            torchscript_onnx_export(
+                wrapper, (inputs[0], ), tmp, opset_version=opset,
+                input_names=['input'], output_names=names,
+                dynamic_axes=dynamic)
         onnx.checker.check_model(tmp, full_check=True)
         diffs = _parity(wrapper, tmp, inputs, kind == 'segmentor' and labels)
         report = OnnxReport(kind, opset, names, diffs)

@@ -1,6 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Refuse a whole-model checkpoint that would leave weights random."""
 from ..apis import unwrap_model
+from ..utils.compat import register_load_state_dict_pre_hook
 
 
 def refuse_unfit_checkpoint(runner, checkpoint: str,
@@ -32,7 +33,7 @@ def refuse_unfit_checkpoint(runner, checkpoint: str,
         if problem:
             raise ValueError(f'The checkpoint {checkpoint!r} does not fit '
                              f'the model of this config: {problem}')
-    handles = [model.register_load_state_dict_pre_hook(keep_lists),
+    handles = [register_load_state_dict_pre_hook(model, keep_lists),
                model.register_load_state_dict_post_hook(check)]
 
 

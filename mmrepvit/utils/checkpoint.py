@@ -7,10 +7,12 @@ checkpoint that ``--resume`` continues from (:func:`find_resume_checkpoint`).
 """
 import glob
 import logging
+import os
 import os.path as osp
 import pickle
 import re
 import urllib.error
+import urllib.parse
 import zipfile
 from typing import List, Optional
 
@@ -18,13 +20,17 @@ import torch
 from mmengine.logging import print_log
 from mmengine.runner import find_latest_checkpoint
 
+from .compat import safe_load_kwargs
+
 _CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 
 
 def read_checkpoint(filename: str, map_location='cpu') -> dict:
     """Read a checkpoint without executing code from it.
 
-    PyTorch files load with ``torch.load(..., weights_only=True)``; a local
+    PyTorch files load with ``torch.load(..., weights_only=True)`` (or,
+    before PyTorch 2.4, a restricted unpickler: :mod:`mmrepvit.utils.compat`)
+    and URLs are cached where ``torch.hub`` keeps checkpoints; a local
     ``.safetensors`` file (timm's weights on the Hugging Face Hub) is read
     with the ``safetensors`` package, as the dict of its tensors.
 
@@ -46,10 +52,16 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
     filename = str(filename)
     if re.match(r'^https?://', filename):
         try:
-            return _torch_load(
-                filename, lambda: torch.hub.load_state_dict_from_url(
-                    filename, map_location=map_location, weights_only=True,
-                    progress=False))
+            # torch.hub's cache, as load_state_dict_from_url keeps it
+            cached = osp.join(torch.hub.get_dir(), 'checkpoints',
+                              osp.basename(urllib.parse.urlparse(
+                                  filename).path))
+            if not osp.isfile(cached):
+                os.makedirs(osp.dirname(cached), exist_ok=True)
+                torch.hub.download_url_to_file(filename, cached,
+                                               progress=False)
+            return _torch_load(filename, lambda: torch.load(
+                cached, map_location=map_location, **safe_load_kwargs()))
         except urllib.error.URLError as e:
             raise ConnectionError(
                 f'Could not download the checkpoint {filename} ({e.reason}). '
@@ -81,7 +93,7 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
     if head[:2] != b'PK' and not head.startswith(b'\x80'):
         raise _not_a_checkpoint(filename, f'it starts with {head[:2]!r}')
     return _torch_load(filename, lambda: torch.load(
-        filename, map_location=map_location, weights_only=True))
+        filename, map_location=map_location, **safe_load_kwargs()))
 
 
 def _not_a_checkpoint(filename: str, why: str) -> ValueError:

@@ -16,6 +16,15 @@ can go:
 - :func:`write_test_metrics_on_rank0_only`: MMEngine 0.10.7's LoggerHook
   writes the test metrics JSON on every rank, into one file. Can go once
   ``LoggerHook.after_test_epoch`` writes on the main process only.
+- :func:`safe_load_kwargs`: PyTorch < 2.4 has no ``add_safe_globals``, and
+  its weights-only unpickler cannot rebuild MMEngine's objects; there a
+  restricted unpickler with the same allow-list reads checkpoints. Can go
+  with support for PyTorch < 2.4.
+- :func:`register_load_state_dict_pre_hook`: PyTorch < 2.5 has only the
+  private ``_register_load_state_dict_pre_hook``. Can go likewise.
+- :func:`torchscript_onnx_export`: PyTorch 2.9+ exports with dynamo by
+  default and < 2.5 has no ``dynamo`` argument; we export with the
+  TorchScript exporter everywhere.
 - :func:`use_cpu_distributed`: MMEngine 0.10.7's pytorch launcher assumes
   CUDA (``torch.cuda.set_device``, DDP with ``device_ids``), and PyTorch's
   SyncBatchNorm does not run on CPU. Can go when MMEngine launches CPU
@@ -31,9 +40,11 @@ A ``HistoryBuffer`` also pickles its statistics methods as
 :func:`history_buffer_getattr`, which resolves only those statistics and
 refuses every other lookup.
 """
+import inspect
 import logging
 import os
 import pickle
+from types import SimpleNamespace
 
 import torch
 from mmengine.logging import print_log
@@ -93,6 +104,81 @@ def allow_mmengine_checkpoints() -> bool:
         [(history_buffer_getattr, 'builtins.getattr'),
          (history_buffer_getattr, '__builtin__.getattr')])
     return True
+
+
+def _allowed_globals() -> dict:
+    """What a checkpoint may name: PyTorch's own weights-only globals and
+    the data types of MMEngine checkpoints (under both numpy module paths),
+    by ``module.qualname``."""
+    from torch import _weights_only_unpickler
+    allowed = dict(_weights_only_unpickler._get_allowed_globals())
+    for obj in _mmengine_checkpoint_types():
+        path = f'{obj.__module__}.{obj.__qualname__}'
+        allowed[path] = obj
+        for a, b in (('numpy.core.', 'numpy._core.'),
+                     ('numpy._core.', 'numpy.core.')):
+            if path.startswith(a):
+                allowed[b + path[len(a):]] = obj
+    for name in ('builtins.getattr', '__builtin__.getattr'):
+        allowed[name] = history_buffer_getattr
+    return allowed
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only :func:`_allowed_globals`."""
+
+    def find_class(self, module, name):
+        allowed = _allowed_globals()
+        if f'{module}.{name}' in allowed:
+            return allowed[f'{module}.{name}']
+        raise pickle.UnpicklingError(
+            f'Refusing GLOBAL {module}.{name}: not a type that weights or '
+            f'MMEngine checkpoints hold.')
+
+
+_RESTRICTED_PICKLE = SimpleNamespace(
+    __name__='mmrepvit_restricted_pickle', Unpickler=_RestrictedUnpickler,
+    load=lambda f, **kwargs: _RestrictedUnpickler(f, **kwargs).load())
+
+
+def safe_load_kwargs() -> dict:
+    """``torch.load`` arguments that unpickle no code.
+
+    Returns:
+        dict: ``weights_only=True`` (with :func:`allow_mmengine_checkpoints`
+        applied); before PyTorch 2.4, a restricted unpickler with the same
+        allow-list.
+    """
+    if hasattr(torch.serialization, 'add_safe_globals'):
+        return dict(weights_only=True)
+    return dict(weights_only=False, pickle_module=_RESTRICTED_PICKLE)
+
+
+def register_load_state_dict_pre_hook(module: torch.nn.Module, hook):
+    """``module.register_load_state_dict_pre_hook(hook)``, also where only
+    the private method exists (PyTorch < 2.5).
+
+    Args:
+        module (nn.Module): The module.
+        hook (callable): ``hook(module, state_dict, prefix, local_metadata,
+            strict, missing_keys, unexpected_keys, error_msgs)``.
+
+    Returns:
+        The handle that removes the hook.
+    """
+    public = getattr(module, 'register_load_state_dict_pre_hook', None)
+    if public is not None:
+        return public(hook)
+    return module._register_load_state_dict_pre_hook(hook, with_module=True)
+
+
+def torchscript_onnx_export(*args, **kwargs) -> None:
+    """``torch.onnx.export`` with the TorchScript-based exporter, on every
+    PyTorch (2.9+ defaults to the dynamo exporter, which emits opset 18
+    and could not convert RepViT's graph to 17; < 2.5 has no ``dynamo``)."""
+    if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
+        kwargs['dynamo'] = False
+    torch.onnx.export(*args, **kwargs)
 
 
 def run_job(job) -> None:

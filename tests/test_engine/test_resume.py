@@ -95,8 +95,8 @@ def assert_same_training_state(resumed, uninterrupted):
     """Two checkpoints hold the same weights, buffers, optimizer state,
     scheduler state, iteration counters and logged losses and learning
     rates, bit for bit."""
-    a = torch.load(resumed, weights_only=True)
-    b = torch.load(uninterrupted, weights_only=True)
+    from mmrepvit.utils import read_checkpoint
+    a, b = read_checkpoint(resumed), read_checkpoint(uninterrupted)
     assert (a['meta']['epoch'], a['meta']['iter']) == \
         (b['meta']['epoch'], b['meta']['iter'])
     assert a['state_dict'].keys() == b['state_dict'].keys()

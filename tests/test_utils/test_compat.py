@@ -1,0 +1,74 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""The upstream workarounds on the PyTorch versions they are for, driven
+here by removing what newer PyTorch releases have."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.logging import HistoryBuffer
+
+from mmrepvit.utils import read_checkpoint
+from mmrepvit.utils.compat import (
+    register_load_state_dict_pre_hook,
+    safe_load_kwargs,
+    torchscript_onnx_export,
+)
+
+
+class _CallsSystem:
+
+    def __reduce__(self):
+        import os
+        return (os.system, ('echo pwned', ))
+
+
+def test_checkpoints_without_add_safe_globals(tmp_path, monkeypatch):
+    """Before PyTorch 2.4 (no add_safe_globals; a weights-only unpickler
+    that cannot rebuild MMEngine's objects) a restricted unpickler reads
+    MMEngine's checkpoints and refuses code, as weights_only does."""
+    assert safe_load_kwargs() == dict(weights_only=True)
+    monkeypatch.delattr(torch.serialization, 'add_safe_globals')
+    assert safe_load_kwargs()['weights_only'] is False
+    history = HistoryBuffer()
+    history.update(2.0)
+    torch.save({'state_dict': {'w': torch.arange(3.)},
+                'message_hub': {'loss': history, 'steps': np.arange(3)}},
+               tmp_path / 'iter_2.pth')
+    ckpt = read_checkpoint(str(tmp_path / 'iter_2.pth'))
+    assert torch.equal(ckpt['state_dict']['w'], torch.arange(3.))
+    assert ckpt['message_hub']['loss'].mean() == 2.0
+    assert ckpt['message_hub']['steps'].tolist() == [0, 1, 2]
+    torch.save({'x': _CallsSystem()}, tmp_path / 'evil.pth')
+    with pytest.raises(RuntimeError, match=r'Refusing to load.*'
+                       r'Refusing GLOBAL \w+\.system'):
+        read_checkpoint(str(tmp_path / 'evil.pth'))
+
+
+def test_load_state_dict_pre_hook_before_pytorch_2_5(monkeypatch):
+    """Where only the private registration exists, the hook still runs,
+    with the module as its first argument, and its handle removes it."""
+    monkeypatch.delattr(nn.Module, 'register_load_state_dict_pre_hook')
+    module, seen = nn.Linear(2, 2), []
+    handle = register_load_state_dict_pre_hook(
+        module, lambda m, state, prefix, *args: seen.append((m, prefix)))
+    module.load_state_dict(module.state_dict())
+    assert seen == [(module, '')]
+    handle.remove()
+    module.load_state_dict(module.state_dict())
+    assert len(seen) == 1
+
+
+def test_onnx_export_is_torchscript_with_and_without_dynamo(monkeypatch):
+    calls = []
+
+    def without_dynamo(model, args, f, opset_version=None):
+        calls.append(dict(opset_version=opset_version))
+
+    def with_dynamo(model, args, f, opset_version=None, dynamo=True):
+        calls.append(dict(opset_version=opset_version, dynamo=dynamo))
+
+    for export in (without_dynamo, with_dynamo):
+        monkeypatch.setattr(torch.onnx, 'export', export)
+        torchscript_onnx_export(None, (), 'x.onnx', opset_version=17)
+    assert calls == [dict(opset_version=17),
+                     dict(opset_version=17, dynamo=False)]
