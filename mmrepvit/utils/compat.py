@@ -40,6 +40,7 @@ A ``HistoryBuffer`` also pickles its statistics methods as
 :func:`history_buffer_getattr`, which resolves only those statistics and
 refuses every other lookup.
 """
+import codecs
 import inspect
 import logging
 import os
@@ -121,6 +122,9 @@ def _allowed_globals() -> dict:
                 allowed[b + path[len(a):]] = obj
     for name in ('builtins.getattr', '__builtin__.getattr'):
         allowed[name] = history_buffer_getattr
+    # bytes in pickle protocol 2 (torch.save's): codecs.encode(str, 'latin1'),
+    # as PyTorch >= 2.4 allows it too
+    allowed['_codecs.encode'] = codecs.encode
     return allowed
 
 
