@@ -41,6 +41,7 @@ A ``HistoryBuffer`` also pickles its statistics methods as
 refuses every other lookup.
 """
 import codecs
+import collections
 import inspect
 import logging
 import os
@@ -122,9 +123,12 @@ def _allowed_globals() -> dict:
                 allowed[b + path[len(a):]] = obj
     for name in ('builtins.getattr', '__builtin__.getattr'):
         allowed[name] = history_buffer_getattr
-    # bytes in pickle protocol 2 (torch.save's): codecs.encode(str, 'latin1'),
-    # as PyTorch >= 2.4 allows it too
-    allowed['_codecs.encode'] = codecs.encode
+    # what PyTorch >= 2.4 allows too: containers, and bytes as pickle
+    # protocol 2 (torch.save's) writes them, codecs.encode(str, 'latin1')
+    allowed.update({'_codecs.encode': codecs.encode,
+                    'builtins.bytearray': bytearray,
+                    'builtins.complex': complex, 'builtins.set': set,
+                    'collections.Counter': collections.Counter})
     return allowed
 
 

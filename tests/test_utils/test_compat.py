@@ -1,6 +1,8 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """The upstream workarounds on the PyTorch versions they are for, driven
 here by removing what newer PyTorch releases have."""
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
@@ -35,13 +37,15 @@ def test_checkpoints_without_add_safe_globals(tmp_path, monkeypatch):
     history.update(2.0)
     torch.save({'state_dict': {'w': torch.arange(3.)},
                 'message_hub': {'loss': history, 'steps': np.arange(3),
-                                'lr': np.float64(0.5)}},
+                                'lr': np.float64(0.5),
+                                'seen': Counter(a=2)}},
                tmp_path / 'iter_2.pth')
     ckpt = read_checkpoint(str(tmp_path / 'iter_2.pth'))
     assert torch.equal(ckpt['state_dict']['w'], torch.arange(3.))
     assert ckpt['message_hub']['loss'].mean() == 2.0
     assert ckpt['message_hub']['steps'].tolist() == [0, 1, 2]
     assert ckpt['message_hub']['lr'] == 0.5
+    assert ckpt['message_hub']['seen'] == Counter(a=2)
     torch.save({'x': _CallsSystem()}, tmp_path / 'evil.pth')
     with pytest.raises(RuntimeError, match=r'Refusing to load.*'
                        r'Refusing GLOBAL \w+\.system'):
