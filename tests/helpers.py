@@ -174,10 +174,10 @@ def build_model(cfg):
 
 
 def import_tool(path: str):
-    """A tool script (``tools/test.py``, ...) as a module, to test the
-    functions it holds; its ``main()`` does not run."""
+    """A script (``tools/test.py``, ``.dev_scripts/gpu_check.py``, ...) as a
+    module, to test the functions it holds; its ``main()`` does not run."""
     import importlib.util
-    name = 'tool_' + path.replace('/', '_').removesuffix('.py')
+    name = re.sub(r'\W', '_', path.removesuffix('.py'))
     spec = importlib.util.spec_from_file_location(name, REPO / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -204,12 +204,18 @@ def assert_loads_strictly(model, path, state):
 
 
 def assert_paper_backbone(cfg, arch, taps):
-    """The config's backbone returns the ``features`` the paper's code taps
-    (``taps``), as wide as its FPN expects, and the run is seeded as the
-    official one (seed 0)."""
+    """The config's backbone is the paper's: frozen BatchNorm statistics,
+    SyncBN, the official ImageNet weights, and the ``features`` the paper's
+    code taps (``taps``), as wide as its FPN expects; the run is seeded as
+    the official one (seed 0)."""
     from mmrepvit import RepViT
     bb = cfg.model.backbone
     assert bb.type == 'RepViT' and bb.arch == arch
+    assert bb.norm_eval is True and bb.norm_cfg.type == 'SyncBN'
+    weights = 'distill_450e' if arch == 'm2_3' else 'distill_300e'
+    assert bb.init_cfg == dict(
+        type='Pretrained',
+        checkpoint=f'{RELEASE_URL}repvit_{arch}_{weights}.pth')
     backbone = RepViT(**{k: v for k, v in bb.items()
                          if k not in ('type', 'init_cfg')})
     assert [backbone.stage_outputs[i] for i in backbone.out_indices] == taps

@@ -3,23 +3,18 @@
 arguments, the commands of its steps, the synthetic data and the training
 config made of it, reading the training logs, the report, the time limits,
 and the offline install's constraints and stand-in wheel."""
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 
-REPO = next(p for p in Path(__file__).resolve().parents
-            if (p / 'tools' / 'install.sh').is_file())
-_spec = importlib.util.spec_from_file_location(
-    'gpu_check', REPO / '.dev_scripts' / 'gpu_check.py')
-gc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gc)
+from helpers import REPO, import_tool
+
+gc = import_tool('.dev_scripts/gpu_check.py')
 
 
 def args_of(tmp_path, *extra):

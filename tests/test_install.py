@@ -3,7 +3,6 @@
 (tools/_install_checks.py), driven with a stubbed ``torch.cuda``: no GPU, no
 network, no build. The pinned sets: constraints.txt, and its NumPy 1.x
 overrides for torch 2.1.x / 2.2.x (constraints-torch2.1.txt)."""
-import importlib.util
 import json
 import os
 import re
@@ -15,12 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
-REPO = next(p for p in Path(__file__).resolve().parents
-            if (p / 'tools' / 'install.sh').is_file())
-_spec = importlib.util.spec_from_file_location(
-    'install_checks', REPO / 'tools' / '_install_checks.py')
-checks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(checks)
+from helpers import REPO, import_tool
+
+checks = import_tool('tools/_install_checks.py')
 
 PY = f'py{sys.version_info[0]}{sys.version_info[1]}'
 

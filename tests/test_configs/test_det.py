@@ -9,7 +9,6 @@ import mmrepvit  # noqa: E402,F401
 from helpers import (  # noqa: E402
     ARCHES,
     DET_TAPS,
-    RELEASE_URL,
     assert_loads_strictly,
     assert_paper_backbone,
     build_model,
@@ -24,12 +23,7 @@ from mmrepvit import RepViT  # noqa: E402
 def test_paper_config(arch):
     cfg = load_config('det', f'repvit_{arch}_maskrcnn.py')
     # The paper's recipe, as asserted facts of the resolved config.
-    bb = cfg.model.backbone
     assert_paper_backbone(cfg, arch, DET_TAPS[arch])
-    assert bb.norm_eval is True and bb.norm_cfg.type == 'SyncBN'
-    weights = 'distill_450e' if arch == 'm2_3' else 'distill_300e'
-    assert bb.init_cfg == dict(type='Pretrained',
-                               checkpoint=f'{RELEASE_URL}repvit_{arch}_{weights}.pth')
     assert cfg.optim_wrapper.optimizer == dict(
         type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05)
     assert 'clip_grad' not in cfg.optim_wrapper
