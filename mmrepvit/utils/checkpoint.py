@@ -20,7 +20,7 @@ import torch
 from mmengine.logging import print_log
 from mmengine.runner import find_latest_checkpoint
 
-from .compat import safe_load_kwargs
+from . import compat
 
 _CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 
@@ -61,7 +61,7 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
                 torch.hub.download_url_to_file(filename, cached,
                                                progress=False)
             return _torch_load(filename, lambda: torch.load(
-                cached, map_location=map_location, **safe_load_kwargs()))
+                cached, map_location=map_location, **compat.SAFE_LOAD_KWARGS))
         except urllib.error.URLError as e:
             raise ConnectionError(
                 f'Could not download the checkpoint {filename} ({e.reason}). '
@@ -93,7 +93,7 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
     if head[:2] != b'PK' and not head.startswith(b'\x80'):
         raise _not_a_checkpoint(filename, f'it starts with {head[:2]!r}')
     return _torch_load(filename, lambda: torch.load(
-        filename, map_location=map_location, **safe_load_kwargs()))
+        filename, map_location=map_location, **compat.SAFE_LOAD_KWARGS))
 
 
 def _not_a_checkpoint(filename: str, why: str) -> ValueError:

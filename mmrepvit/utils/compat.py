@@ -162,6 +162,11 @@ def safe_load_kwargs() -> dict:
     return dict(weights_only=False, pickle_module=_RESTRICTED_PICKLE)
 
 
+#: What :func:`mmrepvit.utils.read_checkpoint` passes to ``torch.load``
+#: (the PyTorch version does not change while a process runs).
+SAFE_LOAD_KWARGS = safe_load_kwargs()
+
+
 def register_load_state_dict_pre_hook(module: torch.nn.Module, hook):
     """``module.register_load_state_dict_pre_hook(hook)``, also where only
     the private method exists (PyTorch < 2.5).

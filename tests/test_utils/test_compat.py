@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from mmengine.logging import HistoryBuffer
 
-from mmrepvit.utils import read_checkpoint
+from mmrepvit.utils import compat, read_checkpoint
 from mmrepvit.utils.compat import (
     register_load_state_dict_pre_hook,
     safe_load_kwargs,
@@ -33,6 +33,7 @@ def test_checkpoints_without_add_safe_globals(tmp_path, monkeypatch):
     monkeypatch.delattr(torch.serialization, 'add_safe_globals',
                         raising=False)
     assert safe_load_kwargs()['weights_only'] is False
+    monkeypatch.setattr(compat, 'SAFE_LOAD_KWARGS', safe_load_kwargs())
     history = HistoryBuffer()
     history.update(2.0)
     torch.save({'state_dict': {'w': torch.arange(3.)},
