@@ -238,18 +238,15 @@ class RepViT(BaseModule):
                 super().init_weights()
             finally:
                 self.init_cfg = cfg
-        if pretrained:
-            pretrained = dict(pretrained[0])
-            pretrained.pop('type')
-            unknown = set(pretrained) - {'checkpoint', 'prefix',
-                                         'map_location'}
-            if unknown:
-                raise ValueError(
-                    f'Unknown keys {sorted(unknown)} in the Pretrained '
-                    f'init_cfg of RepViT; allowed: checkpoint, prefix, '
-                    f'map_location.')
-            self.load_pretrained(**pretrained)
-            self._is_init = True
+        pretrained = dict(pretrained[0])
+        pretrained.pop('type')
+        unknown = set(pretrained) - {'checkpoint', 'prefix', 'map_location'}
+        if unknown:
+            raise ValueError(
+                f'Unknown keys {sorted(unknown)} in the Pretrained init_cfg '
+                f'of RepViT; allowed: checkpoint, prefix, map_location.')
+        self.load_pretrained(**pretrained)
+        self._is_init = True
 
     def load_pretrained(self, checkpoint: Union[str, dict],
                         prefix: Optional[str] = None, map_location='cpu',
