@@ -1,11 +1,13 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Build the model of a config, and load a whole model's checkpoint."""
 import copy
+import logging
 from typing import Optional, Union
 
 import torch
 import torch.nn as nn
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner.checkpoint import load_state_dict
@@ -42,7 +44,15 @@ def build_model(config: Union[str, Config], seed: int = 0) -> nn.Module:
         model_cfg.backbone.init_cfg = None
     torch.manual_seed(seed)
     model = revert_sync_batchnorm(MODELS.build(model_cfg))
-    model.init_weights()
+    # MMEngine reports every parameter's initialisation at INFO: a thousand
+    # lines that would bury what the calling tool prints
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
     return model.eval()
 
 

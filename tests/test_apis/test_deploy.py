@@ -446,3 +446,17 @@ def test_export_tool_reads_package_configs(monkeypatch, tmp_path):
                        'RepViT'):
         run_tool(monkeypatch, 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
                  tmp_path / 'none.pth', tmp_path / 'x.onnx')
+
+
+def test_build_model_is_quiet_and_keeps_the_logger_level():
+    """build_model does not log MMEngine's report of every parameter's
+    initialisation (about a thousand lines that buried what the export
+    and fuse tools print), and leaves the logger as it found it."""
+    from mmengine.logging import MMLogger
+
+    from helpers import logged_messages
+    with logged_messages() as logged:
+        level = MMLogger.get_current_instance().level
+        build_model(SEG)
+        assert MMLogger.get_current_instance().level == level
+    assert not [m for m in logged if 'init_weights' in m]
