@@ -42,6 +42,7 @@ refuses every other lookup.
 """
 import codecs
 import collections
+import functools
 import inspect
 import logging
 import os
@@ -108,6 +109,7 @@ def allow_mmengine_checkpoints() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=None)
 def _allowed_globals() -> dict:
     """What a checkpoint may name: PyTorch's own weights-only globals and
     the data types of MMEngine checkpoints (under both numpy module paths),
