@@ -219,8 +219,8 @@ class BackboneState(NamedTuple):
     state: StateDict
     layout: str                 # the layout the file was in: official / timm
     dropped_head: List[str]     # classification-head keys that were dropped
-    missing: List[str] = []     # backbone keys the checkpoint lacks
-    unexpected: List[str] = []  # its keys the backbone does not have
+    missing: List[str]          # backbone keys the checkpoint lacks
+    unexpected: List[str]       # its keys the backbone does not have
 
 
 def backbone_state_dict(ckpt: dict, prefix: Optional[str] = None,
@@ -252,7 +252,8 @@ def backbone_state_dict(ckpt: dict, prefix: Optional[str] = None,
     dropped = [k for k in state if k.startswith(HEAD_PREFIXES)]
     for k in dropped:
         del state[k]
-    fit = check_backbone_fit(state, source=source, **check) if check else ()
+    fit = check_backbone_fit(state, source=source, **check) if check \
+        else ([], [])
     return BackboneState(state, layout, dropped, *fit)
 
 
