@@ -14,11 +14,19 @@ from .onnx_export import (
     ParityError,
     export_onnx,
     onnx_part,
-    ort_session,
 )
+from .quantize import (
+    AgreementError,
+    QuantizeReport,
+    preprocessed_images,
+    quantize_onnx,
+)
+from .runtime import OnnxRunner, cpu_flags, ort_session
 
 __all__ = ['find_repvits', 'fuse_checkpoint', 'fuse_model',
            'repvit_backbone_cfg', 'switch_to_deploy', 'unwrap_model',
            'use_channels_last', 'build_model', 'load_model_weights',
            'OnnxReport', 'ParityError', 'export_onnx', 'onnx_part',
-           'ort_session']
+           'ort_session', 'OnnxRunner', 'cpu_flags', 'AgreementError',
+           'QuantizeReport', 'preprocessed_images',
+           'quantize_onnx']

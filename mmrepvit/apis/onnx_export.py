@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ..models import RepViT
 from ..utils.compat import torchscript_onnx_export
 from .fuse import find_repvits, fuse_model, rel_diff, unwrap_model
+from .runtime import ort_session
 
 PARTS = ('backbone', 'features', 'segmentor')
 
@@ -169,20 +170,6 @@ def _label_diff(ort_labels, logits) -> float:
     theirs = np.take_along_axis(logits, ort_labels[:, None], 1)
     margin = float((logits.max(1, keepdims=True) - theirs).max())
     return margin / (float(np.abs(logits).max()) or 1.0)
-
-
-def ort_session(path: str, threads: Optional[int] = None):
-    """An onnxruntime CPU session for ``path`` with every graph optimisation
-    and ``threads`` intra-op threads (onnxruntime's default: one per core)."""
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.graph_optimization_level = \
-        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return ort.InferenceSession(path, options,
-                                providers=['CPUExecutionProvider'])
 
 
 def export_onnx(model: nn.Module, out: str,

@@ -1,0 +1,268 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Static INT8 quantization of an exported ONNX file with onnxruntime (QDQ
+format, per-channel weights), its agreement with the float model measured
+on held-out images, and the layers that lose most kept in float."""
+import copy
+import os
+import os.path as osp
+import shutil
+import tempfile
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from mmengine.config import Config
+
+from .runtime import OnnxRunner
+
+#: Calibration methods: onnxruntime's names.
+METHODS = {'minmax': 'MinMax', 'entropy': 'Entropy',
+           'percentile': 'Percentile'}
+
+
+class QuantizeReport(NamedTuple):
+    """What :func:`quantize_onnx` measured."""
+    calibration: int          # calibration images
+    held_out: int             # images the agreement was measured on
+    # output name -> relative error of the INT8 output (norm of the
+    # difference over the norm of the FP32 output, all held-out images)
+    errors: Dict[str, float]
+    # share of label-map pixels that change (segmentor outputs), else None
+    label_change: Optional[float]
+    kept_float: List[str]     # nodes left in float
+    # (node, dB of signal-to-noise ratio it loses), worst first: measured
+    # where 'auto' chose nodes to keep in float, else empty
+    sensitivity: List[Tuple[str, float]]
+
+
+class AgreementError(RuntimeError):
+    """The INT8 model disagrees with the float one beyond the limits."""
+
+    def __init__(self, message: str, report: QuantizeReport):
+        super().__init__(message)
+        self.report = report
+
+
+def preprocessed_images(cfg: Config, num: int, split: str = 'train',
+                        skip: int = 0) -> List[np.ndarray]:
+    """Images of a config's dataset as its model receives them at test
+    time: the test pipeline, then the data preprocessor (normalised and
+    padded, 1 x 3 x H x W float32), the input of an exported ONNX file.
+
+    Args:
+        cfg (Config): A detector or segmentor config.
+        num (int): How many images.
+        split (str): ``'train'`` (calibration) or ``'test'`` (held-out)
+            dataset of the config. Defaults to ``'train'``.
+        skip (int): Images to skip first. Defaults to 0.
+
+    Returns:
+        list[np.ndarray]: ``num`` images, fewer if the dataset has fewer.
+    """
+    import torch
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import DATASETS, MODELS, init_default_scope
+
+    from ..utils.checks import leaf_datasets
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    dataset = copy.deepcopy(cfg[f'{split}_dataloader'].dataset)
+    for _, leaf in leaf_datasets(dataset, split):
+        leaf.pipeline = cfg.test_dataloader.dataset.pipeline
+        leaf.test_mode = True   # no filtering, no random augmentation
+    dataset = DATASETS.build(dataset)
+    preprocessor = MODELS.build(cfg.model.data_preprocessor)
+    images = []
+    with torch.no_grad():
+        for i in range(skip, min(skip + num, len(dataset))):
+            data = preprocessor(pseudo_collate([dataset[i]]), False)
+            images.append(data['inputs'].float().numpy())
+    return images
+
+
+def _relative_errors(names, references, outputs) -> Dict[str, float]:
+    errors = {}
+    for i, name in enumerate(names if references else []):
+        if references[0][i].dtype.kind != 'f':
+            continue   # a label map: label_change measures it
+        diff = sum(float(np.square(r[i] - o[i]).sum())
+                   for r, o in zip(references, outputs))
+        norm = sum(float(np.square(r[i]).sum()) for r in references)
+        errors[name] = (diff / (norm or 1.0)) ** 0.5
+    return errors
+
+
+def _label_change(names, references, outputs) -> Optional[float]:
+    """Share of pixels whose label changes: a ``labels`` output, or the
+    arg-max of ``logits``."""
+    if references and ('labels' in names or 'logits' in names):
+        i = names.index('labels' if 'labels' in names else 'logits')
+        pick = (lambda a: a) if names[i] == 'labels' else \
+            (lambda a: a.argmax(1))
+        changed = sum(int((pick(r[i]) != pick(o[i])).sum())
+                      for r, o in zip(references, outputs))
+        return changed / sum(pick(r[i]).size for r in references)
+    return None
+
+
+class _Reader:
+    """onnxruntime's calibration data reader over a list of images (it
+    calls ``get_next``, its debugging tools iterate)."""
+
+    def __init__(self, images):
+        self.feeds = iter([{'input': x} for x in images])
+
+    def get_next(self):
+        return next(self.feeds, None)
+
+    def __iter__(self):
+        return self.feeds
+
+
+def _quantizer(pre, calibration, cache, per_channel, method, reduce_range):
+    """``quantize(out, exclude=(), only=None)`` writes the QDQ model of
+    ``pre``; the first call calibrates, later ones reuse its ranges."""
+    from onnxruntime import quantization as q
+
+    def quantize(out, exclude=(), only=None):
+        q.quantize_static(
+            pre, out, _Reader(calibration), quant_format=q.QuantFormat.QDQ,
+            per_channel=per_channel, reduce_range=reduce_range,
+            activation_type=q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8, nodes_to_exclude=list(exclude),
+            nodes_to_quantize=only, calibration_cache_path=cache,
+            calibrate_method=getattr(q.CalibrationMethod, METHODS[method]))
+    return quantize
+
+
+def _quantized_nodes(int8: str) -> List[str]:
+    """Nodes of a QDQ model that take a dequantized input (and so run
+    quantized), in graph order."""
+    import onnx
+    graph = onnx.load(int8).graph
+    dequantized = {o for n in graph.node if n.op_type == 'DequantizeLinear'
+                   for o in n.output}
+    return [n.name for n in graph.node if n.op_type not in (
+        'QuantizeLinear', 'DequantizeLinear') and dequantized & set(n.input)]
+
+
+def _sensitivity(quantize, int8, images, references, tmp):
+    """Each quantized node's own cost: the largest relative output error
+    of the model with that node alone quantized, worst first."""
+    only = osp.join(tmp, 'only.onnx')
+    costs = []
+    for node in _quantized_nodes(int8):
+        quantize(only, only=[node])
+        runner = OnnxRunner(only)
+        errors = _relative_errors(runner.output_names, references,
+                                  [runner(x) for x in images])
+        costs.append((node, max(errors.values(), default=0.0)))
+    return sorted(costs, key=lambda c: -c[1])
+
+
+def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
+                  held_out: Optional[Sequence[np.ndarray]] = None,
+                  max_error: Optional[float] = None,
+                  max_label_change: Optional[float] = None,
+                  keep_float: Union[str, Sequence[str], None] = None,
+                  max_keep: int = 8, per_channel: bool = True,
+                  method: str = 'minmax',
+                  reduce_range: bool = False) -> QuantizeReport:
+    """Quantize an ONNX file made by :func:`export_onnx` to INT8 (weights
+    int8 per output channel, activations uint8 per tensor, calibrated on
+    ``calibration``) and measure it against the float file on ``held_out``.
+
+    Args:
+        model (str): The float ``.onnx`` file.
+        out (str): The INT8 ``.onnx`` file to write.
+        calibration (Sequence[np.ndarray]): Calibration inputs.
+        held_out (Sequence[np.ndarray], optional): Inputs to measure the
+            agreement on (not calibration ones). None: no measurement.
+        max_error (float, optional): Largest accepted relative error of a
+            float output. None: no limit.
+        max_label_change (float, optional): Largest accepted share of
+            label-map pixels that change (segmentors). None: no limit.
+        keep_float (str | Sequence[str], optional): Node names to leave in
+            float, or ``'auto'``: while a limit is passed, keep the node
+            that costs most in float, at most ``max_keep`` of them. A
+            node's cost is measured, on two calibration inputs, as the
+            output error of the model with that node alone quantized.
+            Defaults to None (quantize every node onnxruntime can).
+        max_keep (int): See ``keep_float``. Defaults to 8.
+        per_channel (bool): Per-channel weight scales. Defaults to True.
+        method (str): Calibration: ``'minmax'``, ``'entropy'`` or
+            ``'percentile'``. Defaults to ``'minmax'``.
+        reduce_range (bool): 7-bit weights, for CPUs without VNNI where
+            uint8 x int8 products can saturate. Defaults to False.
+
+    Returns:
+        QuantizeReport: The measured agreement and the nodes kept in float.
+
+    Raises:
+        AgreementError: A limit is passed; nothing is written.
+        ValueError: An unknown method or node name.
+    """
+    import onnx
+    from onnxruntime.quantization import quant_pre_process
+    if method not in METHODS:
+        raise ValueError(f'method must be one of {list(METHODS)}, got '
+                         f'{method!r}.')
+    auto = keep_float == 'auto'
+    keep = [] if auto or keep_float is None else list(keep_float)
+    held_out = list(held_out or [])
+    fp32 = OnnxRunner(model)
+    names = fp32.output_names
+    references = [fp32(x) for x in held_out]
+    sensitivity = []
+    with tempfile.TemporaryDirectory() as tmp:
+        pre, int8 = osp.join(tmp, 'pre.onnx'), osp.join(tmp, 'int8.onnx')
+        # ONNX shape inference and graph fusions; the symbolic inference
+        # (for transformers) fails on the segmentor's dynamic Resize
+        quant_pre_process(model, pre, skip_symbolic_shape=True)
+        nodes = [n.name for n in onnx.load(pre).graph.node]
+        unknown = [k for k in keep if k not in nodes]
+        if unknown:
+            raise ValueError(
+                f'No node named {", ".join(unknown)} in {model} after '
+                f'onnxruntime\'s pre-processing (its nodes: '
+                f'{", ".join(nodes[:5])}, ...); --keep-float auto '
+                f'measures and names the sensitive ones.')
+        quantize = _quantizer(pre, calibration, osp.join(tmp, 'ranges'),
+                              per_channel, method, reduce_range)
+        while True:
+            quantize(int8, exclude=keep)
+            runner = OnnxRunner(int8)
+            outputs = [runner(x) for x in held_out]
+            report = QuantizeReport(
+                len(calibration), len(held_out),
+                _relative_errors(names, references, outputs),
+                _label_change(names, references, outputs), list(keep),
+                sensitivity)
+            problems = _problems(report, max_error, max_label_change)
+            if not (auto and problems and len(keep) < max_keep):
+                break
+            if not sensitivity:
+                images = calibration[:2]
+                sensitivity = _sensitivity(quantize, int8, images,
+                                           [fp32(x) for x in images], tmp)
+            keep.append(sensitivity[len(keep)][0])
+        if held_out and problems:
+            kept = f' (kept in float: {", ".join(keep)})' if keep else ''
+            raise AgreementError(
+                f'The INT8 model disagrees with the float one on '
+                f'{len(held_out)} held-out images: {"; ".join(problems)}'
+                f'{kept}; {out} not written. Keep sensitive nodes in float '
+                f'(--keep-float auto), calibrate on more images or with '
+                f'another --method, or accept more error.', report)
+        os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+        shutil.move(int8, out)
+    return report
+
+
+def _problems(report, max_error, max_label_change) -> List[str]:
+    problems = [f'{name}: relative error {e:.2%} > {max_error:.2%}'
+                for name, e in report.errors.items()
+                if max_error is not None and e > max_error]
+    if max_label_change is not None and report.label_change is not None \
+            and report.label_change > max_label_change:
+        problems.append(f'{report.label_change:.2%} of label-map pixels '
+                        f'change > {max_label_change:.2%}')
+    return problems

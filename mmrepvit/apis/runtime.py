@@ -1,0 +1,107 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""Run an exported ONNX file on the CPU: onnxruntime, or OpenVINO in float32
+or bfloat16, behind one call ``runner(x) -> outputs``."""
+import os.path as osp
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+#: Backends and the precisions each runs an ONNX file in.
+BACKENDS = {'onnxruntime': ('fp32', ), 'openvino': ('fp32', 'bf16')}
+#: CPU flags (Linux names) that decide reduced-precision speed.
+ISA_FLAGS = ('avx2', 'avx512f', 'avx_vnni', 'avx512_vnni', 'avx512_bf16',
+             'amx_bf16', 'amx_int8')
+
+
+def cpu_flags(path: str = '/proc/cpuinfo') -> List[str]:
+    """The :data:`ISA_FLAGS` this CPU has, as Linux lists them (empty where
+    ``path`` cannot be read, e.g. off Linux)."""
+    try:
+        with open(path) as f:
+            flags = next((line.split(':', 1)[1].split() for line in f
+                          if line.startswith('flags')), [])
+    except OSError:
+        flags = []
+    return [f for f in ISA_FLAGS if f in flags]
+
+
+def ort_session(path: str, threads: Optional[int] = None):
+    """An onnxruntime CPU session for ``path`` with every graph optimisation
+    and ``threads`` intra-op threads (onnxruntime's default: one per core)."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.graph_optimization_level = \
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options,
+                                providers=['CPUExecutionProvider'])
+
+
+class OnnxRunner:
+    """An ONNX file ready to run: ``runner(x)`` takes the image batch (N x 3
+    x H x W float32 numpy, as the data preprocessor makes it) and returns
+    the outputs, in the file's order, as numpy arrays.
+
+    Args:
+        path (str): The ``.onnx`` file (float32 or quantized QDQ).
+        backend (str): ``'onnxruntime'`` or ``'openvino'``. Defaults to
+            ``'onnxruntime'``.
+        precision (str): ``'fp32'``, or ``'bf16'`` (OpenVINO's inference
+            precision hint; refused where the CPU runs no bfloat16). A QDQ
+            file runs its quantized parts in INT8 in either backend.
+            Defaults to ``'fp32'``.
+        threads (int, optional): Intra-op threads. Defaults to the
+            backend's choice (one per core).
+        shape (Sequence[int], optional): OpenVINO: compile for this input
+            shape only (faster than the dynamic shapes of the file).
+
+    Raises:
+        ValueError: An unknown backend or precision, or bf16 on a CPU
+            without it.
+        FileNotFoundError: ``path`` does not exist.
+    """
+
+    def __init__(self, path: str, backend: str = 'onnxruntime',
+                 precision: str = 'fp32', threads: Optional[int] = None,
+                 shape: Optional[Sequence[int]] = None):
+        if precision not in BACKENDS.get(backend, ()):
+            raise ValueError(
+                f'backend {backend!r} with precision {precision!r}: choose '
+                + '; '.join(f'{b} ({", ".join(p)})'
+                            for b, p in BACKENDS.items()) + '.')
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'ONNX file {path!r} does not exist; '
+                                    f'export one with '
+                                    f'tools/deploy/export_onnx.py.')
+        self.backend, self.precision = backend, precision
+        if backend == 'onnxruntime':
+            session = ort_session(path, threads)
+            self.output_names = [o.name for o in session.get_outputs()]
+            self._run = lambda x: session.run(None, {'input': x})
+            return
+        import openvino as ov
+        core = ov.Core()
+        model = core.read_model(path)
+        if shape is not None:
+            model.reshape({'input': list(shape)})
+        config = {'INFERENCE_PRECISION_HINT': precision.replace('fp', 'f'),
+                  'PERFORMANCE_HINT': 'LATENCY'}
+        if threads:
+            config['INFERENCE_NUM_THREADS'] = threads
+        compiled = core.compile_model(model, 'CPU', config)
+        actual = compiled.get_property('INFERENCE_PRECISION_HINT')
+        if precision == 'bf16' and actual != ov.Type.bf16:
+            raise ValueError(
+                f'OpenVINO runs {actual}, not bf16, on this CPU: bfloat16 '
+                f'needs AMX or AVX-512 BF16 (this CPU has: '
+                f'{", ".join(cpu_flags()) or "none of " + str(ISA_FLAGS)}). '
+                f'Use precision fp32.')
+        self.output_names = [o.get_any_name() for o in compiled.outputs]
+        request = compiled.create_infer_request()
+        self._run = lambda x: [np.array(request.infer({'input': x})[o])
+                               for o in compiled.outputs]
+
+    def __call__(self, x: np.ndarray) -> List[np.ndarray]:
+        return self._run(np.ascontiguousarray(x, dtype=np.float32))

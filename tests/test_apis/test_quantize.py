@@ -1,0 +1,171 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""mmrepvit.apis.quantize and tools/deploy/quantize_onnx.py: INT8 models
+that are really quantized, agree with the float model within what 8 bits
+allow, are refused (and not written) beyond the limits, and keep the nodes
+a per-node measurement names in float."""
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from helpers import REPO
+from mmrepvit import RepViT
+from mmrepvit.apis import (
+    AgreementError,
+    OnnxRunner,
+    build_model,
+    export_onnx,
+    preprocessed_images,
+    quantize_onnx,
+)
+from mmrepvit.utils.config import load_config
+
+SEG = str(REPO / 'configs/seg/repvit_m0_6_fpn_demo.py')
+
+
+def images(n, seed, size=64):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((1, 3, size, size), dtype=np.float32)
+            for _ in range(n)]
+
+
+@pytest.fixture(scope='module')
+def backbone_onnx(tmp_path_factory):
+    """A RepViT-M0.6 as initialised (seeded), exported at 64. (With the
+    random BN statistics of helpers.randomize, activations grow ~1e4-fold
+    and 8 bits lose 30% on the last stages: not a network to test on.)"""
+    path = tmp_path_factory.mktemp('quantize') / 'backbone.onnx'
+    torch.manual_seed(0)
+    export_onnx(RepViT('m0_6').eval(), str(path), (64, 64))
+    return str(path)
+
+
+def dequantized_weights(path):
+    """Conv nodes of a QDQ model whose weight comes dequantized."""
+    graph = onnx.load(path).graph
+    dq = {o for n in graph.node if n.op_type == 'DequantizeLinear'
+          for o in n.output}
+    return {n.name for n in graph.node if n.op_type == 'Conv' and
+            n.input[1] in dq}
+
+
+def test_int8_model_is_quantized_and_agrees(backbone_onnx, tmp_path):
+    out = tmp_path / 'int8.onnx'
+    report = quantize_onnx(backbone_onnx, str(out), images(4, 0),
+                           images(2, 1))
+    convs = [n.name for n in onnx.load(backbone_onnx).graph.node
+             if n.op_type == 'Conv']
+    # every convolution computes on int8 weights
+    assert len(dequantized_weights(str(out))) == len(convs) > 40
+    assert report.calibration == 4 and report.held_out == 2
+    assert list(report.errors) == ['stage0', 'stage1', 'stage2', 'stage3']
+    # 8 bits over ~50 layers: a few percent, not zero (really quantized),
+    # not garbage; the bound is loose on purpose (CPU rounding differs)
+    assert all(0 < e < 0.2 for e in report.errors.values()), report.errors
+    assert report.label_change is None and report.kept_float == []
+    # what the report measured is what the written file computes
+    x, = images(1, 1)
+    ref = OnnxRunner(backbone_onnx)(x)
+    ours = OnnxRunner(str(out))(x)
+    err = np.linalg.norm(ours[2] - ref[2]) / np.linalg.norm(ref[2])
+    assert err == pytest.approx(report.errors['stage2'], rel=0.5)
+
+
+def test_disagreement_is_refused_and_nothing_written(backbone_onnx,
+                                                      tmp_path):
+    out = tmp_path / 'int8.onnx'
+    with pytest.raises(AgreementError, match=r'stage\d: relative error '
+                       r'[\d.]+% > 0\.00%.*not written') as e:
+        quantize_onnx(backbone_onnx, str(out), images(2, 0), images(1, 1),
+                      max_error=1e-6)
+    assert not out.exists()
+    assert e.value.report.errors   # the numbers come with the refusal
+
+
+def test_keep_float_auto_keeps_the_measured_costliest(backbone_onnx,
+                                                       tmp_path):
+    out = tmp_path / 'int8.onnx'
+    with pytest.raises(AgreementError, match='kept in float: ') as e:
+        quantize_onnx(backbone_onnx, str(out), images(2, 0), images(1, 1),
+                      max_error=1e-6, keep_float='auto', max_keep=2)
+    report = e.value.report
+    costs = [c for _, c in report.sensitivity]
+    assert costs == sorted(costs, reverse=True) and costs[0] > 0
+    assert report.kept_float == [n for n, _ in report.sensitivity[:2]]
+
+
+def test_named_nodes_stay_float(backbone_onnx, tmp_path):
+    out = tmp_path / 'int8.onnx'
+    convs = [n.name for n in onnx.load(backbone_onnx).graph.node
+             if n.op_type == 'Conv']
+    report = quantize_onnx(backbone_onnx, str(out), images(2, 0),
+                           keep_float=convs[:2])
+    assert report.kept_float == convs[:2] and report.errors == {}
+    quantized = dequantized_weights(str(out))
+    assert not set(convs[:2]) & quantized and convs[2] in quantized
+
+
+def test_bad_names_and_methods(backbone_onnx, tmp_path):
+    with pytest.raises(ValueError, match="No node named nope in .*"
+                       "--keep-float auto"):
+        quantize_onnx(backbone_onnx, str(tmp_path / 'a.onnx'), images(1, 0),
+                      keep_float=['nope'])
+    with pytest.raises(ValueError, match="method must be one of "
+                       r"\['minmax', 'entropy', 'percentile'\]"):
+        quantize_onnx(backbone_onnx, str(tmp_path / 'a.onnx'), images(1, 0),
+                      method='kl')
+
+
+def test_segmentor_label_changes(tmp_path):
+    model = build_model(load_config(SEG))
+    for labels in (False, True):
+        path = str(tmp_path / f'seg{labels}.onnx')
+        export_onnx(model, path, (64, 64), labels=labels)
+        report = quantize_onnx(path, str(tmp_path / 'int8.onnx'),
+                               images(2, 0), images(2, 1))
+        assert 0 <= report.label_change < 1
+        # a label map has no relative error; logits do
+        assert list(report.errors) == ([] if labels else ['logits'])
+
+
+def data_options(demo_data):
+    """--cfg-options that point the demo segmentor at the tiny data."""
+    return {f'{split}_dataloader.dataset.data_root': str(demo_data / 'seg')
+            for split in ('train', 'val', 'test')}
+
+
+def test_preprocessed_images_are_what_the_model_sees(demo_data):
+    cfg = load_config(SEG, data_options(demo_data))
+    train = preprocessed_images(cfg, 3, 'train')
+    test = preprocessed_images(cfg, 5, 'test')
+    assert len(train) == 3 and len(test) == 2   # the val set has 2
+    for x in train + test:
+        assert x.dtype == np.float32 and x.shape[:2] == (1, 3)
+        assert abs(float(x.mean())) < 2   # normalised, not 0..255
+    skipped = preprocessed_images(cfg, 1, 'train', skip=1)
+    assert np.array_equal(skipped[0], train[1])
+
+
+def test_quantize_tool(demo_data, tmp_path):
+    model = build_model(load_config(SEG))
+    fp32 = str(tmp_path / 'seg.onnx')
+    export_onnx(model, fp32, (64, 64))
+    run = [sys.executable, str(REPO / 'tools/deploy/quantize_onnx.py'), SEG,
+           fp32, str(tmp_path / 'int8.onnx'), '--calib', '2', '--held-out',
+           '1', '--cfg-options'] + [f'{k}={v}' for k, v in
+                                    data_options(demo_data).items()]
+    done = subprocess.run(run, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'calibration: 2 training images; agreement: 1 test images' in \
+        done.stdout
+    assert 'logits: relative error ' in done.stdout
+    assert 'label map: ' in done.stdout and (tmp_path / 'int8.onnx').exists()
+    refused = subprocess.run(run[:4] + [str(tmp_path / 'no.onnx')] + run[5:]
+                             + ['--max-error', '1e-9'],
+                             capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert 'REFUSED: ' in refused.stderr and 'not written' in refused.stderr
+    assert not (tmp_path / 'no.onnx').exists()
