@@ -61,6 +61,7 @@ class OnnxRunner:
         ValueError: An unknown backend or precision, or bf16 on a CPU
             without it.
         FileNotFoundError: ``path`` does not exist.
+        ImportError: the openvino backend without the openvino package.
     """
 
     def __init__(self, path: str, backend: str = 'onnxruntime',
@@ -79,13 +80,19 @@ class OnnxRunner:
         if backend == 'onnxruntime':
             session = ort_session(path, threads)
             self.output_names = [o.name for o in session.get_outputs()]
-            self._run = lambda x: session.run(None, {'input': x})
+            name = session.get_inputs()[0].name
+            self._run = lambda x: session.run(None, {name: x})
             return
-        import openvino as ov
+        try:
+            import openvino as ov
+        except ImportError as e:
+            raise ImportError(f'The openvino backend needs the openvino '
+                              f'package ({e}): bash tools/install.sh installs '
+                              f'it (pip install -r requirements.txt).') from e
         core = ov.Core()
         model = core.read_model(path)
         if shape is not None:
-            model.reshape({'input': list(shape)})
+            model.reshape(list(shape))   # the one input
         config = {'INFERENCE_PRECISION_HINT': precision.replace('fp', 'f'),
                   'PERFORMANCE_HINT': 'LATENCY'}
         if threads:
@@ -96,12 +103,12 @@ class OnnxRunner:
             raise ValueError(
                 f'OpenVINO runs {actual}, not bf16, on this CPU: bfloat16 '
                 f'needs AMX or AVX-512 BF16 (this CPU has: '
-                f'{", ".join(cpu_flags()) or "none of " + str(ISA_FLAGS)}). '
+                f'{", ".join(cpu_flags()) or "none of them"}). '
                 f'Use precision fp32.')
         self.output_names = [o.get_any_name() for o in compiled.outputs]
         request = compiled.create_infer_request()
-        self._run = lambda x: [np.array(request.infer({'input': x})[o])
-                               for o in compiled.outputs]
+        self._run = lambda x: [np.array(o) for o in request.infer(
+            [x], share_inputs=True).values()]
 
     def __call__(self, x: np.ndarray) -> List[np.ndarray]:
         return self._run(np.ascontiguousarray(x, dtype=np.float32))

@@ -108,24 +108,40 @@ def _cuda_fp16(make):   # the form under CUDA float16 autocast
             model.parameters()).is_cuda else None
 
 
-def _onnxruntime(model, inputs, task):
-    # The exported deploy form, parity-checked at this input's shape, on the
-    # CPU with torch's thread count; a segmentor's predict is its label map.
-    part = {'predict': 'segmentor', 'features': 'features'}.get(task,
-                                                                'backbone')
-    if next(model.parameters()).is_cuda:
-        return None
-    try:
-        apis.onnx_part(model, part)   # a detector's predict needs MMDeploy
-    except ValueError:
-        return None
-    x = _image(inputs).contiguous().numpy()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = osp.join(tmp, 'model.onnx')
-        apis.export_onnx(model, path, x.shape[2:], part=part,
-                         labels=part == 'segmentor', check_shapes=[x.shape])
-        session = apis.ort_session(path, threads=torch.get_num_threads())
-    return partial(session.run, None, {'input': x})
+def _onnx(backend: str = 'onnxruntime', precision: str = 'fp32',
+          int8: bool = False):
+    # The form that runs the exported deploy form (parity-checked at this
+    # input's shape; int8: quantized, calibrated on this input, for speed
+    # only) in backend on the CPU with torch's thread count; a segmentor's
+    # predict is its label map. None where there is no export (a detector's
+    # predict needs MMDeploy) and for bf16 on a CPU without it.
+    def make(model, inputs, task):
+        part = {'predict': 'segmentor', 'features': 'features'}.get(
+            task, 'backbone')
+        if next(model.parameters()).is_cuda:
+            return None
+        try:
+            apis.onnx_part(model, part)
+        except ValueError:
+            return None
+        x = _image(inputs).contiguous().numpy()
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = osp.join(tmp, 'model.onnx')
+            apis.export_onnx(model, fp32, x.shape[2:], part=part, labels=part
+                             == 'segmentor', check_shapes=[x.shape])
+            path = osp.join(tmp, 'int8.onnx') if int8 else fp32
+            if int8:
+                apis.quantize_onnx(fp32, path, [x], keep_float=None)
+            try:
+                runner = apis.OnnxRunner(path, backend, precision,
+                                         threads=torch.get_num_threads(),
+                                         shape=x.shape)
+            except ValueError:   # bf16 where the CPU runs none
+                if precision != 'bf16':
+                    raise
+                return None
+        return partial(runner, x)
+    return make
 
 
 #: Ways to run a model, name: (make, fused). ``make(model, inputs, task)``
@@ -138,9 +154,15 @@ FORMS = {
     'deploy+channels_last': (_channels_last, True),
     'deploy+fp16': (_cuda_fp16(_as_built), True),
     'deploy+channels_last+fp16': (_cuda_fp16(_channels_last), True),
-    'onnxruntime': (_onnxruntime, True),
+    'onnxruntime': (_onnx(), True),
+    'onnxruntime+int8': (_onnx(int8=True), True),
+    'openvino': (_onnx('openvino'), True),
+    'openvino+bf16': (_onnx('openvino', 'bf16'), True),
+    'openvino+int8': (_onnx('openvino', int8=True), True),
 }
 CUDA_AMP_FORMS = ('deploy+fp16', 'deploy+channels_last+fp16')
+CPU_FORMS = ('onnxruntime', 'onnxruntime+int8', 'openvino', 'openvino+bf16',
+             'openvino+int8')
 
 
 @dataclass

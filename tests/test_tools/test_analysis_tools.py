@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from helpers import REPO, STRIDES, WIDTHS, import_tool, logged_messages
+from mmrepvit.apis import cpu_flags
 from mmrepvit.utils.config import load_config
 
 # The SE flag of every block row (the reference's arch table).
@@ -201,6 +202,25 @@ def test_benchmark_tool_writes_a_markdown_report(tmp_path):
     text = out.read_text()
     assert text.startswith('$ python tools/analysis_tools/benchmark.py')
     assert '| RepViT-M0.6 | deploy | 1x3x32x32 | 1 |' in text
+
+
+def test_benchmark_tool_cpu_runtimes(tmp_path):
+    """The header names the CPU and the ISA flags INT8 and bf16 speed
+    depend on; OpenVINO and onnxruntime INT8 rows beside the deploy form."""
+    out = tmp_path / 'report.md'
+    printed = run_tool(
+        'benchmark.py', '--arch', 'm0_6', '--sizes', 32, '--threads', 1,
+        '--forms', 'deploy', 'openvino', 'onnxruntime+int8', '--baseline',
+        'none', '--no-macs', '--warmup', 0, '--min-run-time', 0.001,
+        '--rounds', 1, '--out', out).splitlines()
+    lines = out.read_text().splitlines()
+    flags = ', '.join(cpu_flags()) or 'none known'
+    assert lines[:3] == printed[:3] and lines[2].startswith('CPU: ') and \
+        lines[2].endswith(f'; ISA: {flags}')
+    rows = [line for line in lines if line.startswith('| RepViT-M0.6 |')]
+    assert [row.split('|')[2].strip() for row in rows] == [
+        'deploy', 'openvino', 'onnxruntime+int8']
+    assert all('| 1x3x32x32 | 1 |' in row for row in rows)
 
 
 @pytest.mark.parametrize('args, message', [

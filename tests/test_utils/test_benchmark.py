@@ -2,6 +2,7 @@
 """mmrepvit.utils.benchmark: MAC counts of tasks, the subjects, the forms
 and the tables (their shape, not timings)."""
 import numpy as np
+import pytest
 import torch
 from torch.utils.benchmark.utils.common import Measurement, TaskSpec
 
@@ -95,26 +96,104 @@ def test_a_new_form_is_one_entry(monkeypatch):
     assert [r.form for r in rows] == ['traced'] and calls
 
 
-def test_onnxruntime_form_runs_what_pytorch_computes():
-    """The onnxruntime form times the exported deploy form: its timed call
-    returns the fused backbone's stage outputs (within 1e-4 relative, the
-    exporter's parity tolerance); a model without a RepViT is left out
-    with a note."""
+def fused_m0_6(batch=1, size=(64, 64)):
+    """A fused RepViT-M0.6, a seeded random input and its stage outputs."""
     subject = bm.Subject.of('m0_6')
     model = subject.build()
     switch_to_deploy(model)
-    x = subject.inputs(model, 2, (64, 96))
-    make, fused = bm.FORMS['onnxruntime']
-    ours, theirs = make(model, x, 'forward')(), model(x)
+    x = subject.inputs(model, batch, size)
+    with torch.no_grad():
+        return model, x, [t.numpy() for t in model(x)]
+
+
+def rel_error(ours, theirs):
+    """The largest relative error of an output: the norm of the difference
+    over the norm of PyTorch's output."""
+    assert [o.shape for o in ours] == [t.shape for t in theirs]
+    return max(np.linalg.norm(o - t) / np.linalg.norm(t)
+               for o, t in zip(ours, theirs))
+
+
+@pytest.mark.parametrize('form', ['onnxruntime', 'openvino'])
+def test_onnx_forms_run_what_pytorch_computes(form):
+    """The onnxruntime and OpenVINO forms time the exported deploy form:
+    their timed call returns the fused backbone's stage outputs (within
+    1e-4 relative, the exporter's parity tolerance)."""
+    model, x, theirs = fused_m0_6(2, (64, 96))
+    make, fused = bm.FORMS[form]
+    ours = make(model, x, 'forward')()
     assert fused and len(ours) == len(theirs) == 4
     for o, t in zip(ours, theirs):
-        assert o.shape == tuple(t.shape)
-        assert np.abs(o - t.detach().numpy()).max() <= \
-            1e-4 * t.abs().max().item()
-    rows, notes = benchmark([bm.Subject.of('resnet50')], ['onnxruntime'],
+        assert o.shape == t.shape
+        assert np.abs(o - t).max() <= 1e-4 * np.abs(t).max()
+
+
+@pytest.mark.parametrize('form', bm.CPU_FORMS)
+def test_onnx_forms_leave_out_a_model_without_a_repvit(form):
+    """A model without a RepViT has no export: left out with a note."""
+    rows, notes = benchmark([bm.Subject.of('resnet50')], [form],
                             with_macs=False)
     assert rows == [] and notes == [
-        "ResNet-50, onnxruntime: does not apply to the 'forward' task on cpu"]
+        f"ResNet-50, {form}: does not apply to the 'forward' task on cpu"]
+
+
+@pytest.mark.parametrize('form, backend', [
+    ('onnxruntime+int8', 'onnxruntime'), ('openvino+int8', 'openvino')])
+def test_int8_forms_run_a_quantized_file(monkeypatch, form, backend):
+    """The INT8 forms run the QDQ file of quantize_onnx (every convolution
+    takes a quantized input: QuantizeLinear, DequantizeLinear, Conv) in
+    their backend; calibrated on the
+    input itself, the stage outputs are within 10% (relative, norm) of
+    PyTorch's float ones."""
+    import onnx
+    runs, runner = [], bm.apis.OnnxRunner
+
+    def recorded(path, backend, *args, **kwargs):
+        nodes = onnx.load(path).graph.node
+        made_by = {o: n.op_type for n in nodes for o in n.output}
+        convs = [made_by.get(n.input[0]) for n in nodes if n.op_type == 'Conv']
+        runs.append((backend, convs))
+        return runner(path, backend, *args, **kwargs)
+
+    monkeypatch.setattr(bm.apis, 'OnnxRunner', recorded)
+    model, x, theirs = fused_m0_6()
+    ours = bm.FORMS[form][0](model, x, 'forward')()
+    [(ran, convs)] = runs   # what makes each Conv's input
+    assert ran == backend and convs and set(convs) == {'DequantizeLinear'}
+    assert rel_error(ours, theirs) < 0.1
+
+
+def test_openvino_bf16_form_where_the_cpu_has_bf16(tmp_path):
+    """Where OpenVINO runs bfloat16 on this CPU (AMX or AVX-512 BF16) the
+    bf16 form is within 2% (relative, norm) of PyTorch's float32; elsewhere
+    it does not apply."""
+    model, x, theirs = fused_m0_6()
+    path = str(tmp_path / 'm0_6.onnx')
+    bm.apis.export_onnx(model, path, (64, 64))
+    try:
+        bm.apis.OnnxRunner(path, 'openvino', 'bf16')
+        has_bf16 = True
+    except ValueError:   # no AMX or AVX-512 BF16: OpenVINO would run f32
+        has_bf16 = False
+    fn = bm.FORMS['openvino+bf16'][0](model, x, 'forward')
+    assert (fn is not None) == has_bf16
+    if has_bf16:
+        # above float32's error (1e-7 here): it really runs bfloat16
+        assert 1e-4 < rel_error(fn(), theirs) < 2e-2
+
+
+def test_openvino_bf16_form_without_bf16_does_not_apply(monkeypatch):
+    """On a CPU without bfloat16 (the runner refuses) the bf16 form is left
+    out with the benchmark's note, not timed in float32."""
+    def no_bf16(path, backend, precision, *args, **kwargs):
+        raise ValueError('OpenVINO runs f32, not bf16, on this CPU')
+
+    monkeypatch.setattr(bm.apis, 'OnnxRunner', no_bf16)
+    rows, notes = benchmark([bm.Subject.of('m0_6')], ['openvino+bf16'],
+                            size=(64, 64), with_macs=False)
+    assert rows == [] and notes == [
+        "RepViT-M0.6, openvino+bf16: does not apply to the 'forward' task "
+        "on cpu"]
 
 
 def test_float16_forms_are_cuda_only():

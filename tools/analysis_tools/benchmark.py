@@ -34,15 +34,16 @@ import copy
 import os.path as osp
 import platform
 import sys
+from pathlib import Path
 
 import torch
 from mmengine.hub import get_config
 from mmengine.logging import MMLogger
 
+from mmrepvit.apis import cpu_flags
 from mmrepvit.utils import benchmark as bm
 from mmrepvit.utils.config import load_config
 
-INFERENCE_FORMS = ['training', 'deploy', 'deploy+channels_last']
 TASKS = {'forward': 'a backbone, eval mode, no grad',
          'predict': "model(..., mode='predict'), eval, no grad",
          'features': 'backbone + neck (extract_feat), eval, no grad',
@@ -67,8 +68,7 @@ def size_arg(text):
 
 
 def checked(kind, ok, what):
-    """An argparse type: ``kind(text)`` where ``ok`` of it, else an error
-    'expected {what}'."""
+    """An argparse type: ``kind(text)`` if ``ok``, else 'expected {what}'."""
     def parse(text):
         try:
             value = kind(text)
@@ -81,8 +81,7 @@ def checked(kind, ok, what):
 
 
 def device_arg(text):
-    """'cpu', 'cuda' or 'cuda:N' (normalised by torch.device), checked
-    against the CUDA devices this PyTorch sees."""
+    """'cpu', 'cuda' or 'cuda:N' (as torch.device), if PyTorch sees it."""
     try:
         device = torch.device(text)
     except RuntimeError:
@@ -121,7 +120,8 @@ def parse_args():
         'forward for --arch)')
     parser.add_argument('--forms', nargs='+', choices=list(bm.FORMS),
                         help='default: training deploy deploy+channels_last '
-                        '(--task train: training channels_last)')
+                        '(--task train: training channels_last); CPU only: '
+                        + ', '.join(bm.CPU_FORMS))
     parser.add_argument('--split', action='store_true',
                         help='configs: time the backbone, backbone + neck '
                         'and the whole model (predict) in the same rounds, '
@@ -141,9 +141,8 @@ def parse_args():
     parser.add_argument('--threads', nargs='+', type=count,
                         default=[torch.get_num_threads()])
     parser.add_argument('--device', type=device_arg, default='cuda' if
-                        torch.cuda.is_available() else 'cpu',
-                        help='cpu, cuda or cuda:N (default: cuda where '
-                        'there is one)')
+                        torch.cuda.is_available() else 'cpu', help='cpu, '
+                        'cuda or cuda:N (default: cuda where there is one)')
     parser.add_argument('--warmup', default=2, help='untimed calls per case '
                         'before timing', type=checked(
                             int, lambda v: v >= 0, 'an integer >= 0'))
@@ -201,11 +200,16 @@ def subjects_of(args):
 
 
 def header(args):
-    """The command, the versions and the device."""
+    """The command, versions, device, CPU with its ISA flags, and GPU."""
+    info = Path('/proc/cpuinfo')   # Linux; elsewhere what platform says
+    cpu = [line.split(':', 1)[1].strip() for line in (
+        info.read_text().splitlines() if info.is_file() else [])
+        if line.startswith('model name')] + [platform.processor()]
     lines = [f'$ python {" ".join(sys.argv)}',
              f'torch {torch.__version__}, Python {platform.python_version()}'
-             f', device {args.device}']
-    if torch.device(args.device).type == 'cuda':
+             f', device {args.device}', f'CPU: {cpu[0]}; ISA: '
+             f'{", ".join(cpu_flags()) or "none known"}']
+    if args.device != 'cpu':
         lines.append(f'GPU: {torch.cuda.get_device_name(args.device)}')
     return lines
 
@@ -214,8 +218,7 @@ def main():
     args = parse_args()
     # no report of every parameter's initialisation
     MMLogger.get_instance('mmrepvit_benchmark', log_level='WARNING')
-    if torch.device(args.device).type == 'cuda':
-        torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = args.device != 'cpu'
     head = header(args)
     print('\n'.join(head), flush=True)
     subjects, cfgs = subjects_of(args)
@@ -224,7 +227,7 @@ def main():
     sizes = args.sizes or [DEFAULT_SIZES[cfgs[0].default_scope]
                            if cfgs else (224, 224)]
     forms = args.forms or (['training', 'channels_last'] if task == 'train'
-                           else INFERENCE_FORMS)
+                           else ['training', 'deploy', 'deploy+channels_last'])
     if args.cuda_amp:
         forms = forms + [f for f in bm.CUDA_AMP_FORMS if f not in forms]
     rows = bm.run_benchmark(
@@ -239,8 +242,7 @@ def main():
                    bm.split_table(rows), '']
     print('\n'.join(report))
     if args.out:
-        with open(args.out, 'w') as f:
-            f.write('\n'.join(head + report) + '\n')
+        Path(args.out).write_text('\n'.join(head + report) + '\n')
 
 
 if __name__ == '__main__':
