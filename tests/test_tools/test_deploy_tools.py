@@ -1,0 +1,252 @@
+# Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
+"""tools/deploy/test_onnx.py: the config's test loop with the exported part
+computed by an ONNX file gives tools/test.py's metrics for an FP32 export,
+on the demo configs, tiny generated data and seeded random weights.
+
+Tolerance: the ONNX outputs differ from PyTorch's by ~1e-6 relative (float
+rounding: fused weights, other kernels). A prediction can only change
+where two classes' logits or two boxes' scores lie that close; on these
+images none do, so the predictions are the same (asserted one by one in
+``test_onnx_part_predicts_what_pytorch_does``) and the metrics, as the
+metrics round them (0.01 for mIoU/aAcc in percent, 0.001 for COCO AP), are
+identical: asserted within 1e-6, i.e. the same printed numbers."""
+import json
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from helpers import REPO, import_tool
+from mmrepvit.apis import (
+    OnnxRunner,
+    build_model,
+    export_onnx,
+    load_model_weights,
+)
+
+TOOL = 'tools/deploy/test_onnx.py'
+CONFIGS = {'det': REPO / 'configs/det/repvit_m0_6_maskrcnn_demo.py',
+           'seg': REPO / 'configs/seg/repvit_m0_6_fpn_demo.py'}
+METRICS = {'det': ['coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'],
+           'seg': ['mIoU', 'aAcc', 'mAcc']}
+
+
+def tiny_config(task, data, path):
+    """A config inheriting the demo one, on the 2 tiny validation images,
+    with data loading in this process."""
+    loader = 'num_workers=0, persistent_workers=False'
+    if task == 'det':
+        root = f'{data}/'
+        extra = (f"val_evaluator = dict(ann_file='{data}/annotations/"
+                 f"instances_val.json')\ntest_evaluator = val_evaluator\n")
+    else:
+        root, extra = str(data), ''
+    path.write_text(
+        f"_base_ = ['{CONFIGS[task]}']\n"
+        f"val_dataloader = dict({loader}, dataset=dict(data_root='{root}'))"
+        f"\ntest_dataloader = val_dataloader\n" + extra)
+    return path
+
+
+@pytest.fixture(scope='module')
+def deployed(demo_data, tmp_path_factory):
+    """deployed(task, labels=False): the tiny config, a checkpoint of the
+    seeded random model and its FP32 ONNX export (the segmentor whole, the
+    detector's backbone + neck), each made once."""
+    root = tmp_path_factory.mktemp('deployed')
+    made = {}
+
+    def get(task, labels=False):
+        if (task, labels) not in made:
+            cfg = tiny_config(task, demo_data / task, root / f'{task}.py')
+            model = build_model(str(cfg), seed=0)
+            ckpt = root / f'{task}.pth'
+            torch.save({'state_dict': model.state_dict()}, ckpt)
+            onnx = root / f'{task}{"_labels" if labels else ""}.onnx'
+            # one parity check (the tests run it at 256 x 256)
+            export_onnx(model, str(onnx), (64, 64), labels=labels,
+                        check_shapes=[(1, 3, 64, 64)])
+            made[task, labels] = SimpleNamespace(cfg=cfg, ckpt=ckpt,
+                                                 onnx=onnx, root=root)
+        return made[task, labels]
+
+    return get
+
+
+@pytest.fixture(scope='module')
+def reference(deployed):
+    """reference(task): tools/test.py's metrics on the same checkpoint."""
+    metrics = {}
+
+    def get(task):
+        if task not in metrics:
+            d = deployed(task)
+            work = d.root / f'test_{task}'
+            run([sys.executable, 'tools/test.py', d.cfg, d.ckpt,
+                 '--work-dir', work], d.root / f'test_{task}.log')
+            (path, ) = work.glob('*/*.json')
+            metrics[task] = json.loads(path.read_text())
+        return metrics[task]
+
+    return get
+
+
+def run(cmd, log, status=0):
+    """Run ``cmd`` from the repository, its output to ``log``; returns the
+    output after checking the exit status."""
+    with open(log, 'w') as f:
+        proc = subprocess.run([str(c) for c in cmd], cwd=REPO, stdout=f,
+                              stderr=subprocess.STDOUT, timeout=600)
+    text = Path(log).read_text()
+    assert proc.returncode == status, text[-3000:]
+    return text
+
+
+@pytest.mark.parametrize('task,backend', [('seg', 'onnxruntime'),
+                                          ('seg', 'openvino'),
+                                          ('det', 'onnxruntime')])
+def test_fp32_onnx_gives_the_metrics_of_tools_test(deployed, reference,
+                                                   task, backend, tmp_path):
+    d = deployed(task)
+    out = tmp_path / 'metrics.json'
+    log = run([sys.executable, TOOL, d.cfg, d.ckpt, d.onnx, '--backend',
+               backend, '--threads', 2, '--work-dir', tmp_path / 'work',
+               '--out', out], tmp_path / 'test_onnx.log')
+    # the ONNX file computed every batch (one image each)
+    part = 'segmentor' if task == 'seg' else 'features'
+    assert (f'Tested 2 images with {d.onnx} ({part}) in {backend} (fp32) '
+            f'(2 ONNX runs in this process)') in log
+    ours, theirs = json.loads(out.read_text()), reference(task)
+    assert set(METRICS[task]) <= set(ours)
+    for key in METRICS[task]:
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-6), key
+    # printed as tools/test.py prints them
+    first = METRICS[task][0]
+    assert f'{first}: {theirs[first]:.4f}' in log
+
+
+@pytest.mark.parametrize('task,labels', [('seg', False), ('seg', True),
+                                         ('det', False)])
+def test_onnx_part_predicts_what_pytorch_does(deployed, task, labels):
+    """Image by image, in this process: what the tool patches in gives the
+    predictions of the PyTorch model, the label map of a labels export
+    included (the pipeline keeps the images' size here, where one-hot
+    scores are exact)."""
+    tool = import_tool(TOOL)
+    d = deployed(task, labels)
+    cfg = Config.fromfile(str(d.cfg))
+    if labels:
+        pipeline = cfg.test_dataloader.dataset.pipeline
+        pipeline[:] = [t for t in pipeline if t.type != 'AlignResize']
+    model = build_model(cfg)
+    load_model_weights(model, str(d.ckpt))
+    batches = list(Runner.build_dataloader(cfg.test_dataloader))
+    assert len(batches) == 2
+    with torch.no_grad():
+        before = [model.test_step(b)[0] for b in batches]
+    outputs = tool.onnx_outputs(str(d.onnx))
+    part = tool.exported_part(outputs, model, str(d.cfg), str(d.onnx))
+    assert part == ('segmentor' if task == 'seg' else 'features')
+    runs = tool.use_onnx(model, part, OnnxRunner(str(d.onnx)), labels)
+    with torch.no_grad():
+        after = [model.test_step(b)[0] for b in batches]
+    assert runs == [2]
+    for a, b in zip(before, after):
+        if task == 'seg':
+            assert torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data)
+            if not labels:
+                diff = (a.seg_logits.data - b.seg_logits.data).abs().max()
+                assert diff <= 1e-5 * a.seg_logits.data.abs().max()
+        else:
+            p, q = a.pred_instances, b.pred_instances
+            assert len(p) == len(q) > 0
+            assert torch.equal(p.labels, q.labels)
+            assert torch.allclose(p.bboxes, q.bboxes, atol=1e-2)
+            assert torch.allclose(p.scores, q.scores, atol=1e-4)
+
+
+def test_a_segmentor_onnx_with_the_detector_config_is_refused(
+        deployed, tmp_path):
+    seg, det = deployed('seg'), deployed('det')
+    log = run([sys.executable, TOOL, det.cfg, det.ckpt, seg.onnx,
+               '--work-dir', tmp_path / 'work'], tmp_path / 'refused.log',
+              status=2)
+    assert (f'{seg.onnx} (outputs logits) is a whole segmentor, but the '
+            f'model of {det.cfg} (MaskRCNN) has no decode_head') in log
+    assert 'Traceback' not in log
+
+
+def test_outputs_that_do_not_fit_the_model_are_refused():
+    tool = import_tool(TOOL)
+    det = build_model(str(CONFIGS['det']))
+    levels = [(f'level{i}', 64) for i in range(5)]
+    assert tool.exported_part(levels, det, 'det.py', 'x.onnx') == 'features'
+    # the number of levels is the neck's
+    with pytest.raises(ValueError, match=r'x.onnx \(outputs level0, level1, '
+                       r'level2, level3\) does not fit det.py, whose '
+                       r'MaskRCNN gives level0, level1, level2, level3, '
+                       r'level4'):
+        tool.exported_part(levels[:4], det, 'det.py', 'x.onnx')
+    # so is their width (another model's export)
+    with pytest.raises(ValueError, match='level0 has 256 channels, the '
+                       'MaskRCNN of det.py 64'):
+        tool.exported_part([('level0', 256)] + levels[1:], det, 'det.py',
+                           'x.onnx')
+    # the backbone's stages: those out_indices asks for, as wide
+    stages = [(f'stage{i}', c) for i, c in enumerate((40, 80, 160, 320))]
+    assert tool.exported_part(stages, det, 'det.py', 'x.onnx') == 'backbone'
+    with pytest.raises(ValueError, match='stage3 has 512 channels'):
+        tool.exported_part(stages[:3] + [('stage3', 512)], det, 'det.py',
+                           'x.onnx')
+    with pytest.raises(ValueError, match='gives stage0, stage1, stage2, '
+                       'stage3'):
+        tool.exported_part(stages[1:], det, 'det.py', 'x.onnx')
+    # a file export_onnx.py did not write
+    with pytest.raises(ValueError, match='not an export of'):
+        tool.exported_part([('output', None)], det, 'det.py', 'x.onnx')
+    # logits as wide as the decode head's classes
+    seg = build_model(str(CONFIGS['seg']))
+    with pytest.raises(ValueError, match='logits has 150 channels'):
+        tool.exported_part([('logits', 150)], seg, 'seg.py', 'x.onnx')
+    # a segmentor's backbone + neck (its FPN has 4 levels)
+    seg_levels = [(f'level{i}', seg.neck.out_channels) for i in range(4)]
+    assert tool.exported_part(seg_levels, seg, 'seg.py', 'x.onnx') == \
+        'features'
+    with pytest.raises(ValueError, match='EncoderDecoder gives level0, '
+                       'level1, level2, level3'):
+        tool.exported_part(levels, seg, 'seg.py', 'x.onnx')
+
+
+@pytest.mark.parametrize('args,message', [
+    (['missing.onnx'], "ONNX file 'missing.onnx' does not exist"),
+    (['{onnx}', '--backend', 'onnxruntime', '--precision', 'bf16'],
+     "backend 'onnxruntime' with precision 'bf16': choose"),
+    (['{onnx}', '--backend', 'tensorrt'], "invalid choice: 'tensorrt'"),
+])
+def test_bad_arguments_are_usage_errors(deployed, monkeypatch, capsys, args,
+                                        message):
+    d = deployed('seg')
+    argv = [TOOL, str(d.cfg), str(d.ckpt)] + [
+        a.format(onnx=d.onnx) for a in args]
+    monkeypatch.setattr(sys, 'argv', argv)
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(REPO / TOOL), run_name='__main__')
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_checkpoint_is_a_usage_error(deployed, monkeypatch,
+                                               capsys):
+    d = deployed('seg')
+    monkeypatch.setattr(sys, 'argv', [TOOL, str(d.cfg), 'none.pth',
+                                      str(d.onnx)])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(REPO / TOOL), run_name='__main__')
+    assert e.value.code == 2
+    assert "checkpoint 'none.pth' does not exist" in capsys.readouterr().err
