@@ -12,6 +12,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 from mmengine.config import Config
 
+from ..utils.compat import calibration_cache_kwargs
 from .runtime import OnnxRunner
 
 #: Calibration methods: onnxruntime's names.
@@ -128,7 +129,7 @@ def _quantizer(pre, calibration, cache, per_channel, method, reduce_range):
             per_channel=per_channel, reduce_range=reduce_range,
             activation_type=q.QuantType.QUInt8,
             weight_type=q.QuantType.QInt8, nodes_to_exclude=list(exclude),
-            nodes_to_quantize=only, calibration_cache_path=cache,
+            nodes_to_quantize=only, **calibration_cache_kwargs(cache),
             calibrate_method=getattr(q.CalibrationMethod, METHODS[method]))
     return quantize
 

@@ -25,6 +25,10 @@ can go:
 - :func:`torchscript_onnx_export`: PyTorch 2.9+ exports with dynamo by
   default and < 2.5 has no ``dynamo`` argument; we export with the
   TorchScript exporter everywhere.
+- :func:`calibration_cache_kwargs`: onnxruntime 1.23.2 (the last for
+  Python 3.10) has no ``calibration_cache_path`` in ``quantize_static``
+  (1.32.0 has); there every quantization calibrates again (the same
+  ranges, slower). Can go with support for Python 3.10.
 - :func:`use_cpu_distributed`: MMEngine 0.10.7's pytorch launcher assumes
   CUDA (``torch.cuda.set_device``, DDP with ``device_ids``), and PyTorch's
   SyncBatchNorm does not run on CPU. Can go when MMEngine launches CPU
@@ -194,6 +198,15 @@ def torchscript_onnx_export(*args, **kwargs) -> None:
     if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
         kwargs['dynamo'] = False
     torch.onnx.export(*args, **kwargs)
+
+
+def calibration_cache_kwargs(path: str) -> dict:
+    """``quantize_static`` arguments that calibrate once and keep the
+    ranges in ``path`` for later calls, where onnxruntime can."""
+    from onnxruntime.quantization import quantize_static
+    params = inspect.signature(quantize_static).parameters
+    return {'calibration_cache_path': path} if \
+        'calibration_cache_path' in params else {}
 
 
 def run_job(job) -> None:

@@ -82,3 +82,33 @@ def test_onnx_export_is_torchscript_with_and_without_dynamo(monkeypatch):
         torchscript_onnx_export(None, (), 'x.onnx', opset_version=17)
     assert calls == [dict(opset_version=17),
                      dict(opset_version=17, dynamo=False)]
+
+
+def test_quantization_without_a_calibration_cache(monkeypatch, tmp_path):
+    """onnxruntime 1.23.2 (Python 3.10) has no calibration cache: every
+    quantization calibrates again, to the same model."""
+    import numpy as np
+    from onnxruntime import quantization as q
+
+    from mmrepvit import RepViT
+    from mmrepvit.apis import OnnxRunner, export_onnx, quantize_onnx
+    torch.manual_seed(0)
+    fp32 = str(tmp_path / 'fp32.onnx')
+    export_onnx(RepViT('m0_6').eval(), fp32, (32, 32))
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32),
+                                                 dtype=np.float32)
+    quantize_onnx(fp32, str(tmp_path / 'cached.onnx'), [x])
+    real, seen = q.quantize_static, []
+
+    def old(model_input, model_output, calibration_data_reader=None,
+            **kwargs):
+        seen.append(sorted(kwargs))
+        return real(model_input, model_output, calibration_data_reader,
+                    **kwargs)
+    monkeypatch.setattr(q, 'quantize_static', old)
+    assert compat.calibration_cache_kwargs('ranges') == {}
+    quantize_onnx(fp32, str(tmp_path / 'old.onnx'), [x])
+    assert seen and 'calibration_cache_path' not in seen[0]
+    for a, b in zip(OnnxRunner(str(tmp_path / 'cached.onnx'))(x),
+                    OnnxRunner(str(tmp_path / 'old.onnx'))(x)):
+        assert np.array_equal(a, b)

@@ -110,8 +110,9 @@ def show(report):
         print(f'label map: {report.label_change:.2%} of pixels change')
     cost = dict(report.sensitivity)
     for node in report.kept_float:
-        print(f'kept in float: {node} (alone quantized, it costs '
-              f'{cost[node]:.2%} relative error)')
+        print(f'kept in float: {node}' + (
+            f' (alone quantized, it costs {cost[node]:.2%} relative error)'
+            if node in cost else ' (as asked)'))
     if report.sensitivity:
         print('costliest nodes (relative error with that node alone '
               'quantized): ' + ', '.join(f'{n} {c:.2%}' for n, c in
