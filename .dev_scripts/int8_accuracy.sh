@@ -9,7 +9,8 @@
 # detector's backbone + FPN, the whole segmentor) in onnxruntime FP32, INT8
 # (every node, default limits), INT8 with the costliest nodes kept in float
 # (--keep-float auto), OpenVINO FP32, bf16 (where the CPU has it) and INT8
-# (the QDQ file), each by tools/deploy/test_onnx.py. Prints a Markdown table.
+# (the QDQ file, and one with only the convolutions quantized), each by
+# tools/deploy/test_onnx.py. Prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-work_dirs/int8_accuracy}
@@ -53,10 +54,13 @@ for task in det seg; do
         > "$out/$task-pytorch.log" 2>&1
     echo "| $task | PyTorch (tools/test.py) | $(metrics "$(ls -t "$out/wd-$task"/*/*.json | head -1)" $keys) |"
     fp32=$out/$task-fp32.onnx int8=$out/$task-int8.onnx auto=$out/$task-int8-auto.onnx
+    conv=$out/$task-int8-conv.onnx
     "$PY" tools/deploy/export_onnx.py "$config" "$ckpt" "$fp32" --shape 256 256 > "$out/$task-export.log" 2>&1
     "$PY" tools/deploy/quantize_onnx.py "$config" "$fp32" "$int8" > "$out/$task-quantize.log" 2>&1
     "$PY" tools/deploy/quantize_onnx.py "$config" "$fp32" "$auto" --keep-float auto \
         --max-error 0.1 --max-keep 16 > "$out/$task-quantize-auto.log" 2>&1
+    "$PY" tools/deploy/quantize_onnx.py "$config" "$fp32" "$conv" --op-types Conv \
+        > "$out/$task-quantize-conv.log" 2>&1
     row $task 'onnxruntime FP32' "$fp32"
     row $task 'onnxruntime INT8' "$int8"
     row $task "onnxruntime INT8, $(grep -c '^kept in float' "$out/$task-quantize-auto.log" || true) nodes kept in float" "$auto"
@@ -65,8 +69,10 @@ for task in det seg; do
         row $task 'OpenVINO bf16' "$fp32" --backend openvino --precision bf16
     fi
     row $task 'OpenVINO INT8' "$int8" --backend openvino
+    row $task 'OpenVINO INT8, convolutions only' "$conv" --backend openvino
     echo
-    for log in "$out/$task-quantize.log" "$out/$task-quantize-auto.log"; do
+    for log in "$out/$task-quantize.log" "$out/$task-quantize-auto.log" \
+            "$out/$task-quantize-conv.log"; do
         grep -E 'relative error|label map|kept in float' "$log" | sed 's/^/    /'
         echo
     done

@@ -169,3 +169,26 @@ def test_quantize_tool(demo_data, tmp_path):
     assert refused.returncode == 1
     assert 'REFUSED: ' in refused.stderr and 'not written' in refused.stderr
     assert not (tmp_path / 'no.onnx').exists()
+
+
+def quantized_kinds(path):
+    """Types of the nodes that take a quantized constant (weight) and how
+    many activations are quantized."""
+    graph = onnx.load(path).graph
+    constants = {i.name for i in graph.initializer}
+    weights = {n.output[0] for n in graph.node if n.op_type ==
+               'DequantizeLinear' and n.input[0] in constants}
+    return ({n.op_type for n in graph.node if weights & set(n.input)},
+            sum(n.op_type == 'QuantizeLinear' for n in graph.node))
+
+
+def test_op_types_limit_what_is_quantized(backbone_onnx, tmp_path):
+    conv, every = str(tmp_path / 'conv.onnx'), str(tmp_path / 'every.onnx')
+    quantize_onnx(backbone_onnx, conv, images(2, 0), op_types=['Conv'])
+    quantize_onnx(backbone_onnx, every, images(2, 0))
+    (kinds, activations), (all_kinds, all_activations) = \
+        quantized_kinds(conv), quantized_kinds(every)
+    assert kinds == {'Conv'} and all_kinds > kinds
+    assert activations < all_activations
+    assert len(dequantized_weights(conv)) == sum(
+        n.op_type == 'Conv' for n in onnx.load(backbone_onnx).graph.node)
