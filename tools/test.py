@@ -17,7 +17,6 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmrepvit.engine import refuse_unfit_checkpoint
 from mmrepvit.utils.checks import check_config, leaf_datasets
 from mmrepvit.utils.compat import run_job
 from mmrepvit.utils.config import parse_tool_args
@@ -183,9 +182,13 @@ def main():
     if args.tta:
         use_tta(cfg)
 
+    # refuse a checkpoint that leaves weights random (when the run loads it)
+    hooks = [dict(type='RefuseUnfitCheckpointHook',
+                  checkpoint=args.checkpoint)]
     if args.fuse or args.channels_last:
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(
-            type='FuseModelHook', channels_last=args.channels_last)]
+        hooks.append(dict(type='FuseModelHook',
+                          channels_last=args.channels_last))
+    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + hooks
 
     if args.out and cfg.default_scope == 'mmseg':
         cfg.test_evaluator['output_dir'] = args.out
@@ -198,7 +201,6 @@ def main():
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
-    refuse_unfit_checkpoint(runner, args.checkpoint)
     run_job(runner.test)
 
 

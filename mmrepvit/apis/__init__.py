@@ -1,14 +1,17 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 from .fuse import (
     find_repvits,
-    fuse_checkpoint,
     fuse_model,
-    repvit_backbone_cfg,
     switch_to_deploy,
     unwrap_model,
     use_channels_last,
 )
-from .model import build_model, load_model_weights
+from .model import (
+    build_model,
+    fuse_checkpoint,
+    load_model_weights,
+    repvit_backbone_cfg,
+)
 from .onnx_export import (
     OnnxReport,
     ParityError,

@@ -1,21 +1,18 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Fuse (re-parameterise) the RepViT inside a whole model for inference, and
-write fused checkpoints.
+"""Fuse (re-parameterise) the RepViT inside a whole model for inference.
 
 Fused checkpoints need nothing here to load: :class:`mmrepvit.RepViT`
 recognises the form of the weights it is given, so ``tools/test.py``, the
 inferencers, ``init_detector`` and ``init_model`` take them as they are.
 """
 import copy
-from typing import List, Sequence, Tuple, Union
+from typing import List
 
 import torch
 import torch.nn as nn
-from mmengine.config import Config
 from mmengine.model import BaseTTAModel, is_model_wrapper
 
 from ..models import RepViT
-from .model import build_model, load_model_weights
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -91,6 +88,23 @@ def fuse_model(model: nn.Module, channels_last: bool = False) -> nn.Module:
     return model
 
 
+def deploy_copy(model: nn.Module) -> nn.Module:
+    """A fused copy of the model inside ``model``'s wrappers, on the CPU in
+    float32 and in eval mode: what is exported. ``model`` is not changed.
+
+    Args:
+        model (nn.Module): A bare RepViT, a detector or a segmentor with a
+            RepViT backbone, wrapped or not.
+
+    Returns:
+        nn.Module: The copy, unwrapped (:func:`unwrap_model`).
+
+    Raises:
+        ValueError: the model holds no RepViT.
+    """
+    return fuse_model(copy.deepcopy(unwrap_model(model)).cpu().float())
+
+
 def _to_channels_last(module, args):
     return tuple(a.contiguous(memory_format=torch.channels_last)
                  if torch.is_tensor(a) and a.dim() == 4 else a for a in args)
@@ -135,72 +149,3 @@ def use_channels_last(model: nn.Module) -> nn.Module:
         parts[0].register_forward_pre_hook(_to_channels_last),
         parts[-1].register_forward_hook(_to_contiguous)]
     return model
-
-
-def rel_diff(ours: Sequence, references: Sequence) -> float:
-    """The largest difference between paired outputs (numpy arrays or
-    tensors), each relative to the largest magnitude of its reference."""
-    import numpy as np
-    worst = 0.0
-    for a, b in zip(ours, references):
-        a, b = (np.asarray(x, dtype=np.float64) for x in (a, b))
-        worst = max(worst, float(np.abs(a - b).max()) /
-                    (float(np.abs(b).max()) or 1.0))
-    return worst
-
-
-def repvit_backbone_cfg(cfg: Config) -> dict:
-    """The ``model.backbone`` of a config; raises ``ValueError`` if it is
-    not a RepViT."""
-    backbone = cfg.model.get('backbone', {})
-    if backbone.get('type') not in ('RepViT', 'mmrepvit.RepViT', RepViT):
-        raise ValueError(
-            f'The config\'s model.backbone is {backbone.get("type")!r}, not '
-            f'RepViT: mmrepvit fuses and exports RepViT models only.')
-    return backbone
-
-
-def fuse_checkpoint(config: Union[str, Config], checkpoint: str, out: str,
-                    check_size: Tuple[int, int] = (256, 320)) -> float:
-    """Write a whole model's checkpoint in fused form.
-
-    Args:
-        config (str | Config): The config of the model the checkpoint is of.
-        checkpoint (str): The training-form checkpoint.
-        out (str): The fused checkpoint to write (its ``meta`` kept).
-        check_size (tuple[int, int]): Size of the random input on which the
-            fused backbone must compute what the original does.
-            Defaults to ``(256, 320)``.
-
-    Returns:
-        float: The maximum relative difference of the backbone outputs.
-
-    Raises:
-        ValueError: the checkpoint is fused already.
-        RuntimeError: the outputs differ by more than 1e-4 relative
-            (nothing is written).
-    """
-    cfg = copy.deepcopy(config) if isinstance(config, Config) else \
-        Config.fromfile(config)
-    # Built in training form: only a fused checkpoint then switches it to
-    # the deploy form (a deploy=True config fuses any checkpoint on load).
-    repvit_backbone_cfg(cfg).deploy = False
-    model = build_model(cfg)
-    ckpt = load_model_weights(model, checkpoint)
-    backbones = find_repvits(model)
-    if all(b.deploy for b in backbones):
-        raise ValueError(f'{checkpoint} is fused already.')
-    x = torch.randn(1, backbones[0].in_channels, *check_size,
-                    generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        before = model.backbone(x)
-        switch_to_deploy(model)
-        after = model.backbone(x)
-    err = rel_diff(after, before)
-    if err > 1e-4:
-        raise RuntimeError(f'fusion changed the backbone output by {err:.2e} '
-                           f'relative (expected float rounding, < 1e-4); '
-                           f'nothing written.')
-    meta = dict(ckpt.get('meta', {}), mmrepvit_deploy=True)
-    torch.save({'meta': meta, 'state_dict': model.state_dict()}, out)
-    return err

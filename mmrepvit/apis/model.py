@@ -1,8 +1,9 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Build the model of a config, and load a whole model's checkpoint."""
+"""Build the model of a config, load a whole model's checkpoint into it, and
+write its fused checkpoint."""
 import copy
 import logging
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -12,6 +13,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner.checkpoint import load_state_dict
 
+from ..models import RepViT
 from ..models.utils import (
     detect_layout,
     extract_state_dict,
@@ -19,6 +21,33 @@ from ..models.utils import (
     is_unfused,
 )
 from ..utils.checkpoint import read_checkpoint
+from .fuse import find_repvits, switch_to_deploy
+from .onnx_export import rel_diff
+
+
+def repvit_backbone_cfg(cfg: Config) -> dict:
+    """The ``model.backbone`` of a config; raises ``ValueError`` if it is
+    not a RepViT."""
+    backbone = cfg.model.get('backbone', {})
+    if backbone.get('type') not in ('RepViT', 'mmrepvit.RepViT', RepViT):
+        raise ValueError(
+            f'The config\'s model.backbone is {backbone.get("type")!r}, not '
+            f'RepViT: mmrepvit fuses and exports RepViT models only.')
+    return backbone
+
+
+def _build(cfg: Config, deploy: Optional[bool] = None) -> nn.Module:
+    """The model of ``cfg`` as built, without pretrained weights, SyncBN
+    turned into BN; with ``deploy`` set, its RepViT built in that form."""
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.pop('pretrained', None)
+    if model_cfg.get('backbone'):
+        model_cfg.backbone.init_cfg = None
+    if deploy is not None:
+        repvit_backbone_cfg(cfg)   # (refuses other backbones)
+        model_cfg.backbone.deploy = deploy
+    return revert_sync_batchnorm(MODELS.build(model_cfg))
 
 
 def build_model(config: Union[str, Config], seed: int = 0) -> nn.Module:
@@ -37,13 +66,8 @@ def build_model(config: Union[str, Config], seed: int = 0) -> nn.Module:
         config's scope is made current.
     """
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.pop('pretrained', None)
-    if model_cfg.get('backbone'):
-        model_cfg.backbone.init_cfg = None
     torch.manual_seed(seed)
-    model = revert_sync_batchnorm(MODELS.build(model_cfg))
+    model = _build(cfg)
     # MMEngine reports every parameter's initialisation at INFO: a thousand
     # lines that would bury what the calling tool prints
     logger = MMLogger.get_current_instance()
@@ -54,6 +78,36 @@ def build_model(config: Union[str, Config], seed: int = 0) -> nn.Module:
     finally:
         logger.setLevel(level)
     return model.eval()
+
+
+def init_model(config: Union[str, Config], checkpoint: str,
+               deploy: Optional[bool] = None,
+               contents: Optional[dict] = None) -> nn.Module:
+    """The model of a config with a whole model's checkpoint, for inference
+    (what ``init_detector`` / ``init_model`` of MMDetection /
+    MMSegmentation give, with mmrepvit's safe reading).
+
+    Built as :func:`build_model` builds it, but not initialised: the strict
+    :func:`load_model_weights` gives every weight.
+
+    Args:
+        config (str | Config): A config file or a loaded config (not
+            changed).
+        checkpoint (str): The checkpoint, read with
+            :func:`mmrepvit.utils.read_checkpoint` unless ``contents``.
+        deploy (bool, optional): Build the RepViT in this form (either form
+            of weights loads into either: ``True`` fuses a training-form
+            checkpoint on the way in). Defaults to ``None``: the config's.
+        contents (dict, optional): The file as read already.
+            Defaults to ``None``.
+
+    Returns:
+        nn.Module: The loaded model, in eval mode.
+    """
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    model = _build(cfg, deploy).eval()
+    load_model_weights(model, checkpoint, contents)
+    return model
 
 
 def load_model_weights(model: nn.Module, checkpoint: str,
@@ -94,3 +148,48 @@ def load_model_weights(model: nn.Module, checkpoint: str,
                 '--backbone-only.' if bare else ''))
     load_state_dict(model, state, strict=True)
     return ckpt
+
+
+def fuse_checkpoint(config: Union[str, Config], checkpoint: str, out: str,
+                    check_size: Tuple[int, int] = (256, 320)) -> float:
+    """Write a whole model's checkpoint in fused form.
+
+    Args:
+        config (str | Config): The config of the model the checkpoint is of.
+        checkpoint (str): The training-form checkpoint.
+        out (str): The fused checkpoint to write (its ``meta`` kept).
+        check_size (tuple[int, int]): Size of the random input on which the
+            fused backbone must compute what the original does.
+            Defaults to ``(256, 320)``.
+
+    Returns:
+        float: The maximum relative difference of the backbone outputs.
+
+    Raises:
+        ValueError: the checkpoint is fused already.
+        RuntimeError: the outputs differ by more than 1e-4 relative
+            (nothing is written).
+    """
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    repvit_backbone_cfg(cfg)   # (refuses other backbones before reading)
+    ckpt = read_checkpoint(checkpoint)
+    # Built in training form: only a fused checkpoint then switches it to
+    # the deploy form (a deploy=True config fuses any checkpoint on load).
+    model = init_model(cfg, checkpoint, deploy=False, contents=ckpt)
+    backbones = find_repvits(model)
+    if all(b.deploy for b in backbones):
+        raise ValueError(f'{checkpoint} is fused already.')
+    x = torch.randn(1, backbones[0].in_channels, *check_size,
+                    generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model.backbone(x)
+        switch_to_deploy(model)
+        after = model.backbone(x)
+    err = rel_diff(after, before)
+    if err > 1e-4:
+        raise RuntimeError(f'fusion changed the backbone output by {err:.2e} '
+                           f'relative (expected float rounding, < 1e-4); '
+                           f'nothing written.')
+    meta = dict(ckpt.get('meta', {}), mmrepvit_deploy=True)
+    torch.save({'meta': meta, 'state_dict': model.state_dict()}, out)
+    return err

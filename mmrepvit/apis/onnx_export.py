@@ -2,7 +2,6 @@
 """Export the deploy form of a RepViT model to ONNX, with a parity check
 against PyTorch in onnxruntime."""
 import contextlib
-import copy
 import os
 import os.path as osp
 import warnings
@@ -14,7 +13,7 @@ import torch.nn.functional as F
 
 from ..models import RepViT
 from ..utils.compat import torchscript_onnx_export
-from .fuse import find_repvits, fuse_model, rel_diff, unwrap_model
+from .fuse import deploy_copy, find_repvits, unwrap_model
 from .runtime import ort_session
 
 PARTS = ('backbone', 'features', 'segmentor')
@@ -39,11 +38,13 @@ class OnnxReport(NamedTuple):
 
 class DetectorFeatures(nn.Module):
     """Image batch -> the backbone + neck features of a detector (or of a
-    segmentor with a neck)."""
+    segmentor with a neck); in the mode of the model it wraps (it adds no
+    layers)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
+        self.training = model.training
 
     def forward(self, x):
         return tuple(self.model.extract_feat(x))
@@ -52,12 +53,13 @@ class DetectorFeatures(nn.Module):
 class SegmentorLogits(nn.Module):
     """Image batch -> per-pixel logits at the input size (what mmseg's
     ``EncoderDecoder`` computes before cropping padding), or their arg-max
-    label map."""
+    label map; in the mode of the model it wraps (it adds no layers)."""
 
     def __init__(self, model, labels: bool):
         super().__init__()
         self.model = model
         self.labels = labels
+        self.training = model.training
 
     def forward(self, x):
         logits = self.model.decode_head(self.model.extract_feat(x))
@@ -71,10 +73,17 @@ def onnx_part(model: nn.Module, part: Optional[str] = None) -> str:
     whole of what the model is): 'backbone', 'features' (backbone + neck of
     a detector, or of a segmentor that has a neck) or 'segmentor'. Raises
     ValueError, naming what can be exported, for anything else."""
+    net = unwrap_model(model)
+    kind = _kind(net, part)
+    find_repvits(net)
+    return kind
+
+
+def _kind(net: nn.Module, part: Optional[str]) -> str:
+    """:func:`onnx_part` of an unwrapped model, whatever its backbone."""
     if part is not None and part not in PARTS:
         raise ValueError(f'part must be one of {PARTS} or None, got '
                          f'{part!r}.')
-    net = unwrap_model(model)
     if isinstance(net, RepViT):
         kind = 'backbone'
     elif hasattr(net, 'decode_head') and hasattr(net, 'extract_feat'):
@@ -98,7 +107,6 @@ def onnx_part(model: nn.Module, part: Optional[str] = None) -> str:
             f'"backbone") and an MMSegmentation EncoderDecoder '
             f'(part="segmentor": the whole model, "features" if it has a '
             f'neck, or "backbone").')
-    find_repvits(net)
     return kind
 
 
@@ -132,16 +140,13 @@ def _dynamic_upsampling(model: nn.Module):
 
 
 def _deploy_wrapper(net: nn.Module, kind: str, labels: bool) -> nn.Module:
-    """The module to export: a fused copy of ``net`` (or of the part)
-    that maps the image batch to the outputs, in eval mode."""
-    net = fuse_model(copy.deepcopy(net).cpu().float())
+    """The module to export: the part of ``net`` (a :func:`deploy_copy`)
+    that maps the image batch to the outputs, in eval mode as ``net``."""
     if kind == 'backbone':
-        wrapper = net if isinstance(net, RepViT) else net.backbone
-    elif kind == 'features':
-        wrapper = DetectorFeatures(net)
-    else:
-        wrapper = SegmentorLogits(net, labels)
-    return wrapper.eval()
+        return net if isinstance(net, RepViT) else net.backbone
+    if kind == 'features':
+        return DetectorFeatures(net)
+    return SegmentorLogits(net, labels)
 
 
 def _names_and_axes(wrapper, kind, labels, x):
@@ -160,6 +165,18 @@ def _names_and_axes(wrapper, kind, labels, x):
                       else image if n == 'logits' else
                       {0: 'batch', 2: f'{n}_height', 3: f'{n}_width'})
     return names, dynamic
+
+
+def rel_diff(ours: Sequence, references: Sequence) -> float:
+    """The largest difference between paired outputs (numpy arrays or
+    tensors), each relative to the largest magnitude of its reference."""
+    import numpy as np
+    worst = 0.0
+    for a, b in zip(ours, references):
+        a, b = (np.asarray(x, dtype=np.float64) for x in (a, b))
+        worst = max(worst, float(np.abs(a - b).max()) /
+                    (float(np.abs(b).max()) or 1.0))
+    return worst
 
 
 def _label_diff(ort_labels, logits) -> float:
@@ -218,8 +235,8 @@ def export_onnx(model: nn.Module, out: str,
         ValueError: the model or ``part`` cannot be exported.
     """
     import onnx
-    net = unwrap_model(model)
-    kind = onnx_part(net, part)
+    net = deploy_copy(model)
+    kind = _kind(net, part)
     if labels and kind != 'segmentor':
         raise ValueError(f'labels=True (--labels) is for a whole segmentor; '
                          f'this export is the {kind}.')

@@ -3,9 +3,11 @@ from .hooks import (
     AtomicCheckpointHook,
     FuseModelHook,
     RandomStateHook,
+    RefuseUnfitCheckpointHook,
     SegTestVisualizationHook,
 )
 from .load_check import refuse_unfit_checkpoint
 
 __all__ = ['AtomicCheckpointHook', 'FuseModelHook', 'RandomStateHook',
-           'SegTestVisualizationHook', 'refuse_unfit_checkpoint']
+           'RefuseUnfitCheckpointHook', 'SegTestVisualizationHook',
+           'refuse_unfit_checkpoint']

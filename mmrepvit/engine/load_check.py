@@ -1,5 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Refuse a whole-model checkpoint that would leave weights random."""
+"""Refuse a whole-model checkpoint that would leave weights random (a call
+on a built runner; ``RefuseUnfitCheckpointHook`` makes it from a config)."""
 from ..apis import unwrap_model
 from ..utils.compat import register_load_state_dict_pre_hook
 

@@ -1,9 +1,11 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Checkpoint files: reading them safely, and telling what is wrong with one.
+"""Checkpoint files: reading them safely, and choosing the one that
+``--resume`` continues from.
 
-:func:`checkpoint_problem` is the one validator of a checkpoint file; it
-explains what :func:`read_checkpoint` could not read, and chooses the
-checkpoint that ``--resume`` continues from (:func:`find_resume_checkpoint`).
+What is wrong with a file is told by the one validator of checkpoint files,
+:func:`mmrepvit.utils.checks.checkpoint_problem`: it explains what
+:func:`read_checkpoint` could not read, and :func:`find_resume_checkpoint`
+passes over the files it finds broken.
 """
 import glob
 import logging
@@ -13,7 +15,6 @@ import pickle
 import re
 import urllib.error
 import urllib.parse
-import zipfile
 from typing import List, Optional
 
 import torch
@@ -21,6 +22,7 @@ from mmengine.logging import print_log
 from mmengine.runner import find_latest_checkpoint
 
 from . import compat
+from .checks import checkpoint_problem
 
 _CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 
@@ -147,40 +149,6 @@ def _torch_load(filename: str, load):
         why = str(e).splitlines()[0] if isinstance(e, RuntimeError) else \
             checkpoint_problem(filename) or str(e)
         raise _not_a_checkpoint(filename, why) from e
-
-
-def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
-    """Why ``path`` is not a whole checkpoint file, or None if it is.
-
-    Args:
-        path (str): A local file.
-        full (bool): Check every member of a zip archive (what
-            ``torch.save`` writes) against its CRC-32, reading the whole
-            file; otherwise only its central directory. Nothing is
-            unpickled either way. An old-style pickle checkpoint is accepted
-            as it is. Defaults to ``True``.
-
-    Returns:
-        str | None: The problem, in words, or None.
-    """
-    if not osp.isfile(path):
-        return 'the file does not exist'
-    if osp.getsize(path) == 0:
-        return 'the file is empty'
-    if not zipfile.is_zipfile(path):
-        with open(path, 'rb') as f:
-            if f.read(1) == b'\x80':    # a pre-zip pickle checkpoint
-                return None
-        return ('it is not a complete checkpoint archive (cut short, '
-                'or not a checkpoint at all)')
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip() if full else None
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        return f'its archive is damaged ({e})'
-    if bad is not None:
-        return f'its member {bad!r} is corrupted (CRC mismatch)'
-    return None
 
 
 def _fallbacks(directory: str, named: Optional[str]) -> List[str]:

@@ -180,6 +180,7 @@ def run_tool(monkeypatch, *args):
     """tools/deploy/export_onnx.py ARGS. It reads the checkpoint file at
     most once, whatever the path (arch, config, config with --backbone-only
     and a whole or a bare checkpoint), and once when it succeeds."""
+    import mmrepvit.apis.model
     import mmrepvit.utils
     reads = []
 
@@ -187,7 +188,9 @@ def run_tool(monkeypatch, *args):
         reads.append(filename)
         return read_checkpoint(filename, *args, **kwargs)
     read_checkpoint = mmrepvit.utils.read_checkpoint
-    monkeypatch.setattr(mmrepvit.utils, 'read_checkpoint', counted)
+    # the tool reads it (backbones), or apis.model.init_model (whole models)
+    for module in (mmrepvit.utils, mmrepvit.apis.model):
+        monkeypatch.setattr(module, 'read_checkpoint', counted)
     monkeypatch.setattr(sys, 'argv', ['export_onnx.py', *map(str, args)])
     try:
         runpy.run_path(str(REPO / 'tools/deploy/export_onnx.py'),

@@ -32,13 +32,8 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS
 
 from mmrepvit import RepViT
-from mmrepvit.apis import (
-    ParityError,
-    build_model,
-    export_onnx,
-    load_model_weights,
-    repvit_backbone_cfg,
-)
+from mmrepvit.apis import ParityError, export_onnx, repvit_backbone_cfg
+from mmrepvit.apis.model import init_model
 from mmrepvit.models.utils import (
     backbone_state_dict,
     extract_state_dict,
@@ -123,7 +118,6 @@ def read_config(parser, args):
     cfg = None
     if is_config:
         cfg = load_config(args.config)
-        repvit_backbone_cfg(cfg)   # (refuses other backbones)
         if args.labels and 'decode_head' not in cfg.model:
             parser.error(f'--labels outputs the label map of a whole '
                          f'segmentor; {args.config} is a {cfg.model.type}, '
@@ -132,7 +126,14 @@ def read_config(parser, args):
 
 
 def load_model(parser, args, cfg):
-    """What to export and its ``part``, loaded with CHECKPOINT (read once)."""
+    """What to export and its ``part``, loaded with CHECKPOINT (read once,
+    after other backbones than RepViT are refused)."""
+    if cfg is not None and not args.backbone_only:
+        # the whole model, built in the deploy form that either form of
+        # checkpoint loads into
+        return init_model(cfg, args.checkpoint, deploy=True), None
+    backbone = dict(type='RepViT', arch=args.config) if cfg is None else \
+        repvit_backbone_cfg(cfg)
     ckpt = read_checkpoint(args.checkpoint)   # once, for every path below
     source = f'checkpoint {args.checkpoint!r}'
     state = extract_state_dict(ckpt, source=source)
@@ -142,29 +143,24 @@ def load_model(parser, args, cfg):
             extract_state_dict(ckpt, prefix, source)
         except KeyError as e:
             parser.error(e.args[0])
-    if cfg is None:
-        if any(k.startswith(DENSE_PARTS) for k in state):
-            # Its backbone's stage outputs are set by its config
-            # (stage_ends, out_indices), which an arch name does not know.
-            parser.error(
-                f'{args.checkpoint} holds a whole detector or segmentor: '
-                f'export its backbone with its config, which sets the stage '
-                f'outputs it was trained with (an arch name has only the '
-                f'default ones, with --prefix or not): '
-                f'tools/deploy/export_onnx.py CONFIG {args.checkpoint} '
-                f'{args.out} --backbone-only')
-        return load_backbone(dict(type='RepViT', arch=args.config), ckpt,
-                             args.checkpoint, prefix), 'backbone'
-    part = 'backbone' if args.backbone_only else None
-    if args.backbone_only and (prefix or not any(k.startswith('backbone.')
-                                                 for k in state)):
+    if cfg is None and any(k.startswith(DENSE_PARTS) for k in state):
+        # Its backbone's stage outputs are set by its config (stage_ends,
+        # out_indices), which an arch name does not know.
+        parser.error(
+            f'{args.checkpoint} holds a whole detector or segmentor: export '
+            f'its backbone with its config, which sets the stage outputs it '
+            f'was trained with (an arch name has only the default ones, with '
+            f'--prefix or not): tools/deploy/export_onnx.py CONFIG '
+            f'{args.checkpoint} {args.out} --backbone-only')
+    if cfg is None or prefix or not any(k.startswith('backbone.')
+                                        for k in state):
         # a bare backbone checkpoint (ImageNet, timm, a backbone alone), or
-        # the one under --prefix, into the backbone the config describes
-        return load_backbone(repvit_backbone_cfg(cfg), ckpt, args.checkpoint,
-                             prefix), part
-    model = build_model(cfg)
-    load_model_weights(model, args.checkpoint, ckpt)
-    return model, part
+        # the one under --prefix, into the backbone the arch or the config
+        # describes
+        return load_backbone(backbone, ckpt, args.checkpoint,
+                             prefix), 'backbone'
+    return init_model(cfg, args.checkpoint, deploy=True,
+                      contents=ckpt), 'backbone'
 
 
 def main():

@@ -2,7 +2,8 @@
 from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .fuse_model_hook import FuseModelHook
 from .random_state_hook import RandomStateHook
+from .refuse_unfit_checkpoint_hook import RefuseUnfitCheckpointHook
 from .seg_visualization_hook import SegTestVisualizationHook
 
 __all__ = ['AtomicCheckpointHook', 'FuseModelHook', 'RandomStateHook',
-           'SegTestVisualizationHook']
+           'RefuseUnfitCheckpointHook', 'SegTestVisualizationHook']
