@@ -9,6 +9,7 @@ from torch.utils.benchmark.utils.common import Measurement, TaskSpec
 from helpers import REPO
 from mmrepvit import switch_to_deploy
 from mmrepvit.utils import benchmark as bm
+from mmrepvit.utils import benchmark_tables as bt
 from mmrepvit.utils.config import load_config
 
 SEG_DEMO = REPO / 'configs' / 'seg' / 'repvit_m0_6_fpn_demo.py'
@@ -70,7 +71,7 @@ def test_benchmark_table_structure():
         ('ResNet-50', 'channels_last')] and not notes
     assert all(r.median_ms > 0 and r.macs > 0 for r in rows)
     assert rows[1].macs < rows[0].macs   # fused: no BN, no 1x1 branches
-    lines = bm.markdown_table(rows).splitlines()
+    lines = bt.markdown_table(rows).splitlines()
     head = [c.strip() for c in lines[0].strip('|').split('|')]
     assert head == ['model', 'form', 'input', 'threads', 'median ms',
                     'IQR ms', 'x training', 'x ResNet-50', 'GMAC/s']
@@ -231,7 +232,7 @@ def test_training_step_in_the_unfused_forms_only():
 def fake_row(subject, form, size, ms, task='forward', gmacs=None,
              baseline=False):
     m = Measurement(1, [ms / 1e3], TaskSpec('fn()', 'pass'))
-    return bm.Row(subject, form, task, f'1x3x{size[0]}x{size[1]}', '2',
+    return bt.Row(subject, form, task, f'1x3x{size[0]}x{size[1]}', '2',
                   int(gmacs * 1e9) if gmacs else None, baseline, m)
 
 
@@ -243,7 +244,7 @@ def split_rows():
                 ('A', 'training', False, (20, 50, 100), (1, 3, 6)),
                 ('A', 'deploy', False, (10, 40, 80), (1, 3, 6)),
                 ('R', 'training', True, (60, 90, 160), (4, 6, 12)))
-            for task, ms, gmacs in zip(bm.SPLIT_TASKS, times, macs)]
+            for task, ms, gmacs in zip(bt.SPLIT_TASKS, times, macs)]
 
 
 def table_cells(text):
@@ -252,7 +253,7 @@ def table_cells(text):
 
 
 def test_split_table():
-    cells = table_cells(bm.split_table(split_rows()))
+    cells = table_cells(bt.split_table(split_rows()))
     assert cells[0][4:] == ['backbone ms', 'neck ms', 'heads ms', 'whole ms',
                             'backbone + neck x R (MAC bound)',
                             'whole x R (MAC bound)']
@@ -270,14 +271,14 @@ def test_split_table():
 def test_split_table_marks_noise():
     """On a noisy machine predict can come out faster than features: a
     difference below zero, or a part above the whole, is no time."""
-    assert 'n/a' not in bm.split_table(split_rows())
+    assert 'n/a' not in bt.split_table(split_rows())
     rows = split_rows()
     # A, deploy: backbone 10, features 40, predict 35 ms; and at another
     # input backbone 50, features 40, predict 30 ms
     rows[5] = fake_row('A', 'deploy', (64, 64), 35, 'predict', 6)
     rows += [fake_row('A', 'deploy', (32, 32), ms, task)
-             for task, ms in zip(bm.SPLIT_TASKS, (50, 40, 30))]
-    lines = bm.split_table(rows).splitlines()
+             for task, ms in zip(bt.SPLIT_TASKS, (50, 40, 30))]
+    lines = bt.split_table(rows).splitlines()
     cells = table_cells('\n'.join(lines))
     assert cells[3][4:8] == ['10.0 (29%)', '30.0 (86%)',
                              'n/a (noise: -5.00 ms)', '35.0']

@@ -42,6 +42,7 @@ from mmengine.logging import MMLogger
 
 from mmrepvit.apis import cpu_flags
 from mmrepvit.utils import benchmark as bm
+from mmrepvit.utils import benchmark_tables as tables
 from mmrepvit.utils.config import load_config
 
 TASKS = {'forward': 'a backbone, eval mode, no grad',
@@ -223,7 +224,7 @@ def main():
     print('\n'.join(head), flush=True)
     subjects, cfgs = subjects_of(args)
     task = args.task or ('predict' if cfgs else 'forward')
-    tasks = bm.SPLIT_TASKS if args.split else (task, )
+    tasks = tables.SPLIT_TASKS if args.split else (task, )
     sizes = args.sizes or [DEFAULT_SIZES[cfgs[0].default_scope]
                            if cfgs else (224, 224)]
     forms = args.forms or (['training', 'channels_last'] if task == 'train'
@@ -235,11 +236,11 @@ def main():
         args.device, args.warmup, args.min_run_time, args.rounds,
         with_macs=not args.no_macs)
     report = [''] + [f'task: {t} ({TASKS[t]})' for t in tasks] + [
-        '', bm.markdown_table(rows), '']
+        '', tables.markdown_table(rows), '']
     if args.split:
         report += ['where the time goes (neck = features - backbone, heads = '
                    'predict - features; median ms, share of the whole)', '',
-                   bm.split_table(rows), '']
+                   tables.split_table(rows), '']
     print('\n'.join(report))
     if args.out:
         Path(args.out).write_text('\n'.join(head + report) + '\n')
