@@ -5,8 +5,8 @@ from .hooks import (
     RandomStateHook,
     RefuseUnfitCheckpointHook,
     SegTestVisualizationHook,
+    refuse_unfit_checkpoint,
 )
-from .load_check import refuse_unfit_checkpoint
 
 __all__ = ['AtomicCheckpointHook', 'FuseModelHook', 'RandomStateHook',
            'RefuseUnfitCheckpointHook', 'SegTestVisualizationHook',

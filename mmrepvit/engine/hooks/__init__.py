@@ -2,8 +2,12 @@
 from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .fuse_model_hook import FuseModelHook
 from .random_state_hook import RandomStateHook
-from .refuse_unfit_checkpoint_hook import RefuseUnfitCheckpointHook
+from .refuse_unfit_checkpoint_hook import (
+    RefuseUnfitCheckpointHook,
+    refuse_unfit_checkpoint,
+)
 from .seg_visualization_hook import SegTestVisualizationHook
 
 __all__ = ['AtomicCheckpointHook', 'FuseModelHook', 'RandomStateHook',
-           'RefuseUnfitCheckpointHook', 'SegTestVisualizationHook']
+           'RefuseUnfitCheckpointHook', 'SegTestVisualizationHook',
+           'refuse_unfit_checkpoint']
