@@ -105,17 +105,13 @@ def _label_change(names, references, outputs) -> Optional[float]:
 
 
 class _Reader:
-    """onnxruntime's calibration data reader over a list of images (it
-    calls ``get_next``, its debugging tools iterate)."""
+    """onnxruntime's calibration data reader over a list of images."""
 
     def __init__(self, images):
         self.feeds = iter([{'input': x} for x in images])
 
     def get_next(self):
         return next(self.feeds, None)
-
-    def __iter__(self):
-        return self.feeds
 
 
 def _quantizer(pre, calibration, cache, per_channel, method, reduce_range,
