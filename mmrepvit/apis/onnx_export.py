@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..models import RepViT
 from ..utils.compat import torchscript_onnx_export
 from .fuse import deploy_copy, find_repvits, unwrap_model
-from .runtime import ort_session
+from .runtime import OnnxRunner
 
 PARTS = ('backbone', 'features', 'segmentor')
 
@@ -280,7 +280,7 @@ def export_onnx(model: nn.Module, out: str,
 
 
 def _parity(wrapper, path, inputs, labels) -> Dict[Tuple[int, ...], float]:
-    session = ort_session(path)
+    run = OnnxRunner(path)
     diffs = {}
     for x in inputs:
         with torch.no_grad():
@@ -292,7 +292,7 @@ def _parity(wrapper, path, inputs, labels) -> Dict[Tuple[int, ...], float]:
                 reference = wrapper(x)
                 reference = [reference] if torch.is_tensor(reference) \
                     else list(reference)
-        ours = session.run(None, {'input': x.numpy()})
+        ours = run(x.numpy())
         if labels:
             diffs[tuple(x.shape)] = _label_diff(ours[0],
                                                 reference[0].numpy())

@@ -2,6 +2,7 @@
 """Configs as the tools read them: the one config loader (with warnings
 for ``--cfg-options`` keys that would change nothing), and the flags and
 settings that ``tools/train.py`` and ``tools/test.py`` share."""
+import argparse
 import difflib
 import inspect
 import logging
@@ -64,6 +65,20 @@ def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
             f"these tools run MMDetection ('mmdet') and MMSegmentation "
             f"('mmseg') configs.")
     return cfg
+
+
+def checked(kind, ok, what):
+    """An argparse type for the tools: ``kind(text)`` where ``ok`` of it,
+    else an argparse error 'expected {what}, got TEXT'."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f'expected {what}, got {text!r}')
+        return value
+    return parse
 
 
 def add_common_args(parser):

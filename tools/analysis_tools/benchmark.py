@@ -43,7 +43,7 @@ from mmengine.logging import MMLogger
 from mmrepvit.apis import cpu_flags
 from mmrepvit.utils import benchmark as bm
 from mmrepvit.utils import benchmark_tables as tables
-from mmrepvit.utils.config import load_config
+from mmrepvit.utils.config import checked, load_config
 
 TASKS = {'forward': 'a backbone, eval mode, no grad',
          'predict': "model(..., mode='predict'), eval, no grad",
@@ -66,19 +66,6 @@ def size_arg(text):
     if len(parts) != 2 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f'sizes are N or HxW, got {text!r}')
     return tuple(parts)
-
-
-def checked(kind, ok, what):
-    """An argparse type: ``kind(text)`` if ``ok``, else 'expected {what}'."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f'expected {what}, got {text!r}')
-        return value
-    return parse
 
 
 def device_arg(text):

@@ -27,23 +27,16 @@ import sys
 
 from mmrepvit.apis import AgreementError, preprocessed_images, quantize_onnx
 from mmrepvit.apis.quantize import METHODS
-from mmrepvit.utils.config import ConfigOptionsAction, load_config
-
-
-def positive(kind):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = 0
-        if not value > 0:
-            raise argparse.ArgumentTypeError(
-                f'expected a number above zero, got {text!r}')
-        return value
-    return parse
+from mmrepvit.utils.config import (
+    ConfigOptionsAction,
+    checked,
+    load_config,
+)
 
 
 def parse_args():
+    count, positive = (checked(kind, lambda v: v > 0, 'a number above zero')
+                       for kind in (int, float))
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -52,20 +45,20 @@ def parse_args():
                         'with (file or mmdet::/mmseg:: path)')
     parser.add_argument('model', help='the float .onnx file')
     parser.add_argument('out', help='the INT8 .onnx file to write')
-    parser.add_argument('--calib', type=positive(int), default=32,
+    parser.add_argument('--calib', type=count, default=32,
                         help='calibration images (training set)')
-    parser.add_argument('--held-out', type=positive(int), default=8,
+    parser.add_argument('--held-out', type=count, default=8,
                         help='images to check the agreement on (test set)')
-    parser.add_argument('--max-error', type=positive(float), default=0.15,
+    parser.add_argument('--max-error', type=positive, default=0.15,
                         help='largest relative error of an output')
-    parser.add_argument('--max-label-change', type=positive(float),
+    parser.add_argument('--max-label-change', type=positive,
                         default=0.02, help='segmentors: largest share of '
                         'label-map pixels that change')
     parser.add_argument('--keep-float', nargs='+', default=['none'],
                         metavar='NODE', help="'auto' (measure and keep the "
                         "costliest nodes in float while a limit is passed), "
                         "'none' (default) or node names")
-    parser.add_argument('--max-keep', type=positive(int), default=8,
+    parser.add_argument('--max-keep', type=count, default=8,
                         help='with --keep-float auto: most nodes kept')
     parser.add_argument('--method', choices=list(METHODS), default='minmax',
                         help='calibration method')
