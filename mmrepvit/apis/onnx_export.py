@@ -7,6 +7,7 @@ import os.path as osp
 import warnings
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from ..models import RepViT
 from ..utils.compat import torchscript_onnx_export
 from .fuse import deploy_copy, find_repvits, unwrap_model
-from .runtime import OnnxRunner
+from .runtime import ort_session
 
 PARTS = ('backbone', 'features', 'segmentor')
 
@@ -38,8 +39,7 @@ class OnnxReport(NamedTuple):
 
 class DetectorFeatures(nn.Module):
     """Image batch -> the backbone + neck features of a detector (or of a
-    segmentor with a neck); in the mode of the model it wraps (it adds no
-    layers)."""
+    segmentor with a neck), in the mode of the model it wraps."""
 
     def __init__(self, model):
         super().__init__()
@@ -53,7 +53,7 @@ class DetectorFeatures(nn.Module):
 class SegmentorLogits(nn.Module):
     """Image batch -> per-pixel logits at the input size (what mmseg's
     ``EncoderDecoder`` computes before cropping padding), or their arg-max
-    label map; in the mode of the model it wraps (it adds no layers)."""
+    label map, in the mode of the model it wraps."""
 
     def __init__(self, model, labels: bool):
         super().__init__()
@@ -69,10 +69,20 @@ class SegmentorLogits(nn.Module):
 
 
 def onnx_part(model: nn.Module, part: Optional[str] = None) -> str:
-    """What :func:`export_onnx` exports of ``model`` for ``part`` (None: the
-    whole of what the model is): 'backbone', 'features' (backbone + neck of
-    a detector, or of a segmentor that has a neck) or 'segmentor'. Raises
-    ValueError, naming what can be exported, for anything else."""
+    """What :func:`export_onnx` exports of ``model``.
+
+    Args:
+        model (nn.Module): The model, wrapped or not.
+        part (str, optional): One of :data:`PARTS`. Defaults to ``None``:
+            the whole of what the model is.
+
+    Returns:
+        str: ``'backbone'``, ``'features'`` or ``'segmentor'``.
+
+    Raises:
+        ValueError: Anything else is asked for (the message names what can
+            be exported), or the model holds no RepViT.
+    """
     net = unwrap_model(model)
     kind = _kind(net, part)
     find_repvits(net)
@@ -98,7 +108,7 @@ def _kind(net: nn.Module, part: Optional[str]) -> str:
     elif part == 'features' and kind == 'segmentor' and getattr(
             net, 'with_neck', False):
         kind = part
-    elif kind is None or (part is not None and part != kind):
+    elif kind is None or part not in (None, kind):
         raise ValueError(
             f'Cannot export {"part " + repr(part) + " of " if part else ""}a '
             f'{type(net).__name__}: export_onnx handles a bare RepViT '
@@ -117,11 +127,11 @@ def _dynamic_upsampling(model: nn.Module):
     It computes its output size as ``int(size * scale_factor)``, which the
     ONNX tracer records as a constant, so a graph exported at one size gives
     wrong outputs at another. For integer scale factors, interpolating with
-    ``scale_factor`` is the same computation (same output size, same
-    sampling grid) and exports as a Resize by scales."""
+    ``scale_factor`` is the same computation (same output size and sampling
+    grid) and exports as a Resize by scales."""
     try:
         from mmseg.models.utils import Upsample
-    except ImportError:   # no mmseg, no mmseg Upsample to fix
+    except ImportError:   # no mmseg: nothing to patch
         yield
         return
     patched = []
@@ -137,16 +147,6 @@ def _dynamic_upsampling(model: nn.Module):
     finally:
         for m in patched:
             del m.forward
-
-
-def _deploy_wrapper(net: nn.Module, kind: str, labels: bool) -> nn.Module:
-    """The module to export: the part of ``net`` (a :func:`deploy_copy`)
-    that maps the image batch to the outputs, in eval mode as ``net``."""
-    if kind == 'backbone':
-        return net if isinstance(net, RepViT) else net.backbone
-    if kind == 'features':
-        return DetectorFeatures(net)
-    return SegmentorLogits(net, labels)
 
 
 def _names_and_axes(wrapper, kind, labels, x):
@@ -170,7 +170,6 @@ def _names_and_axes(wrapper, kind, labels, x):
 def rel_diff(ours: Sequence, references: Sequence) -> float:
     """The largest difference between paired outputs (numpy arrays or
     tensors), each relative to the largest magnitude of its reference."""
-    import numpy as np
     worst = 0.0
     for a, b in zip(ours, references):
         a, b = (np.asarray(x, dtype=np.float64) for x in (a, b))
@@ -183,7 +182,6 @@ def _label_diff(ort_labels, logits) -> float:
     """Relative size of the logit margin that onnxruntime's label map
     contradicts: 0 when the label maps agree, float rounding where two
     classes' logits tie, large where a label is really wrong."""
-    import numpy as np
     theirs = np.take_along_axis(logits, ort_labels[:, None], 1)
     margin = float((logits.max(1, keepdims=True) - theirs).max())
     return margin / (float(np.abs(logits).max()) or 1.0)
@@ -195,16 +193,13 @@ def export_onnx(model: nn.Module, out: str,
                 opset: int = 17,
                 check_shapes: Optional[Sequence[Tuple[int, ...]]] = None,
                 tolerance: float = 1e-4) -> OnnxReport:
-    """Export the deploy form of ``model`` to ONNX and prove it computes what
-    PyTorch computes.
+    """Export the deploy form of ``model`` to ONNX, checked in onnxruntime.
 
-    A fused copy is exported (the model is not changed) with PyTorch's
-    TorchScript-based exporter (``dynamo=False``: the dynamo exporter of
-    torch 2.13 emits opset 18 and could not convert this graph to 17). The
-    input ``input`` is the image batch as the data preprocessor hands it to
-    the backbone (normalised, N x 3 x H x W float32); batch, height and
-    width are dynamic. The file is checked with ``onnx.checker`` and run in
-    onnxruntime; above ``tolerance`` nothing is written.
+    A fused copy is exported; ``model`` is not changed. The input ``input``
+    is the image batch as the data preprocessor hands it to the backbone
+    (normalised N x C x H x W float32), with dynamic batch, height and
+    width. The file is checked with ``onnx.checker`` and run in onnxruntime;
+    above ``tolerance`` nothing is written.
 
     Args:
         model (nn.Module): A bare RepViT, a detector or a segmentor with a
@@ -214,9 +209,8 @@ def export_onnx(model: nn.Module, out: str,
             first parity check. Defaults to ``(512, 512)``.
         part (str, optional): ``'backbone'`` (one output per stage),
             ``'features'`` (backbone + neck of a detector, or of a segmentor
-            with a neck) or ``'segmentor'`` (logits at the input size);
-            None exports the whole of what the model is. Defaults to
-            ``None``.
+            with a neck) or ``'segmentor'`` (logits at the input size).
+            Defaults to ``None``: the whole of what the model is.
         labels (bool): A segmentor outputs its arg-max label map (int64).
             Defaults to ``False``.
         opset (int): ONNX opset. Defaults to ``17``.
@@ -228,11 +222,11 @@ def export_onnx(model: nn.Module, out: str,
             differing label contradicts). Defaults to ``1e-4``.
 
     Returns:
-        OnnxReport: what was exported and the difference per input shape.
+        OnnxReport: What was exported and the difference per input shape.
 
     Raises:
         ParityError: onnxruntime differs beyond ``tolerance``.
-        ValueError: the model or ``part`` cannot be exported.
+        ValueError: The model or ``part`` cannot be exported.
     """
     import onnx
     net = deploy_copy(model)
@@ -240,13 +234,16 @@ def export_onnx(model: nn.Module, out: str,
     if labels and kind != 'segmentor':
         raise ValueError(f'labels=True (--labels) is for a whole segmentor; '
                          f'this export is the {kind}.')
-    wrapper = _deploy_wrapper(net, kind, labels)
     backbone = net if isinstance(net, RepViT) else net.backbone
-    in_channels = backbone.in_channels
-    height, width = shape
+    if kind == 'backbone':
+        wrapper = backbone
+    elif kind == 'features':
+        wrapper = DetectorFeatures(net)
+    else:
+        wrapper = SegmentorLogits(net, labels)
     if check_shapes is None:
-        check_shapes = [(1, in_channels, height, width),
-                        (2, in_channels, height + 32, width + 64)]
+        c, (h, w) = backbone.in_channels, shape
+        check_shapes = [(1, c, h, w), (2, c, h + 32, w + 64)]
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randn(*s, generator=generator) for s in check_shapes]
     names, dynamic = _names_and_axes(wrapper, kind, labels, inputs[0])
@@ -264,14 +261,16 @@ def export_onnx(model: nn.Module, out: str,
                 input_names=['input'], output_names=names,
                 dynamic_axes=dynamic)
         onnx.checker.check_model(tmp, full_check=True)
-        diffs = _parity(wrapper, tmp, inputs, kind == 'segmentor' and labels)
+        diffs = _parity(wrapper, tmp, inputs, labels)
         report = OnnxReport(kind, opset, names, diffs)
         worst = max(diffs.values())
         if not worst <= tolerance:
+            per_shape = ', '.join(f'{"x".join(map(str, s))}: {d:.2e}'
+                                  for s, d in diffs.items())
             raise ParityError(
                 f'onnxruntime differs from PyTorch by {worst:.2e} relative '
                 f'(tolerance {tolerance:.0e}; per input shape: '
-                f'{_format(diffs)}); {out} not written.', report)
+                f'{per_shape}); {out} not written.', report)
         os.replace(tmp, out)
     finally:
         if osp.exists(tmp):
@@ -280,27 +279,22 @@ def export_onnx(model: nn.Module, out: str,
 
 
 def _parity(wrapper, path, inputs, labels) -> Dict[Tuple[int, ...], float]:
-    run = OnnxRunner(path)
+    """Per input shape, how far onnxruntime's outputs are from PyTorch's
+    (for a label map: :func:`_label_diff` against the logits)."""
+    session = ort_session(path)
     diffs = {}
     for x in inputs:
         with torch.no_grad():
             if labels:
                 wrapper.labels = False
-                reference = [wrapper(x)]
+                reference = wrapper(x)
                 wrapper.labels = True
             else:
                 reference = wrapper(x)
-                reference = [reference] if torch.is_tensor(reference) \
-                    else list(reference)
-        ours = run(x.numpy())
+        ours = session.run(None, {'input': x.numpy()})
         if labels:
-            diffs[tuple(x.shape)] = _label_diff(ours[0],
-                                                reference[0].numpy())
+            diffs[tuple(x.shape)] = _label_diff(ours[0], reference.numpy())
         else:
-            diffs[tuple(x.shape)] = rel_diff(ours, reference)
+            diffs[tuple(x.shape)] = rel_diff(
+                ours, [reference] if torch.is_tensor(reference) else reference)
     return diffs
-
-
-def _format(diffs) -> str:
-    return ', '.join(f'{"x".join(map(str, s))}: {d:.2e}'
-                     for s, d in diffs.items())

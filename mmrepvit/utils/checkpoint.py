@@ -1,12 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Checkpoint files: reading them safely, and choosing the one that
-``--resume`` continues from.
-
-What is wrong with a file is told by the one validator of checkpoint files,
-:func:`mmrepvit.utils.checks.checkpoint_problem`: it explains what
-:func:`read_checkpoint` could not read, and :func:`find_resume_checkpoint`
-passes over the files it finds broken.
-"""
+"""Reading checkpoint files without running code from them, and choosing
+the one ``--resume`` continues from; what is wrong with a file is told by
+:func:`mmrepvit.utils.checks.checkpoint_problem`."""
 import glob
 import logging
 import os
@@ -30,11 +25,11 @@ _CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 def read_checkpoint(filename: str, map_location='cpu') -> dict:
     """Read a checkpoint without executing code from it.
 
-    PyTorch files load with ``torch.load(..., weights_only=True)`` (or,
-    before PyTorch 2.4, a restricted unpickler: :mod:`mmrepvit.utils.compat`)
-    and URLs are cached where ``torch.hub`` keeps checkpoints; a local
+    PyTorch files load with ``torch.load(..., weights_only=True)`` (before
+    PyTorch 2.4, a restricted unpickler: :mod:`mmrepvit.utils.compat`); URLs
+    are cached where ``torch.hub`` keeps checkpoints; a local
     ``.safetensors`` file (timm's weights on the Hugging Face Hub) is read
-    with the ``safetensors`` package, as the dict of its tensors.
+    as the dict of its tensors.
 
     Args:
         filename (str): A local path or an http(s) URL.
@@ -44,33 +39,31 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
         dict: What the file holds.
 
     Raises:
-        FileNotFoundError: the local path does not exist.
-        ConnectionError: the URL cannot be downloaded.
-        ValueError: the file is not a whole PyTorch or safetensors
+        FileNotFoundError: The local path does not exist.
+        ConnectionError: The URL cannot be downloaded.
+        ValueError: The file is not a whole PyTorch or safetensors
             checkpoint (truncated, corrupted, or an HTML page saved as .pth).
-        RuntimeError: the file holds objects other than tensors and plain
+        RuntimeError: The file holds objects other than tensors and plain
             containers, which only an unsafe unpickling could read.
     """
     filename = str(filename)
     if re.match(r'^https?://', filename):
-        try:
-            # torch.hub's cache, as load_state_dict_from_url keeps it
-            cached = osp.join(torch.hub.get_dir(), 'checkpoints',
-                              osp.basename(urllib.parse.urlparse(
-                                  filename).path))
-            if not osp.isfile(cached):
-                os.makedirs(osp.dirname(cached), exist_ok=True)
+        # torch.hub's cache, as load_state_dict_from_url keeps it
+        cached = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(
+            urllib.parse.urlparse(filename).path))
+        if not osp.isfile(cached):
+            os.makedirs(osp.dirname(cached), exist_ok=True)
+            try:
                 torch.hub.download_url_to_file(filename, cached,
                                                progress=False)
-            return _torch_load(filename, lambda: torch.load(
-                cached, map_location=map_location, **compat.SAFE_LOAD_KWARGS))
-        except urllib.error.URLError as e:
-            raise ConnectionError(
-                f'Could not download the checkpoint {filename} ({e.reason}). '
-                f'Download it by hand (from a machine that can reach it) and '
-                f'give its local path instead, e.g. '
-                f'init_cfg.checkpoint=/path/to/{filename.rsplit("/", 1)[-1]}.'
-            ) from e
+            except urllib.error.URLError as e:
+                raise ConnectionError(
+                    f'Could not download the checkpoint {filename} '
+                    f'({e.reason}). Download it by hand (from a machine that '
+                    f'can reach it) and give its local path instead, e.g. '
+                    f'init_cfg.checkpoint=/path/to/'
+                    f'{filename.rsplit("/", 1)[-1]}.') from e
+        return _torch_load(filename, cached, map_location)
     if '://' in filename:
         raise ValueError(
             f'Unsupported checkpoint location {filename!r}: use a local '
@@ -94,8 +87,7 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
     # torch.save writes a zip archive ('PK'); old files are a pickle (0x80).
     if head[:2] != b'PK' and not head.startswith(b'\x80'):
         raise _not_a_checkpoint(filename, f'it starts with {head[:2]!r}')
-    return _torch_load(filename, lambda: torch.load(
-        filename, map_location=map_location, **compat.SAFE_LOAD_KWARGS))
+    return _torch_load(filename, filename, map_location)
 
 
 def _not_a_checkpoint(filename: str, why: str) -> ValueError:
@@ -109,11 +101,12 @@ def _not_a_checkpoint(filename: str, why: str) -> ValueError:
         f'page saved as .pth, for example). {again}.')
 
 
-def _torch_load(filename: str, load):
-    """``load()``, with torch's errors turned into ones that say what is
-    wrong with ``filename`` and what to do."""
+def _torch_load(filename: str, path: str, map_location):
+    """Safe ``torch.load`` of ``path`` (``filename``, or its download), with
+    errors that say what is wrong with ``filename`` and what to do."""
     try:
-        return load()
+        return torch.load(path, map_location=map_location,
+                          **compat.SAFE_LOAD_KWARGS)
     except pickle.UnpicklingError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         # Refusals name the global or call (ours say 'Refusing ...'); a
@@ -138,17 +131,17 @@ def _torch_load(filename: str, load):
             f"weights_only=False)['model'], 'weights.pth').") from e
     except EOFError as e:   # an empty pickle
         raise _not_a_checkpoint(filename, 'the file is empty') from e
-    except (RuntimeError, OSError) as e:
-        if isinstance(e, urllib.error.URLError) or (isinstance(
-                e, RuntimeError) and 'PytorchStreamReader' not in str(e)):
-            raise   # a download that failed; an error of another kind
-        # A zip archive cut short or damaged: torch names the part it
-        # could not read; where it says nothing useful (an archive cut
-        # within its first kilobytes gives a bare OSError), ask the
-        # validator.
-        why = str(e).splitlines()[0] if isinstance(e, RuntimeError) else \
-            checkpoint_problem(filename) or str(e)
-        raise _not_a_checkpoint(filename, why) from e
+    except RuntimeError as e:
+        if 'PytorchStreamReader' not in str(e):
+            raise   # an error of another kind
+        # A zip archive cut short or damaged: torch names the part it could
+        # not read.
+        raise _not_a_checkpoint(filename, str(e).splitlines()[0]) from e
+    except OSError as e:
+        # An archive cut within its first kilobytes: a bare OSError that
+        # says nothing useful, so ask the validator.
+        raise _not_a_checkpoint(
+            filename, checkpoint_problem(path) or str(e)) from e
 
 
 def _fallbacks(directory: str, named: Optional[str]) -> List[str]:
@@ -167,18 +160,17 @@ def _fallbacks(directory: str, named: Optional[str]) -> List[str]:
     if match is None:
         return []
     kind, step = match.group(1), int(match.group(2))
-    return [path for _, _, path in sorted(
-        (f for f in found if f[0] == kind and f[1] < step),
-        key=lambda f: -f[1])]
+    return [path for k, n, path in sorted(found, reverse=True)
+            if k == kind and n < step]
 
 
 def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     """The checkpoint that ``--resume`` (without a path) continues from.
 
     MMEngine's choice, the file named in ``WORK_DIR/last_checkpoint``, if it
-    is whole (:func:`checkpoint_problem`); otherwise, with a warning naming
-    the broken file, the newest whole checkpoint saved before it (or, if
-    ``last_checkpoint`` names nothing, the whole checkpoint written last).
+    is whole (:func:`checkpoint_problem`); otherwise, with a warning, the
+    newest whole checkpoint saved before it (or, if ``last_checkpoint``
+    names nothing, the whole checkpoint written last).
 
     Args:
         work_dir (str): The training run's work directory.
@@ -188,7 +180,7 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
         ``last_checkpoint`` (training starts from scratch, as in MMEngine).
 
     Raises:
-        RuntimeError: no checkpoint is whole.
+        RuntimeError: No checkpoint is whole.
     """
     last_file = osp.join(work_dir, 'last_checkpoint')
     if not osp.isfile(last_file):

@@ -1,48 +1,34 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Workarounds for upstream bugs and limits, in one place.
-
-Each names the upstream version it was written for and how to tell that it
-can go:
+"""Workarounds for upstream bugs and limits, in one place; each says the
+upstream version it is for and how to tell that it can go.
 
 - :func:`allow_mmengine_checkpoints`: MMEngine 0.10.7 calls ``torch.load``
-  without ``weights_only``, which PyTorch >= 2.6 sets to True; MMEngine's
-  training checkpoints then fail to load (resume). Can go once MMEngine
-  loads its own checkpoints under ``weights_only=True`` (resume a run with
-  this function disabled).
-- :func:`run_job`: with the gloo backend, PyTorch (seen with 2.1 to 2.13 on
-  Python 3.11+) aborts at interpreter exit after a finished job
-  ("terminate called without an active exception"). Can go when a CPU
-  ``tools/dist_train.sh`` run ends with status 0 without it.
+  without ``weights_only``, which PyTorch >= 2.6 defaults to True, so its
+  training checkpoints fail to load (resume). Rather than falling back to
+  unsafe unpickling, the data types they hold besides tensors (the message
+  hub's ``HistoryBuffer``, numpy arrays and scalars) are allow-listed, and
+  ``getattr`` only resolves ``HistoryBuffer`` statistics
+  (:func:`history_buffer_getattr`). Can go once MMEngine loads its own
+  checkpoints under ``weights_only=True``.
+- :func:`safe_load_kwargs`: PyTorch < 2.4 has no ``add_safe_globals``; a
+  restricted unpickler with the same allow-list reads there. Can go with
+  support for PyTorch < 2.4.
+- :func:`run_job`: with gloo, PyTorch 2.1 to 2.13 on Python 3.11+ aborts at
+  interpreter exit after a finished job ("terminate called without an
+  active exception"). Can go when a CPU ``tools/dist_train.sh`` run exits 0
+  without it.
 - :func:`write_test_metrics_on_rank0_only`: MMEngine 0.10.7's LoggerHook
   writes the test metrics JSON on every rank, into one file. Can go once
   ``LoggerHook.after_test_epoch`` writes on the main process only.
-- :func:`safe_load_kwargs`: PyTorch < 2.4 has no ``add_safe_globals``, and
-  its weights-only unpickler cannot rebuild MMEngine's objects; there a
-  restricted unpickler with the same allow-list reads checkpoints. Can go
-  with support for PyTorch < 2.4.
-- :func:`register_load_state_dict_pre_hook`: PyTorch < 2.5 has only the
-  private ``_register_load_state_dict_pre_hook``. Can go likewise.
-- :func:`torchscript_onnx_export`: PyTorch 2.9+ exports with dynamo by
-  default and < 2.5 has no ``dynamo`` argument; we export with the
-  TorchScript exporter everywhere.
-- :func:`calibration_cache_kwargs`: onnxruntime 1.23.2 (the last for
-  Python 3.10) has no ``calibration_cache_path`` in ``quantize_static``
-  (1.32.0 has); there every quantization calibrates again (the same
-  ranges, slower). Can go with support for Python 3.10.
 - :func:`use_cpu_distributed`: MMEngine 0.10.7's pytorch launcher assumes
-  CUDA (``torch.cuda.set_device``, DDP with ``device_ids``), and PyTorch's
-  SyncBatchNorm does not run on CPU. Can go when MMEngine launches CPU
-  processes itself.
-
-Why :func:`allow_mmengine_checkpoints` is safe: instead of falling back to
-``weights_only=False`` (which would execute whatever a pickle asks for), it
-allow-lists exactly the data types MMEngine checkpoints hold besides tensors
-(the message hub's ``HistoryBuffer`` objects, numpy arrays and scalars) with
-``torch.serialization.add_safe_globals``; rebuilding them calls no user code.
-A ``HistoryBuffer`` also pickles its statistics methods as
-``getattr(HistoryBuffer, 'mean')``; for that, ``getattr`` is replaced by
-:func:`history_buffer_getattr`, which resolves only those statistics and
-refuses every other lookup.
+  CUDA, and PyTorch's SyncBatchNorm does not run on CPU. Can go when
+  MMEngine launches CPU processes itself.
+- :func:`torchscript_onnx_export`: PyTorch 2.9+ exports with dynamo by
+  default, < 2.5 has no ``dynamo`` argument. Can go with support for
+  PyTorch < 2.5 (then pass ``dynamo=False``).
+- :func:`calibration_cache_kwargs`: onnxruntime 1.23.2 (the last for
+  Python 3.10) has no ``calibration_cache_path``; there each quantization
+  calibrates again. Can go with support for Python 3.10.
 """
 import codecs
 import collections
@@ -173,24 +159,6 @@ def safe_load_kwargs() -> dict:
 SAFE_LOAD_KWARGS = safe_load_kwargs()
 
 
-def register_load_state_dict_pre_hook(module: torch.nn.Module, hook):
-    """``module.register_load_state_dict_pre_hook(hook)``, also where only
-    the private method exists (PyTorch < 2.5).
-
-    Args:
-        module (nn.Module): The module.
-        hook (callable): ``hook(module, state_dict, prefix, local_metadata,
-            strict, missing_keys, unexpected_keys, error_msgs)``.
-
-    Returns:
-        The handle that removes the hook.
-    """
-    public = getattr(module, 'register_load_state_dict_pre_hook', None)
-    if public is not None:
-        return public(hook)
-    return module._register_load_state_dict_pre_hook(hook, with_module=True)
-
-
 def torchscript_onnx_export(*args, **kwargs) -> None:
     """``torch.onnx.export`` with the TorchScript-based exporter, on every
     PyTorch (2.9+ defaults to the dynamo exporter, which emits opset 18
@@ -210,30 +178,23 @@ def calibration_cache_kwargs(path: str) -> dict:
 
 
 def run_job(job) -> None:
-    """Run ``job`` (``runner.train`` or ``runner.test``) with the workarounds
-    it needs, and end the process as a distributed job must.
+    """Run ``job`` (``runner.train`` or ``runner.test``) and end the
+    process as a distributed job must.
 
-    A test job writes its metrics file on rank 0 only
-    (:func:`write_test_metrics_on_rank0_only`).
+    A test job writes its metrics file on rank 0 only. Without a process
+    group, or with NCCL, this is ``job()``. With gloo, a finished job ends
+    the process here with status 0, after a barrier, the process group's
+    destruction, the ``atexit`` handlers and a flush, but without the
+    interpreter's finalisation; an exception from the job propagates, so a
+    rank that fails still fails the job.
 
-    Without a process group, or with NCCL, this is just ``job()``. With a
-    gloo process group (CPU processes), a job that finished ends the process
-    here, with status 0, after all ranks met at a barrier, the process group
-    was destroyed, the ``atexit`` handlers ran and the output was flushed,
-    but without the interpreter's finalisation. An exception raised by the
-    job propagates unchanged, so a rank that really fails still fails the
-    job with a non-zero status.
-
-    Why: each of gloo's worker threads destroys the work it finished right
-    after marking it complete, and the last reference to a collective's
-    tensor that Python created drops there; freeing it needs the GIL. When
-    that happens after the main thread started finalising the interpreter,
-    Python (3.11+) ends the thread with ``pthread_exit``, whose unwinding
-    meets a ``noexcept`` destructor: ``std::terminate`` ("terminate called
-    without an active exception"), SIGABRT, after the job did all its work.
-    ``destroy_process_group`` does not stop gloo's threads (the process group
-    stays referenced from C++ by DDP and PyTorch's registries), so the only
-    way not to race them is not to finalise while they exist.
+    Why: gloo's worker threads drop the last reference to a collective's
+    tensor after completing it, which needs the GIL; once the main thread
+    is finalising, Python 3.11+ ends such a thread with ``pthread_exit``,
+    whose unwinding meets a ``noexcept`` destructor: ``std::terminate``.
+    ``destroy_process_group`` does not stop those threads (DDP and
+    PyTorch's registries keep the group alive), so the only way not to race
+    them is not to finalise while they exist.
     """
     import atexit
     import sys

@@ -6,15 +6,10 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from mmengine.logging import HistoryBuffer
 
 from mmrepvit.utils import compat, read_checkpoint
-from mmrepvit.utils.compat import (
-    register_load_state_dict_pre_hook,
-    safe_load_kwargs,
-    torchscript_onnx_export,
-)
+from mmrepvit.utils.compat import safe_load_kwargs, torchscript_onnx_export
 
 
 class _CallsSystem:
@@ -51,21 +46,6 @@ def test_checkpoints_without_add_safe_globals(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match=r'Refusing to load.*'
                        r'Refusing GLOBAL \w+\.system'):
         read_checkpoint(str(tmp_path / 'evil.pth'))
-
-
-def test_load_state_dict_pre_hook_before_pytorch_2_5(monkeypatch):
-    """Where only the private registration exists, the hook still runs,
-    with the module as its first argument, and its handle removes it."""
-    monkeypatch.delattr(nn.Module, 'register_load_state_dict_pre_hook',
-                        raising=False)
-    module, seen = nn.Linear(2, 2), []
-    handle = register_load_state_dict_pre_hook(
-        module, lambda m, state, prefix, *args: seen.append((m, prefix)))
-    module.load_state_dict(module.state_dict())
-    assert seen == [(module, '')]
-    handle.remove()
-    module.load_state_dict(module.state_dict())
-    assert len(seen) == 1
 
 
 def test_onnx_export_is_torchscript_with_and_without_dynamo(monkeypatch):

@@ -1,29 +1,31 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Refuse a whole-model checkpoint that would leave weights random: a call
-on a built runner (:func:`refuse_unfit_checkpoint`), or the hook a config
-lists (:class:`RefuseUnfitCheckpointHook`, what ``tools/test.py`` adds)."""
+"""Refuse a whole-model checkpoint that would leave weights random, as a
+call on a built runner or as a hook."""
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 from ...apis import unwrap_model
-from ...utils.compat import register_load_state_dict_pre_hook
 
 
 def refuse_unfit_checkpoint(runner, checkpoint: str,
                             whole: bool = True) -> None:
-    """Make the runner's load of ``checkpoint`` (``load_from`` or the resumed
-    checkpoint) raise ``ValueError`` where MMEngine would only warn and go on
-    with weights the checkpoint did not provide, i.e. with random ones.
+    """Make the runner's load of ``checkpoint`` raise where MMEngine warns.
 
-    ``whole=True`` (testing, resuming): every weight of the model must come
-    from the checkpoint, in the model's shape. ``whole=False`` (``load_from``
-    to fine-tune from, where a head may be left out on purpose): at least one
-    weight must. The check runs on each rank, as part of the load (a fused
-    checkpoint has switched the backbone to its deploy form by then), and
-    only once.
+    MMEngine would go on with the weights a checkpoint does not provide,
+    i.e. random ones; the load raises ``ValueError`` instead. The check runs
+    once, on each rank, as part of the load (after a fused checkpoint has
+    switched the backbone to its deploy form).
+
+    Args:
+        runner (Runner): The built runner, which loads ``checkpoint``
+            (``load_from`` or the resumed one).
+        checkpoint (str): The checkpoint, named in the error.
+        whole (bool): Every weight must come from it, in the model's shape
+            (testing, resuming); else at least one (``load_from`` to
+            fine-tune, where a head may be left out on purpose). Defaults
+            to ``True``.
     """
-    # where MMEngine's load_state_dict loads
-    model = unwrap_model(runner.model)
+    model = unwrap_model(runner.model)   # what MMEngine loads into
     seen = {}
 
     def keep_lists(module, state_dict, prefix, local_metadata, strict,
@@ -38,14 +40,15 @@ def refuse_unfit_checkpoint(runner, checkpoint: str,
         if problem:
             raise ValueError(f'The checkpoint {checkpoint!r} does not fit '
                              f'the model of this config: {problem}')
-    handles = [register_load_state_dict_pre_hook(model, keep_lists),
+    # (PyTorch >= 2.5's public register_load_state_dict_pre_hook calls this)
+    handles = [model._register_load_state_dict_pre_hook(keep_lists, True),
                model.register_load_state_dict_post_hook(check)]
 
 
 @HOOKS.register_module()
 class RefuseUnfitCheckpointHook(Hook):
-    """:func:`refuse_unfit_checkpoint` as a hook (what ``tools/test.py``
-    adds): set up before the run, which then loads the checkpoint.
+    """:func:`refuse_unfit_checkpoint` as a hook (``tools/test.py`` adds
+    it), set up before the run loads the checkpoint.
 
     Args:
         checkpoint (str): The checkpoint the runner loads, named in the
