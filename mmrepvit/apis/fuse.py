@@ -1,10 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Fuse (re-parameterise) the RepViT inside a whole model for inference.
-
-Fused checkpoints need nothing here to load: :class:`mmrepvit.RepViT`
-recognises the form of the weights it is given, so ``tools/test.py``, the
-inferencers, ``init_detector`` and ``init_model`` take them as they are.
-"""
+"""Fuse (re-parameterise) every RepViT inside a whole model for inference,
+and run its backbone and neck in channels_last."""
 import copy
 from typing import List
 
@@ -16,9 +12,7 @@ from ..models import RepViT
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside DDP-like wrappers and test-time augmentation models
-    (``BaseTTAModel``, what ``tools/test.py --tta`` builds), through any
-    nesting.
+    """The model inside any nesting of DDP-like and ``BaseTTAModel`` wrappers.
 
     Args:
         model (nn.Module): A model, wrapped or not.
@@ -32,8 +26,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def find_repvits(model: nn.Module) -> List[RepViT]:
-    """Every RepViT inside ``model``; raises ``ValueError`` if there is
-    none."""
+    """Every RepViT inside ``model``; raises ``ValueError`` if none."""
     found = [m for m in model.modules() if isinstance(m, RepViT)]
     if not found:
         raise ValueError(
@@ -49,8 +42,7 @@ def switch_to_deploy(model: nn.Module) -> int:
         model (nn.Module): A detector, a segmentor or a bare backbone.
 
     Returns:
-        int: How many RepViT backbones were fused (already fused ones are
-        not counted).
+        int: How many RepViTs were fused (not counting already fused ones).
     """
     count = 0
     for m in model.modules():
@@ -61,18 +53,19 @@ def switch_to_deploy(model: nn.Module) -> int:
 
 
 def fuse_model(model: nn.Module, channels_last: bool = False) -> nn.Module:
-    """Prepare a detector, a segmentor or a bare RepViT for inference, in
-    place: eval mode, every RepViT fused, and with ``channels_last`` the
-    backbone and neck in that memory format (:func:`use_channels_last`).
-    Predictions stay the same up to float rounding.
+    """Put a model in eval mode and fuse every RepViT in it, in place.
 
     Args:
-        model (nn.Module): The model, wrapped or not.
-        channels_last (bool): Also run backbone and neck in channels_last.
-            Defaults to ``False``.
+        model (nn.Module): A detector, a segmentor or a bare RepViT, wrapped
+            or not.
+        channels_last (bool): Also run backbone and neck in channels_last
+            (:func:`use_channels_last`). Defaults to ``False``.
 
     Returns:
         nn.Module: ``model``.
+
+    Raises:
+        ValueError: The model holds no RepViT.
 
     Example:
         >>> from mmdet.apis import DetInferencer
@@ -89,18 +82,17 @@ def fuse_model(model: nn.Module, channels_last: bool = False) -> nn.Module:
 
 
 def deploy_copy(model: nn.Module) -> nn.Module:
-    """A fused copy of the model inside ``model``'s wrappers, on the CPU in
-    float32 and in eval mode: what is exported. ``model`` is not changed.
+    """A fused, unwrapped copy of ``model`` in float32 on the CPU, in eval
+    mode: what is exported.
 
     Args:
-        model (nn.Module): A bare RepViT, a detector or a segmentor with a
-            RepViT backbone, wrapped or not.
+        model (nn.Module): A model holding a RepViT, wrapped or not.
 
     Returns:
-        nn.Module: The copy, unwrapped (:func:`unwrap_model`).
+        nn.Module: The copy (``model`` is not changed).
 
     Raises:
-        ValueError: the model holds no RepViT.
+        ValueError: The model holds no RepViT.
     """
     return fuse_model(copy.deepcopy(unwrap_model(model)).cpu().float())
 
@@ -118,19 +110,22 @@ def _to_contiguous(module, args, outputs):
 
 
 def use_channels_last(model: nn.Module) -> nn.Module:
-    """Run the backbone and neck of ``model`` (or a bare backbone) in the
-    channels_last memory format, in place.
+    """Run the backbone and neck of ``model`` in channels_last, in place.
 
-    Their weights are converted, the image is converted on the way in, and
-    their outputs go back to the default layout for the heads, because
-    mmcv's compiled ops (RoIAlign) read NCHW memory and return wrong values
-    for channels_last tensors. Calling it again does nothing.
+    The image is converted on the way in, and their outputs go back to the
+    default layout for the heads, because mmcv's compiled ops (RoIAlign)
+    read NCHW memory and return wrong values for channels_last tensors.
+    Calling it again does nothing.
 
     Args:
-        model (nn.Module): A detector, a segmentor or a bare backbone.
+        model (nn.Module): A detector, a segmentor or a bare backbone,
+            wrapped or not.
 
     Returns:
         nn.Module: ``model``.
+
+    Raises:
+        ValueError: The model has no backbone.
     """
     net = unwrap_model(model)
     if getattr(net, '_channels_last_hooks', None):
@@ -138,8 +133,9 @@ def use_channels_last(model: nn.Module) -> nn.Module:
     if isinstance(net, RepViT):
         parts = [net]
     elif isinstance(getattr(net, 'backbone', None), nn.Module):
-        parts = [net.backbone] + ([net.neck] if isinstance(
-            getattr(net, 'neck', None), nn.Module) else [])
+        parts = [net.backbone]
+        if isinstance(getattr(net, 'neck', None), nn.Module):
+            parts.append(net.neck)
     else:
         raise ValueError(f'{type(net).__name__} has no backbone to run in '
                          f'channels_last.')

@@ -37,8 +37,8 @@ def repvit_backbone_cfg(cfg: Config) -> dict:
 
 
 def _build(cfg: Config, deploy: Optional[bool] = None) -> nn.Module:
-    """The model of ``cfg`` as built, without pretrained weights, SyncBN
-    turned into BN; with ``deploy`` set, its RepViT built in that form."""
+    """The model of ``cfg`` without pretrained weights, SyncBN turned into
+    BN; with ``deploy`` set, its RepViT built in that form."""
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.pop('pretrained', None)
@@ -51,8 +51,7 @@ def _build(cfg: Config, deploy: Optional[bool] = None) -> nn.Module:
 
 
 def build_model(config: Union[str, Config], seed: int = 0) -> nn.Module:
-    """The model of an MMDetection / MMSegmentation config, for inference
-    and analysis.
+    """The model of an MMDetection / MMSegmentation config, for analysis.
 
     Args:
         config (str | Config): A config file or a loaded config (not
@@ -60,10 +59,9 @@ def build_model(config: Union[str, Config], seed: int = 0) -> nn.Module:
         seed (int): Seed of the random initialisation. Defaults to ``0``.
 
     Returns:
-        nn.Module: The model with seeded random weights (no pretrained
-        weights are loaded), SyncBN turned into BN (the same computation in
-        eval mode, and what runs on CPU tensors), in eval mode; the
-        config's scope is made current.
+        nn.Module: The model in eval mode, with seeded random weights (no
+        pretrained ones) and SyncBN turned into BN (the same in eval mode,
+        and it runs on the CPU); the config's scope is made current.
     """
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
     torch.manual_seed(seed)
@@ -83,12 +81,11 @@ def build_model(config: Union[str, Config], seed: int = 0) -> nn.Module:
 def init_model(config: Union[str, Config], checkpoint: str,
                deploy: Optional[bool] = None,
                contents: Optional[dict] = None) -> nn.Module:
-    """The model of a config with a whole model's checkpoint, for inference
-    (what ``init_detector`` / ``init_model`` of MMDetection /
-    MMSegmentation give, with mmrepvit's safe reading).
+    """The model of a config with a whole model's checkpoint, for inference.
 
-    Built as :func:`build_model` builds it, but not initialised: the strict
-    :func:`load_model_weights` gives every weight.
+    What MMDetection's ``init_detector`` / MMSegmentation's ``init_model``
+    give, built as :func:`build_model` builds it but loaded strictly by
+    :func:`load_model_weights` instead of initialised.
 
     Args:
         config (str | Config): A config file or a loaded config (not
@@ -114,8 +111,6 @@ def load_model_weights(model: nn.Module, checkpoint: str,
                        contents: Optional[dict] = None) -> dict:
     """Load a whole model's checkpoint strictly, with MMEngine's loader.
 
-    Either form of RepViT weights loads (the backbone adapts its form).
-
     Args:
         model (nn.Module): The model the checkpoint was saved from.
         checkpoint (str): Its path or URL, read with
@@ -127,7 +122,7 @@ def load_model_weights(model: nn.Module, checkpoint: str,
         dict: The checkpoint.
 
     Raises:
-        ValueError: no key matches the model (a bare backbone checkpoint is
+        ValueError: No key matches the model (a bare backbone checkpoint is
             named as one, with where it goes instead).
     """
     ckpt = read_checkpoint(checkpoint) if contents is None else contents
@@ -166,8 +161,8 @@ def fuse_checkpoint(config: Union[str, Config], checkpoint: str, out: str,
         float: The maximum relative difference of the backbone outputs.
 
     Raises:
-        ValueError: the checkpoint is fused already.
-        RuntimeError: the outputs differ by more than 1e-4 relative
+        ValueError: The checkpoint is fused already.
+        RuntimeError: The outputs differ by more than 1e-4 relative
             (nothing is written).
     """
     cfg = config if isinstance(config, Config) else Config.fromfile(config)

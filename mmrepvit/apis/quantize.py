@@ -1,7 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Static INT8 quantization of an exported ONNX file with onnxruntime (QDQ
-format, per-channel weights), its agreement with the float model measured
-on held-out images, and the layers that lose most kept in float."""
+"""Static INT8 quantization of exported ONNX files with onnxruntime, checked
+on held-out images, with the costliest nodes optionally kept in float."""
 import copy
 import os
 import os.path as osp
@@ -24,14 +23,11 @@ class QuantizeReport(NamedTuple):
     """What :func:`quantize_onnx` measured."""
     calibration: int          # calibration images
     held_out: int             # images the agreement was measured on
-    # output name -> relative error of the INT8 output (norm of the
-    # difference over the norm of the FP32 output, all held-out images)
-    errors: Dict[str, float]
-    # share of label-map pixels that change (segmentor outputs), else None
-    label_change: Optional[float]
+    errors: Dict[str, float]  # output name -> relative error
+    label_change: Optional[float]   # share of label-map pixels that change
     kept_float: List[str]     # nodes left in float
-    # (node, dB of signal-to-noise ratio it loses), worst first: measured
-    # where 'auto' chose nodes to keep in float, else empty
+    # (node, relative error with it alone quantized), worst first; only
+    # measured where 'auto' chose nodes to keep in float
     sensitivity: List[Tuple[str, float]]
 
 
@@ -45,9 +41,7 @@ class AgreementError(RuntimeError):
 
 def preprocessed_images(cfg: Config, num: int, split: str = 'train',
                         skip: int = 0) -> List[np.ndarray]:
-    """Images of a config's dataset as its model receives them at test
-    time: the test pipeline, then the data preprocessor (normalised and
-    padded, 1 x 3 x H x W float32), the input of an exported ONNX file.
+    """Load dataset images through the test pipeline and data preprocessor.
 
     Args:
         cfg (Config): A detector or segmentor config.
@@ -57,7 +51,8 @@ def preprocessed_images(cfg: Config, num: int, split: str = 'train',
         skip (int): Images to skip first. Defaults to 0.
 
     Returns:
-        list[np.ndarray]: ``num`` images, fewer if the dataset has fewer.
+        list[np.ndarray]: ``num`` images (1 x 3 x H x W float32), fewer if
+        the dataset has fewer.
     """
     import torch
     from mmengine.dataset import pseudo_collate
@@ -92,8 +87,7 @@ def _relative_errors(names, references, outputs) -> Dict[str, float]:
 
 
 def _label_change(names, references, outputs) -> Optional[float]:
-    """Share of pixels whose label changes: a ``labels`` output, or the
-    arg-max of ``logits``."""
+    """Share of pixels whose ``labels`` (or arg-max ``logits``) change."""
     if references and ('labels' in names or 'logits' in names):
         i = names.index('labels' if 'labels' in names else 'logits')
         pick = (lambda a: a) if names[i] == 'labels' else \
@@ -166,36 +160,33 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
                   method: str = 'minmax', reduce_range: bool = False,
                   op_types: Optional[Sequence[str]] = None
                   ) -> QuantizeReport:
-    """Quantize an ONNX file made by :func:`export_onnx` to INT8 (weights
-    int8 per output channel, activations uint8 per tensor, calibrated on
-    ``calibration``) and measure it against the float file on ``held_out``.
+    """Quantize an ONNX file to INT8 and measure it against the float one.
+
+    See docs/deploy.md for the method and the ``'auto'`` node choice.
 
     Args:
         model (str): The float ``.onnx`` file.
         out (str): The INT8 ``.onnx`` file to write.
         calibration (Sequence[np.ndarray]): Calibration inputs.
-        held_out (Sequence[np.ndarray], optional): Inputs to measure the
-            agreement on (not calibration ones). None: no measurement.
+        held_out (Sequence[np.ndarray], optional): Inputs, not calibration
+            ones, to measure the agreement on. Defaults to None (no
+            measurement).
         max_error (float, optional): Largest accepted relative error of a
-            float output. None: no limit.
+            float output. Defaults to None (no limit).
         max_label_change (float, optional): Largest accepted share of
-            label-map pixels that change (segmentors). None: no limit.
+            label-map pixels that change. Defaults to None (no limit).
         keep_float (str | Sequence[str], optional): Node names to leave in
-            float, or ``'auto'``: while a limit is passed, keep the node
-            that costs most in float, at most ``max_keep`` of them. A
-            node's cost is measured, on two calibration inputs, as the
-            output error of the model with that node alone quantized.
-            Defaults to None (quantize every node onnxruntime can).
+            float, or ``'auto'``: keep the costliest nodes in float while a
+            limit is passed. Defaults to None (quantize all it can).
         max_keep (int): See ``keep_float``. Defaults to 8.
-        per_channel (bool): Per-channel weight scales. Defaults to True.
+        per_channel (bool): Per-channel weight scales. Defaults to ``True``.
         method (str): Calibration: ``'minmax'``, ``'entropy'`` or
             ``'percentile'``. Defaults to ``'minmax'``.
         reduce_range (bool): 7-bit weights, for CPUs without VNNI where
-            uint8 x int8 products can saturate. Defaults to False.
+            uint8 x int8 products can saturate. Defaults to ``False``.
         op_types (Sequence[str], optional): Quantize only nodes of these
-            types, e.g. ``['Conv']`` (OpenVINO then keeps GELU, sigmoid and
-            the element-wise steps in float, fused, and runs faster).
-            Defaults to None: every type onnxruntime quantizes.
+            types, e.g. ``['Conv']``, which OpenVINO runs fastest. Defaults
+            to None (every type onnxruntime quantizes).
 
     Returns:
         QuantizeReport: The measured agreement and the nodes kept in float.
@@ -218,8 +209,7 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
     sensitivity = []
     with tempfile.TemporaryDirectory() as tmp:
         pre, int8 = osp.join(tmp, 'pre.onnx'), osp.join(tmp, 'int8.onnx')
-        # ONNX shape inference and graph fusions; the symbolic inference
-        # (for transformers) fails on the segmentor's dynamic Resize
+        # the symbolic shape inference fails on the segmentor's dynamic Resize
         quant_pre_process(model, pre, skip_symbolic_shape=True)
         nodes = [n.name for n in onnx.load(pre).graph.node]
         unknown = [k for k in keep if k not in nodes]

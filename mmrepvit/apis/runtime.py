@@ -14,8 +14,7 @@ ISA_FLAGS = ('avx2', 'avx512f', 'avx_vnni', 'avx512_vnni', 'avx512_bf16',
 
 
 def cpu_flags(path: str = '/proc/cpuinfo') -> List[str]:
-    """The :data:`ISA_FLAGS` this CPU has, as Linux lists them (empty where
-    ``path`` cannot be read, e.g. off Linux)."""
+    """The :data:`ISA_FLAGS` listed in ``path`` (none where unreadable)."""
     try:
         with open(path) as f:
             flags = next((line.split(':', 1)[1].split() for line in f
@@ -26,8 +25,7 @@ def cpu_flags(path: str = '/proc/cpuinfo') -> List[str]:
 
 
 def ort_session(path: str, threads: Optional[int] = None):
-    """An onnxruntime CPU session for ``path`` with every graph optimisation
-    and ``threads`` intra-op threads (onnxruntime's default: one per core)."""
+    """An optimised onnxruntime CPU session; ``threads``: intra-op threads."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.graph_optimization_level = \
@@ -40,28 +38,29 @@ def ort_session(path: str, threads: Optional[int] = None):
 
 
 class OnnxRunner:
-    """An ONNX file ready to run: ``runner(x)`` takes the image batch (N x 3
-    x H x W float32 numpy, as the data preprocessor makes it) and returns
-    the outputs, in the file's order, as numpy arrays.
+    """An ONNX file ready to run: ``runner(x)`` returns its numpy outputs.
+
+    ``x`` is the image batch as the data preprocessor makes it (N x 3 x H x W
+    float32); the outputs are in the file's order.
 
     Args:
         path (str): The ``.onnx`` file (float32 or quantized QDQ).
         backend (str): ``'onnxruntime'`` or ``'openvino'``. Defaults to
             ``'onnxruntime'``.
         precision (str): ``'fp32'``, or ``'bf16'`` (OpenVINO's inference
-            precision hint; refused where the CPU runs no bfloat16). A QDQ
-            file runs its quantized parts in INT8 in either backend.
-            Defaults to ``'fp32'``.
+            precision hint). A QDQ file runs its quantized parts in INT8 in
+            either backend. Defaults to ``'fp32'``.
         threads (int, optional): Intra-op threads. Defaults to the
             backend's choice (one per core).
         shape (Sequence[int], optional): OpenVINO: compile for this input
-            shape only (faster than the dynamic shapes of the file).
+            shape only (faster than the file's dynamic shapes). Defaults to
+            None.
 
     Raises:
         ValueError: An unknown backend or precision, or bf16 on a CPU
             without it.
         FileNotFoundError: ``path`` does not exist.
-        ImportError: the openvino backend without the openvino package.
+        ImportError: The openvino backend without the openvino package.
     """
 
     def __init__(self, path: str, backend: str = 'onnxruntime',

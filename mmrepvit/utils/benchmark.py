@@ -1,7 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Latency and MACs of models in several forms, for the analysis tools: a
-:class:`Subject` is a model to measure, a form (:data:`FORMS`) a small
-function that prepares it to run one way. MACs are MMEngine's count."""
+"""Latency and MACs (MMEngine's count) of models (:class:`Subject`) run in
+several ways (:data:`FORMS`), for the analysis tools."""
 import itertools
 import os.path as osp
 import tempfile
@@ -34,7 +33,7 @@ def _backbone(arch: str) -> nn.Module:
         return RepViT(arch).eval()
     from mmdet.models.backbones import ResNet  # MMDetection's
     model = ResNet(depth=50)
-    model.eval()   # (its train() returns None: no chaining)
+    model.eval()   # its train() returns None
     return model
 
 
@@ -66,9 +65,10 @@ def _image(inputs) -> torch.Tensor:
 
 def flop_analyzer(model: nn.Module, inputs,
                   task: str = 'forward') -> FlopAnalyzer:
-    """Trace one call of a task with MMEngine's ``FlopAnalyzer``, as
-    MMDetection's and MMSegmentation's ``get_flops.py`` do (a predict in
-    ``mode='tensor'``), quiet about ops it has no rule for.
+    """Count a task call's MACs with MMEngine's ``FlopAnalyzer``, quietly.
+
+    As in MMDetection's and MMSegmentation's ``get_flops.py``, a predict is
+    traced in ``mode='tensor'``.
 
     Args:
         model (nn.Module): The model.
@@ -78,7 +78,7 @@ def flop_analyzer(model: nn.Module, inputs,
     Returns:
         FlopAnalyzer: ``total()`` MACs, ``by_module()``, ``unsupported_ops()``.
     """
-    model.forward = TASKS[task][1](model, inputs)   # names stay
+    model.forward = TASKS[task][1](model, inputs)   # keeps module names
     try:
         with torch.no_grad():
             analyzer = FlopAnalyzer(model, (_image(inputs), ))
@@ -102,24 +102,28 @@ def _channels_last(model, inputs, task):
     return _as_built(model, inputs, task)
 
 
-def _cuda_fp16(make):   # the form under CUDA float16 autocast
-    return lambda model, inputs, task: torch.autocast(
-        'cuda', dtype=torch.float16)(make(model, inputs, task)) if next(
-            model.parameters()).is_cuda else None
+def _cuda_fp16(make):
+    """The form ``make`` under CUDA float16 autocast; None off CUDA."""
+    def fp16(model, inputs, task):
+        if next(model.parameters()).is_cuda:
+            return torch.autocast('cuda', dtype=torch.float16)(
+                make(model, inputs, task))
+        return None
+    return fp16
 
 
 def _onnx(backend: str = 'onnxruntime', precision: str = 'fp32',
           int8: bool = False, op_types: Optional[Sequence[str]] = None):
-    # The form that runs the exported deploy form (parity-checked at this
-    # input's shape; int8: quantized, calibrated on this input, for speed
-    # only) in backend on the CPU with torch's thread count; a segmentor's
-    # predict is its label map. None where there is no export (a detector's
-    # predict needs MMDeploy) and for bf16 on a CPU without it.
+    """The form running the exported deploy form in ``backend`` on the CPU.
+
+    ``int8`` calibrates on the benchmark's input: for speed only. The form
+    is None where there is no export or the CPU has no bf16.
+    """
     def make(model, inputs, task):
-        part = {'predict': 'segmentor', 'features': 'features'}.get(
-            task, 'backbone')
         if next(model.parameters()).is_cuda:
             return None
+        part = {'predict': 'segmentor', 'features': 'features'}.get(
+            task, 'backbone')
         try:
             apis.onnx_part(model, part)
         except ValueError:
@@ -158,9 +162,7 @@ FORMS = {
     'onnxruntime+int8': (_onnx(int8=True), True),
     'openvino': (_onnx('openvino'), True),
     'openvino+bf16': (_onnx('openvino', 'bf16'), True),
-    # OpenVINO runs a model with only its convolutions quantized faster
-    # than one with every node onnxruntime quantizes; onnxruntime the other
-    # way round (docs/deploy.md)
+    # only Conv: the INT8 file OpenVINO runs fastest (docs/deploy.md)
     'openvino+int8': (_onnx('openvino', int8=True, op_types=['Conv']), True),
 }
 CUDA_AMP_FORMS = ('deploy+fp16', 'deploy+channels_last+fp16')
@@ -193,25 +195,25 @@ class Subject:
             return cls(_display_name(source), partial(_backbone, source),
                        baseline=baseline or source == BASELINE)
         bb = source.model.backbone
-        name = _display_name(bb.arch) if bb.type == 'RepViT' and isinstance(
-            bb.arch, str) else bb.type + (f'-{bb.depth}' if 'depth' in bb
-                                          else '')
+        name = bb.type + (f'-{bb.depth}' if 'depth' in bb else '')
+        if bb.type == 'RepViT' and isinstance(bb.arch, str):
+            name = _display_name(bb.arch)
         return cls(f'{name} {source.model.type}',
                    partial(apis.build_model, source), source, baseline)
 
     def inputs(self, model: nn.Module, batch: int, size: Sequence[int],
                training: bool = False):
-        """Make seeded random inputs on the model's device, as it takes them
-        (a config's: with ground truth, through its data preprocessor).
+        """Make seeded random inputs on the model's device, as it takes them.
 
         Args:
             model (nn.Module): A model :attr:`build` returned.
             batch (int): Images.
             size (Sequence[int]): Their height and width.
-            training (bool): Preprocess for training. Defaults to False.
+            training (bool): Preprocess for training. Defaults to ``False``.
 
         Returns:
-            Tensor | dict: The inputs.
+            Tensor | dict: A backbone's batch, or a config's data
+            preprocessor output (with ground truth).
         """
         gen, shape = torch.Generator().manual_seed(0), tuple(size)
         if self.cfg is None:
@@ -227,14 +229,13 @@ class Subject:
         else:
             from mmengine.structures import PixelData
             from mmseg.structures import SegDataSample
-            data = dict(inputs=[torch.randint(
-                0, 256, (3, *shape), dtype=torch.uint8, generator=gen)
-                for _ in range(batch)], data_samples=[SegDataSample(
-                    metainfo=dict(img_shape=shape, ori_shape=shape,
-                                  pad_shape=shape),
-                    gt_sem_seg=PixelData(data=torch.randint(
-                        0, classes, (1, *shape), generator=gen)))
-                    for _ in range(batch)])
+            images = [torch.randint(0, 256, (3, *shape), dtype=torch.uint8,
+                                    generator=gen) for _ in range(batch)]
+            meta = dict(img_shape=shape, ori_shape=shape, pad_shape=shape)
+            samples = [SegDataSample(metainfo=meta, gt_sem_seg=PixelData(
+                data=torch.randint(0, classes, (1, *shape), generator=gen)))
+                for _ in range(batch)]
+            data = dict(inputs=images, data_samples=samples)
         return model.data_preprocessor(data, training)
 
 
@@ -245,10 +246,11 @@ def run_benchmark(subjects: Sequence[Subject], forms: Sequence[str],
                   min_run_time: float = 1.0, rounds: int = 3,
                   with_macs: bool = True,
                   log: Callable[[str], Any] = print) -> List[Row]:
-    """Time every subject in every form on each task, per thread count,
-    input size and batch size, each group's cases in interleaved rounds (so
-    that drift in the machine's load hits them alike). A fused form of a
-    model with nothing to fuse (ResNet-50) is its unfused form.
+    """Time every subject in every form on each task.
+
+    Per thread count, input size and batch size, the cases run in interleaved
+    rounds, so that drift in the machine's load hits them alike. A fused form
+    of a model with nothing to fuse (ResNet-50) is its unfused form.
 
     Args:
         subjects (Sequence[Subject]): The models.
@@ -261,7 +263,7 @@ def run_benchmark(subjects: Sequence[Subject], forms: Sequence[str],
         warmup (int): Untimed calls of each case. Defaults to 2.
         min_run_time (float): Seconds per case and round. Defaults to 1.0.
         rounds (int): Rounds. Defaults to 3.
-        with_macs (bool): Count MACs. Defaults to True.
+        with_macs (bool): Count MACs. Defaults to ``True``.
         log (Callable): Takes notes and times. Defaults to ``print``.
 
     Returns:
@@ -270,6 +272,8 @@ def run_benchmark(subjects: Sequence[Subject], forms: Sequence[str],
     rows = []
     for n, size, batch in itertools.product(threads, sizes, batches):
         torch.set_num_threads(n)
+        shape = f'{batch}x3x{size[0]}x{size[1]}'
+        where = str(n) if device == 'cpu' else device
         cases, notes, macs = [], [], {}
         for task, subject in itertools.product(tasks, subjects):
             training, labels = task == 'train', set()
@@ -295,11 +299,9 @@ def run_benchmark(subjects: Sequence[Subject], forms: Sequence[str],
                                  f'to the {task!r} task on {device}')
                     continue
                 labels.add(label)
-                cases.append((Row(subject.name, label, task, f'{batch}x3x'
-                                  f'{size[0]}x{size[1]}', str(n) if device
-                                  == 'cpu' else device, macs.get(key),
-                                  subject.baseline),
-                              fn if training else torch.no_grad()(fn)))
+                row = Row(subject.name, label, task, shape, where,
+                          macs.get(key), subject.baseline)
+                cases.append((row, fn if training else torch.no_grad()(fn)))
         for note in dict.fromkeys(notes):
             log(f'  note: {note}')
         for _, fn in cases * warmup:

@@ -1,7 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """The rows :func:`mmrepvit.utils.benchmark.run_benchmark` measures, and
-their Markdown tables: every case with its speed-ups, and where a whole
-model's time goes."""
+their Markdown tables."""
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -28,7 +27,6 @@ class Row:
         return self.time.median * 1e3
 
 
-
 def _ms(value: float) -> str:
     return f'{value:.1f}' if value >= 10 else f'{value:.2f}'
 
@@ -43,7 +41,7 @@ def _table(head: List[str], body: List[List[str]]) -> str:
 
 
 def _training(rows, row, subject=None) -> Optional[Row]:
-    # The training form of subject (default: the baseline) in row's group.
+    """The training form of subject (default: the baseline) in row's group."""
     return next((r for r in rows if r.form == 'training' and (
         r.subject == subject if subject else r.baseline) and (
             r.task, r.input, r.threads) == (row.task, row.input, row.threads)),
@@ -51,9 +49,7 @@ def _training(rows, row, subject=None) -> Optional[Row]:
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
-    """Tabulate the median and interquartile range of each row, the
-    speed-up over the same model's training form and over the baseline's,
-    and GMAC/s (MACs over the median).
+    """Tabulate each row's median and IQR, speed-ups and GMAC/s.
 
     Args:
         rows (Sequence[Row]): Measured rows.
@@ -67,20 +63,24 @@ def markdown_table(rows: Sequence[Row]) -> str:
     head = ['model', 'form'] + ['task'] * many + [
         'input', 'threads', 'median ms', 'IQR ms', 'x training'] + \
         [f'x {base}'] * bool(base) + ['GMAC/s'] * with_macs
-    return _table(head, [[r.subject, r.form] + [r.task] * many + [
-        r.input, r.threads, _ms(r.median_ms), _ms(r.time.iqr * 1e3)] + [
-            _ratio(getattr(_training(rows, r, subject=s), 'median_ms', None),
-                   r.median_ms) for s in [r.subject] + [None] * bool(base)] +
-        [f'{r.macs / r.time.median / 1e9:.1f}' if r.macs else '-'] *
-        with_macs for r in rows])
+    body = []
+    for r in rows:
+        refs = [_training(rows, r, r.subject)]
+        refs += [_training(rows, r)] * bool(base)
+        body.append(
+            [r.subject, r.form] + [r.task] * many +
+            [r.input, r.threads, _ms(r.median_ms), _ms(r.time.iqr * 1e3)] +
+            [_ratio(ref and ref.median_ms, r.median_ms) for ref in refs] +
+            [f'{r.macs / r.time.median / 1e9:.1f}' if r.macs else '-'] *
+            with_macs)
+    return _table(head, body)
 
 
 def split_table(rows: Sequence[Row]) -> str:
-    """Tabulate where a model's time goes: backbone, neck (features -
-    backbone), heads (predict - features) in ms and share of the whole ('n/a'
-    where noise makes a part negative or above the whole); backbone + neck
-    and the whole against the baseline's training form (the MAC bound: the
-    baseline's MACs over the model's).
+    """Tabulate where each model's time goes: backbone, neck and heads.
+
+    Neck = features - backbone, heads = predict - features; a part that
+    noise makes negative or above the whole is 'n/a'.
 
     Args:
         rows (Sequence[Row]): Measured rows of the :data:`SPLIT_TASKS`.

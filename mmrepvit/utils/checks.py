@@ -1,21 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Checks of a config before a run starts, so that a mistake is reported at
-once, with the setting to change, instead of as a traceback from deep inside
-a dataloader, a convolution or a loop minutes later:
-
-- :func:`check_neck_widths`: the neck (or, without one, the heads) expects
-  the widths a ``RepViT`` backbone gives;
-- :func:`check_data_paths`: the datasets' directories and annotation files,
-  and the evaluators' annotation files, exist, and a dataset that lists a
-  directory finds images there;
-- :func:`check_load_from`: ``load_from`` is a whole checkpoint file
-  (:func:`checkpoint_problem`, the one validator of checkpoint files, which
-  :mod:`mmrepvit.utils.checkpoint` also asks).
-
-``tools/train.py`` and ``tools/test.py`` call them (through
-:func:`check_config`); a user who builds models another way can call
-:func:`check_neck_widths` on ``cfg.model``.
-"""
+"""Checks of a config before a run (neck widths, data paths, ``load_from``):
+a mistake is reported at once, with the setting to change, instead of as a
+traceback from a dataloader, a convolution or a loop minutes later."""
 import inspect
 import os
 import os.path as osp
@@ -23,10 +9,8 @@ import zipfile
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 
-# ------------------------------------------------------------- neck widths
 def _backbone_widths(backbone: dict) -> Tuple[List[int], str]:
-    """The widths of the outputs of a ``RepViT`` backbone config, and a
-    description of the settings that decide them."""
+    """Output widths of a ``RepViT`` config, and the settings deciding them."""
     import torch
 
     from ..models import RepViT
@@ -39,9 +23,7 @@ def _backbone_widths(backbone: dict) -> Tuple[List[int], str]:
 
 
 def _consumers(model: dict) -> Iterator[Tuple[str, dict]]:
-    """The parts of a model config that take the backbone's outputs, with
-    their dotted paths: the neck (the first one of a list of necks) or,
-    without one, the decode and auxiliary heads (MMSegmentation)."""
+    """``(dotted path, config)`` of the (first) neck, or else of the heads."""
     neck = model.get('neck')
     if isinstance(neck, (list, tuple)):
         yield 'model.neck.0', neck[0]
@@ -58,20 +40,18 @@ def _consumers(model: dict) -> Iterator[Tuple[str, dict]]:
 
 
 def check_neck_widths(model: dict) -> None:
-    """Raise if the part of ``model`` (a model config) that takes the
-    outputs of its ``RepViT`` backbone expects other widths.
+    """Raise if the neck or heads expect other widths than the backbone gives.
 
     A neck's ``in_channels`` (a list) must equal the backbone's output
     widths; a head without a neck (MMSegmentation) must expect the widths of
-    the outputs its ``in_index`` selects. Configs whose backbone is not
-    RepViT pass unchecked.
+    the outputs its ``in_index`` selects. Other backbones pass unchecked.
 
     Args:
         model (dict): A model config (``cfg.model``).
 
     Raises:
-        ValueError: the widths differ; the message gives the backbone's
-            widths and the value to set.
+        ValueError: The widths differ, or ``in_index`` selects no output;
+            the message gives the backbone's widths and the value to set.
     """
     backbone = model.get('backbone') or {}
     if backbone.get('type') not in ('RepViT', 'mmrepvit.RepViT'):
@@ -103,10 +83,14 @@ def check_neck_widths(model: dict) -> None:
                 f'out_indices that {where} was written for.')
 
 
-# ------------------------------------------------------------- data paths
 def leaf_datasets(dataset: dict, where: str) -> Iterator[Tuple[str, dict]]:
-    """Every leaf dataset config inside wrappers (``dataset=``) and
-    concatenations (``datasets=[...]``)."""
+    """Yield ``(dotted path, config)`` of each leaf dataset config.
+
+    Args:
+        dataset (dict): A dataset config; wrappers (``dataset=``) and
+            concatenations (``datasets=[...]``) are descended into.
+        where (str): Its dotted path, e.g. ``'train_dataloader.dataset'``.
+    """
     if 'dataset' in dataset:
         yield from leaf_datasets(dataset['dataset'], f'{where}.dataset')
     elif 'datasets' in dataset:
@@ -138,20 +122,11 @@ def _image_suffix(dataset: dict, scope: str):
     return default if isinstance(default, str) else None
 
 
-def _has_file(directory: str, suffix: str) -> bool:
-    for _, _, files in os.walk(directory):
-        if any(name.endswith(suffix) for name in files):
-            return True
-    return False
-
-
 def _dataset_problems(where: str, dataset: dict,
                       scope: str) -> Iterator[str]:
-    if dataset.get('backend_args'):
-        return     # files on another storage backend: not checked here
     root = dataset.get('data_root') or ''
-    if _is_remote(root):
-        return
+    if dataset.get('backend_args') or _is_remote(root):
+        return     # files on another storage backend: not checked here
     fix = (f'Put the data there or point the config at it, e.g. '
            f'--cfg-options {where}.data_root=/path/to/data.')
     if root and not osp.isdir(root):
@@ -171,7 +146,8 @@ def _dataset_problems(where: str, dataset: dict,
         if not osp.exists(path):
             yield _missing(path, 'ann_file', where,
                            f'Check {where}.ann_file and data_root.')
-    for key, prefix in (dataset.get('data_prefix') or {}).items():
+    prefixes = dataset.get('data_prefix') or {}
+    for key, prefix in prefixes.items():
         if prefix and not _is_remote(prefix):
             path = joined(prefix)
             if not osp.isdir(path):
@@ -180,11 +156,12 @@ def _dataset_problems(where: str, dataset: dict,
                 return
     # A dataset without ann_file lists its image directory (MMSegmentation);
     # finding nothing there, it would fail building with an unrelated error.
-    images = (dataset.get('data_prefix') or {}).get('img_path')
-    suffix = _image_suffix(dataset, scope) if images and not ann_file \
-        else None
-    if suffix and not _is_remote(images) and \
-            not _has_file(joined(images), suffix):
+    images = prefixes.get('img_path')
+    if ann_file or not images or _is_remote(images):
+        return
+    suffix = _image_suffix(dataset, scope)
+    if suffix and not any(name.endswith(suffix) for _, _, files
+                          in os.walk(joined(images)) for name in files):
         yield (f'{where}: no {suffix!r} file in {joined(images)!r}, so the '
                f'dataset would be empty. Check data_root, '
                f'data_prefix.img_path and img_suffix.')
@@ -202,12 +179,18 @@ def _evaluator_problems(where: str, evaluator) -> Iterator[str]:
 
 
 def check_data_paths(cfg, loaders: Sequence[str]) -> None:
-    """Raise if a directory or annotation file that the datasets of the
-    given dataloaders (e.g. ``['train_dataloader', 'val_dataloader']``), or
-    their evaluators, read does not exist.
+    """Raise if a data or annotation path the run reads does not exist.
+
+    Checked: data roots, annotation files and ``data_prefix`` directories
+    (local ones), and that a dataset listing a directory finds images there.
+
+    Args:
+        cfg (Config): The config of the run.
+        loaders (Sequence[str]): The dataloaders to check, e.g.
+            ``['train_dataloader', 'val_dataloader']``.
 
     Raises:
-        FileNotFoundError: naming the missing paths and the settings to fix.
+        FileNotFoundError: Naming the missing paths and the settings to fix.
     """
     problems = []
     for loader in loaders:
@@ -224,17 +207,17 @@ def check_data_paths(cfg, loaders: Sequence[str]) -> None:
         raise FileNotFoundError('\n'.join(dict.fromkeys(problems)))
 
 
-# ------------------------------------------------------- checkpoint files
 def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
     """Why ``path`` is not a whole checkpoint file, or None if it is.
 
+    Nothing is unpickled; an old-style pickle checkpoint is accepted as is.
+
     Args:
         path (str): A local file.
-        full (bool): Check every member of a zip archive (what
+        full (bool): Check every member of the zip archive (what
             ``torch.save`` writes) against its CRC-32, reading the whole
-            file; otherwise only its central directory. Nothing is
-            unpickled either way. An old-style pickle checkpoint is accepted
-            as it is. Defaults to ``True``.
+            file; otherwise only its central directory. Defaults to
+            ``True``.
 
     Returns:
         str | None: The problem, in words, or None.
@@ -260,13 +243,14 @@ def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
 
 
 def check_load_from(cfg) -> None:
-    """Raise if ``cfg.load_from`` (the checkpoint to test, to resume from or
-    to start from) is a local path that is not a whole checkpoint file:
-    missing, empty, cut short or corrupted.
+    """Raise if ``cfg.load_from`` is a local path but no whole checkpoint.
+
+    Args:
+        cfg (Config): The config of the run.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is not a whole checkpoint.
+        FileNotFoundError: The file does not exist.
+        ValueError: The file is empty, cut short or corrupted.
     """
     path = cfg.get('load_from')
     if not path or _is_remote(path):
@@ -280,8 +264,7 @@ def check_load_from(cfg) -> None:
 
 
 def check_config(cfg, loaders: Sequence[str]) -> None:
-    """What the tools check before a run: :func:`check_neck_widths`,
-    :func:`check_load_from`, and :func:`check_data_paths` for ``loaders``.
+    """Run the checks ``tools/train.py`` and ``tools/test.py`` run.
 
     Args:
         cfg (Config): The config of the run.

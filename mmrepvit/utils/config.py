@@ -1,6 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Configs as the tools read them: the one config loader (with warnings
-for ``--cfg-options`` keys that would change nothing), and the flags and
+"""Configs as the tools read them: the config loader (warning about
+``--cfg-options`` keys that would change nothing), and the flags and
 settings that ``tools/train.py`` and ``tools/test.py`` share."""
 import argparse
 import difflib
@@ -16,20 +16,14 @@ from mmengine.logging import print_log
 
 from .compat import use_cpu_distributed
 
-# Top-level config keys that MMEngine's Runner (or the tools) read; any other
-# top-level key is a variable of the config file, used only while the file is
-# parsed.
+# Top-level config keys that MMEngine's Runner (or the tools) read besides
+# the arguments of Runner.__init__; any other top-level key is a variable of
+# the config file, used only while the file is parsed.
 _READ_BY_RUNNER = {
     'custom_imports', 'runner_type', 'model_wrapper_cfg', 'sync_bn',
     'find_unused_parameters', 'activation_checkpointing',
     'efficient_conv_bn_eval', 'compile'
 }
-
-
-def _runner_keys() -> set:
-    from mmengine.runner import Runner
-    params = inspect.signature(Runner.__init__).parameters
-    return _READ_BY_RUNNER | (set(params) - {'self'})
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
@@ -46,8 +40,8 @@ def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
         Config: The config.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: its ``default_scope`` is neither ``mmdet`` nor ``mmseg``.
+        FileNotFoundError: The file does not exist.
+        ValueError: Its ``default_scope`` is neither ``mmdet`` nor ``mmseg``.
     """
     if '::' in config:
         from mmengine.hub import get_config
@@ -82,6 +76,7 @@ def checked(kind, ok, what):
 
 
 def add_common_args(parser):
+    """Add the flags ``tools/train.py`` and ``tools/test.py`` share."""
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
         '--cfg-options', nargs='+', action=ConfigOptionsAction,
@@ -95,10 +90,8 @@ def add_common_args(parser):
 
 
 class ConfigOptionsAction(DictAction):
-    """MMEngine's ``DictAction`` (``KEY=VALUE`` pairs into a dict) that
-    reports a malformed pair as a usage error (exit status 2) instead of a
-    traceback: ``--cfg-options model.backbone.arch m1_1`` (no ``=``) gives
-    "--cfg-options expects KEY=VALUE pairs, got 'model.backbone.arch'"."""
+    """MMEngine's ``DictAction`` (``KEY=VALUE`` pairs into a dict), with a
+    malformed pair a usage error (exit status 2) instead of a traceback."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         for pair in values or ():
@@ -112,8 +105,7 @@ class ConfigOptionsAction(DictAction):
 
 
 def parse_tool_args(parser, argv=None):
-    """Add the flags the tools share to ``parser``, parse the command line
-    and load the config with :func:`tool_config`.
+    """Parse the command line with the shared flags and load the config.
 
     Args:
         parser (argparse.ArgumentParser): The tool's own arguments.
@@ -129,7 +121,7 @@ def parse_tool_args(parser, argv=None):
 
 
 def tool_config(args) -> Config:
-    """The config of ``tools/train.py`` / ``tools/test.py``: loaded with
+    """The config of ``tools/train.py`` / ``tools/test.py`` with
     ``--cfg-options``, ``--work-dir`` and ``--launcher`` applied, and
     distributed runs moved to gloo on a machine without CUDA."""
     if 'LOCAL_RANK' not in os.environ:
@@ -172,19 +164,24 @@ def _paths(node, prefix: str = '') -> Iterator[str]:
 
 
 def warn_ineffective_options(cfg, options: dict) -> List[str]:
-    """Warn about ``--cfg-options`` keys that will change nothing, before
-    they are merged into ``cfg``; returns the warnings.
+    """Warn about ``--cfg-options`` keys that would change nothing.
 
-    - A key that is not in the config, where one with a similar name is
-      (``model.backbone.with_cpp``): probably a typo. The warning names the
-      closest existing keys.
-    - A new top-level key that MMEngine's Runner does not read.
-    - An existing top-level key that the Runner does not read (such as
-      ``max_iters`` or ``data_root``): a variable of the config file, already
-      substituted where the file uses it. The warning names the settings
-      with the same name.
+    Those are a key not in the config where one with a similar name is (a
+    typo, such as ``model.backbone.with_cpp``), a new top-level key that
+    MMEngine's Runner does not read, and an existing top-level key that it
+    does not read (such as ``max_iters``): a variable of the config file,
+    already substituted where the file uses it.
+
+    Args:
+        cfg (Config | dict): The config, before ``options`` are merged in.
+        options (dict): The ``--cfg-options``.
+
+    Returns:
+        list[str]: The warnings.
     """
-    runner_keys = _runner_keys()
+    from mmengine.runner import Runner
+    runner_keys = _READ_BY_RUNNER | (
+        set(inspect.signature(Runner.__init__).parameters) - {'self'})
     cfg = cfg.to_dict() if hasattr(cfg, 'to_dict') else cfg
     warnings = []
     for key in options:
@@ -196,9 +193,7 @@ def warn_ineffective_options(cfg, options: dict) -> List[str]:
                 else []
             close = difflib.get_close_matches(name, siblings, n=3,
                                               cutoff=0.75)
-            parent = '.'.join(parts[:found])
-            similar = ', '.join(f'{parent}.{c}' if parent else c
-                                for c in close)
+            similar = ', '.join('.'.join(parts[:found] + [c]) for c in close)
             if found == 0 and name not in runner_keys:
                 warnings.append(
                     f'--cfg-options {key}: the config has no top-level key '

@@ -1,7 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Training logs (MMEngine's ``vis_data/scalars.json``; MMCV 1.x's
 ``*.log.json``, as the official RepViT logs, in MMEngine's names and units)
-as series against a global ``iter`` and, in epoch-based runs, ``epoch``."""
+as series against a global ``iter`` and, epoch-based, ``epoch``."""
 import contextlib
 import glob
 import itertools
@@ -60,18 +60,18 @@ def load_log(path: str, name: Optional[str] = None) -> TrainingLog:
     Returns:
         TrainingLog: The run.
     """
-    for pattern in ('**/vis_data/scalars.json', '**/*.log.json') if \
-            osp.isdir(path) else ():
-        found = sorted(glob.glob(osp.join(path, pattern), recursive=True))
-        if found:
-            path = found[-1]   # timestamp directories sort by time
-            break
+    if osp.isdir(path):
+        for pattern in ('**/vis_data/scalars.json', '**/*.log.json'):
+            found = sorted(glob.glob(osp.join(path, pattern), recursive=True))
+            if found:
+                path = found[-1]   # timestamp directories sort by time
+                break
     if not osp.isfile(path):
         raise FileNotFoundError(f'No log file {path!r}, nor vis_data/'
                                 f'scalars.json or *.log.json under it.')
     records = []
     with open(path) as f:
-        for line in f:   # (a blank line or one being written is no record)
+        for line in f:   # a blank line or one being written is no record
             with contextlib.suppress(json.JSONDecodeError):
                 records.append(json.loads(line))
     mmcv1 = any('mode' in r for r in records)
@@ -118,9 +118,9 @@ def _mmengine(records: List[dict]):
 def _mmcv1(records: List[dict]):
     raw = [r for r in records if r.get('mode') in ('train', 'val')]
     its = [r['iter'] for r in raw if r['mode'] == 'train']
-    # An epoch's length is its largest 'iter' (the validation line's).
-    by_epoch = any(b < a for a, b in zip(its, its[1:]))
+    by_epoch = any(b < a for a, b in zip(its, its[1:]))   # 'iter' restarts
     lengths, ends, total = {}, {}, 0
+    # An epoch's length is its largest 'iter' (the validation line's).
     for r in raw if by_epoch else ():
         lengths[r['epoch']] = max(lengths.get(r['epoch'], 0), r['iter'])
     for epoch in sorted(lengths):
@@ -199,11 +199,18 @@ def format_summary(summary: dict,
     return '\n'.join(lines)
 
 
+def _default_keys(log: TrainingLog) -> List[str]:
+    """The losses (``loss`` first), ``lr`` and the default metrics logged."""
+    losses = dict.fromkeys(k for r in log.train for k in r if 'loss' in k)
+    return sorted(losses, key=lambda k: k != 'loss') + \
+        ['lr'] * any('lr' in r for r in log.train) + \
+        [m for m in DEFAULT_METRICS if m in log.metric_keys()]
+
+
 def plot_logs(logs: Sequence[TrainingLog], out: str,
               keys: Optional[Sequence[str]] = None, x: str = 'iter',
               title: Optional[str] = None) -> str:
-    """Plot runs into a PNG: the losses in one panel (colour per term, line
-    style per run), every other key in its own (colour per run).
+    """Plot runs into a PNG: the losses in one panel, each other key alone.
 
     Args:
         logs (Sequence[TrainingLog]): The runs.
@@ -217,10 +224,8 @@ def plot_logs(logs: Sequence[TrainingLog], out: str,
         str: ``out``.
     """
     from matplotlib.figure import Figure  # not pyplot: no GUI backend
-    keys = list(keys or dict.fromkeys(k for log in logs for k in sorted(
-        dict.fromkeys(k for r in log.train for k in r if 'loss' in k),
-        key=lambda k: k != 'loss') + ['lr'] * any('lr' in r for r in log.train)
-        + [m for m in DEFAULT_METRICS if m in log.metric_keys()]))
+    keys = list(keys or dict.fromkeys(
+        k for log in logs for k in _default_keys(log)))
     if not keys:
         raise ValueError('Nothing to plot: no losses, lr or metrics found.')
     losses = [k for k in keys if 'loss' in k]
@@ -234,13 +239,16 @@ def plot_logs(logs: Sequence[TrainingLog], out: str,
         for (run, log), (k, key) in itertools.product(
                 enumerate(logs), enumerate(panel_keys)):
             xs, ys = log.series(key, x)
-            if xs:
-                ax.plot(xs, ys, ['-', '--', ':', '-.'][run % 4] if many else
-                        '-', color=f'C{(k if many else run) % 10}',
-                        marker='o' if key in log.metric_keys() else None,
-                        markersize=3, label=(log.name if not many else key
-                                             if len(logs) == 1 else
-                                             f'{log.name}: {key}'))
+            if not xs:
+                continue
+            if many:   # colour: the term; line style: the run
+                style, colour = ['-', '--', ':', '-.'][run % 4], k
+                label = key if len(logs) == 1 else f'{log.name}: {key}'
+            else:      # colour: the run
+                style, colour, label = '-', run, log.name
+            ax.plot(xs, ys, style, color=f'C{colour % 10}', markersize=3,
+                    marker='o' if key in log.metric_keys() else None,
+                    label=label)
         ax.set(title=panel, xlabel=x)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

@@ -9,31 +9,26 @@ from mmengine.registry import TRANSFORMS
 
 @TRANSFORMS.register_module()
 class AlignResize(BaseTransform):
-    """The RepViT paper's ADE20K test-time resize, in the official code's two
-    steps.
+    """The RepViT paper's ADE20K test-time resize, in the official two steps.
 
-    1. Rescale keeping the aspect ratio so that the image fits ``scale``
-       (long side <= ``max(scale)``, short side <= ``min(scale)``), as mmcv's
+    1. Rescale keeping the aspect ratio to fit ``scale``, as mmcv's
        ``imrescale``.
-    2. Resize that image again so that height and width each go **up** to the
-       next multiple of ``size_divisor`` (a resize, not a pad).
+    2. Resize again so that height and width each go **up** to the next
+       multiple of ``size_divisor`` (a resize, not a pad).
 
-    Images use ``interpolation`` (bilinear) in both steps, segmentation maps
-    nearest neighbour. The two interpolations give other pixels than one
-    resize straight to the final size whenever the first factor is not 1,
-    and the released ADE20K checkpoints were evaluated with these.
-
-    Registered in MMEngine's root ``TRANSFORMS`` registry, so it builds in
-    MMSegmentation pipelines as
-    ``dict(type='AlignResize', scale=(2048, 512))``.
+    Images use ``interpolation`` in both steps, segmentation maps nearest
+    neighbour. Two interpolations give other pixels than one resize to the
+    final size, and the released ADE20K checkpoints were evaluated with two.
+    Registered in MMEngine's root ``TRANSFORMS``, so MMSegmentation pipelines
+    build it as ``dict(type='AlignResize', scale=(2048, 512))``.
 
     Required keys: ``img``. Modified keys: ``img``, ``img_shape``,
-    ``gt_seg_map``
-    (if present). Added keys: ``scale_factor`` (w, h relative to the input),
-    ``keep_ratio``.
+    ``gt_seg_map`` (if present). Added keys: ``scale_factor`` (w, h relative
+    to the input), ``keep_ratio``.
 
     Args:
-        scale (tuple[int, int]): The box to fit, ``(2048, 512)`` in the paper.
+        scale (tuple[int, int]): The box to fit, its long and short side in
+            either order. Defaults to ``(2048, 512)``, as in the paper.
         size_divisor (int): Height and width are rounded up to a multiple of
             it. Defaults to ``32``.
         interpolation (str): Image interpolation. Defaults to ``'bilinear'``.
@@ -66,10 +61,12 @@ class AlignResize(BaseTransform):
         return self._aligned(new_h, new_w)
 
     def _aligned(self, h: int, w: int) -> Tuple[int, int]:
+        """``(h, w)`` rounded up to multiples of ``size_divisor``."""
         d = self.size_divisor
-        return (int(math.ceil(h / d)) * d, int(math.ceil(w / d)) * d)
+        return math.ceil(h / d) * d, math.ceil(w / d) * d
 
     def _resize(self, image, interpolation: str):
+        """Both steps, on an image or a segmentation map."""
         image = mmcv.imrescale(image, self.scale, interpolation=interpolation,
                                backend=self.backend)
         h, w = self._aligned(*image.shape[:2])

@@ -12,9 +12,7 @@ from mmengine.registry import HOOKS
 
 @register_backend('atomic_local')
 class AtomicLocalBackend(LocalBackend):
-    """MMEngine's local file backend, except that :meth:`put` replaces the
-    file in one step: a reader (or a later ``--resume``) sees the old file or
-    the complete new one, never a part of it."""
+    """``LocalBackend`` whose ``put`` is atomic: no reader sees half a file."""
 
     def put(self, obj: bytes, filepath) -> None:
         filepath = str(filepath)
@@ -36,25 +34,23 @@ class AtomicLocalBackend(LocalBackend):
 
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
-    """``CheckpointHook`` that a kill cannot leave without a usable
-    checkpoint.
+    """``CheckpointHook`` that a kill cannot leave without a whole checkpoint.
 
     MMEngine 0.10.7's ``CheckpointHook`` writes straight into the final file
     and, with ``max_keep_ckpts``, deletes the oldest kept checkpoint before
     writing the new one: a kill during the write leaves a truncated newest
-    file and no older one. This hook takes ``CheckpointHook``'s arguments.
-    Local checkpoints are written
-    through :class:`AtomicLocalBackend` (unless ``backend_args`` or
-    ``file_client_args`` choose another backend), and the checkpoint that
-    ``max_keep_ckpts`` drops is deleted after the new one is written, not
-    before. Leftover ``*.pth.part`` files of a killed write are deleted when
-    training starts.
+    file and no older one. Here local checkpoints are written through
+    :class:`AtomicLocalBackend` (unless ``backend_args`` or
+    ``file_client_args`` choose another backend), the checkpoint that
+    ``max_keep_ckpts`` drops is deleted only after the new one is written,
+    and ``*.pth.part`` files of a killed write are deleted when training
+    starts.
 
     Args:
         *args: ``CheckpointHook``'s positional arguments (``interval``, ...).
         backend_args (dict, optional): File backend arguments; by default
             the atomic local backend. Defaults to ``None``.
-        file_client_args (dict, optional): Deprecated in MMEngine; as
+        file_client_args (dict, optional): Deprecated in MMEngine, as in
             ``CheckpointHook``. Defaults to ``None``.
         **kwargs: ``CheckpointHook``'s keyword arguments (``max_keep_ckpts``,
             ``out_dir``, ...).
@@ -62,9 +58,8 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def __init__(self, *args, backend_args: Optional[dict] = None,
                  file_client_args: Optional[dict] = None, **kwargs):
-        out_dir = kwargs.get('out_dir') or ''
         if backend_args is None and file_client_args is None and \
-                '://' not in str(out_dir):
+                '://' not in str(kwargs.get('out_dir')):
             backend_args = dict(backend='atomic_local')
         super().__init__(*args, backend_args=backend_args,
                          file_client_args=file_client_args, **kwargs)
@@ -78,8 +73,8 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         # MMEngine's method removes the checkpoint that falls out of
-        # max_keep_ckpts before it saves the new one; collect those removals
-        # and do them once the new checkpoint (and last_checkpoint) exist.
+        # max_keep_ckpts before saving the new one: defer those removals
+        # until the new checkpoint (and last_checkpoint) exist.
         backend, dropped = self.file_backend, []
         backend.remove = lambda path: dropped.append((path, False))
         backend.rmtree = lambda path: dropped.append((path, True))

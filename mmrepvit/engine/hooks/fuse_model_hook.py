@@ -7,9 +7,9 @@ from ...apis import fuse_model
 
 @HOOKS.register_module()
 class FuseModelHook(Hook):
-    """Fuse the model right before testing, after its checkpoint loaded
-    (what ``tools/test.py --fuse`` adds): :func:`mmrepvit.fuse_model` with
-    ``channels_last``. Only testing; training and validation are left alone.
+    """Fuse the model (:func:`mmrepvit.fuse_model`) before testing only.
+
+    Runs once the checkpoint is loaded; ``tools/test.py --fuse`` adds it.
 
     Args:
         channels_last (bool): Also run backbone and neck in channels_last.

@@ -12,46 +12,33 @@ from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
 
-def _random_state() -> dict:
-    state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(),
-                 python=random.getstate())
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_random_state(state: dict, generators) -> None:
-    if 'torch' in generators:
-        torch.set_rng_state(state['torch'].cpu())
-        cuda = state.get('cuda')
-        if cuda is not None and torch.cuda.is_available() and \
-                len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
-    if 'numpy' in generators:
+def _set_random_state(state: dict, torch_only: bool = False) -> None:
+    torch.set_rng_state(state['torch'].cpu())
+    cuda = state.get('cuda')
+    if cuda is not None and torch.cuda.is_available() and \
+            len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+    if not torch_only:
         np.random.set_state(tuple(state['numpy']))
-    if 'python' in generators:
         random.setstate(tuple(state['python']))
 
 
 @HOOKS.register_module()
 class RandomStateHook(Hook):
-    """Save the random generators' states in every checkpoint and restore
-    them on resume, so that a resumed run draws the random numbers the
-    interrupted run would have drawn.
+    """Save the random generators' states in checkpoints; restore on resume.
 
-    The states are taken when a checkpoint is saved and put back where the
-    training loop continues: before the next epoch (epoch-based loops: torch,
-    numpy and Python's ``random``) or before the next iteration
-    (iteration-based loops: torch only, because MMEngine's loop replays the
-    data pipeline, and with it the numpy and ``random`` draws of the
-    augmentations, to skip the batches already trained). The run that was
-    not interrupted puts back the same states at the same place (a no-op
-    unless something, such as validation, drew random numbers in between),
+    A resumed run thus draws the random numbers the interrupted run would
+    have drawn. The states are put back where training continues: before the
+    next epoch (epoch-based loops: torch, numpy and Python's ``random``) or
+    before the next iteration (iteration-based loops: torch only, because
+    MMEngine's loop replays the data pipeline, and with it the numpy and
+    ``random`` draws of the augmentations, to skip the batches already
+    trained). The uninterrupted run puts the same states back at the same
+    place (a no-op unless, e.g., validation drew random numbers in between),
     so both continue identically.
 
-    Not restored: the generators inside ``persistent_workers`` dataloader
-    processes (a resumed run starts new workers), and, in distributed runs,
-    the generators of ranks other than 0 (only rank 0 saves checkpoints).
+    Not restored: the generators of ``persistent_workers`` dataloader
+    processes, and of ranks other than 0 (only rank 0 saves checkpoints).
     """
 
     priority = 'VERY_HIGH'
@@ -61,8 +48,11 @@ class RandomStateHook(Hook):
         self._loaded: Optional[dict] = None    # those of a loaded checkpoint
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint['random_state'] = _random_state()
-        self._pending = checkpoint['random_state']
+        state = dict(torch=torch.get_rng_state(),
+                     numpy=np.random.get_state(), python=random.getstate())
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state['cuda'] = torch.cuda.get_rng_state_all()
+        checkpoint['random_state'] = self._pending = state
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         self._loaded = checkpoint.get('random_state', {})
@@ -83,11 +73,11 @@ class RandomStateHook(Hook):
     def before_train_epoch(self, runner) -> None:
         if self._pending is not None and \
                 not isinstance(runner.train_loop, IterBasedTrainLoop):
-            _set_random_state(self._pending, ('torch', 'numpy', 'python'))
+            _set_random_state(self._pending)
             self._pending = None
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
         if self._pending is not None:
-            _set_random_state(self._pending, ('torch', ))
+            _set_random_state(self._pending, torch_only=True)
             self._pending = None

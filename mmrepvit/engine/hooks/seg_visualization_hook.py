@@ -7,16 +7,14 @@ from mmengine.registry import HOOKS
 
 @HOOKS.register_module()
 class SegTestVisualizationHook(Hook):
-    """MMSegmentation's ``SegVisualizationHook`` for testing, without the
-    training set: what ``tools/test.py --show/--show-dir`` uses for
-    MMSegmentation configs.
+    """mmseg's ``SegVisualizationHook``, for tests without training data.
 
-    It draws every ``interval``-th test image (counting the images itself),
+    What ``tools/test.py --show/--show-dir`` uses for MMSegmentation configs,
     with the same arguments, names and files as mmseg's hook. mmseg 1.2's
-    hook passes ``runner.iter`` as the step, and reading ``runner.iter``
-    builds the train loop, hence the training dataloader: a test run failed
-    with FileNotFoundError where the training images are not there. Here the
-    step is 0, which ``runner.iter`` is in a test-only run.
+    hook passes ``runner.iter`` as the step, and reading it builds the train
+    loop, hence the training dataloader: a test run failed with
+    FileNotFoundError where the training images are not there. Here the step
+    is 0, which ``runner.iter`` is in a test-only run.
 
     Args:
         draw (bool): Whether to draw. Defaults to ``False``.

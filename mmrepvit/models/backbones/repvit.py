@@ -30,57 +30,50 @@ class RepViT(BaseModule):
 
     A re-parameterisable mobile CNN from `RepViT: Revisiting Mobile CNN
     From ViT Perspective <https://arxiv.org/abs/2307.09283>`_ (CVPR 2024).
-    Module and parameter names follow the official ``features.{i}`` layout
-    (``features.0`` is the stem, ``features.i`` the i-th block), so official
-    ImageNet, COCO and ADE20K checkpoints load without conversion;
-    timm-layout checkpoints are converted in memory.
+    Parameter names follow the official ``features.{i}`` layout (``features.0``
+    the stem, ``features.i`` the i-th block), so official checkpoints load
+    without conversion; timm-layout ones are converted in memory.
 
     Four stages at strides 4, 8, 16 and 32; every stage after the first
-    starts with a stride-2 block, preceded by a *pre-block*. ``stage_ends``
-    picks the paper's taps: ``'before_pre_block'`` (its detection code and
-    timm's stages; m1_1 outputs ``features`` 2, 6, 20, 24) or
-    ``'before_downsample'`` (its segmentation code; 3, 7, 21, 24). Both give
-    the same widths and strides.
+    starts with a stride-2 block, preceded by a *pre-block*.
 
     Args:
-        arch (str | dict): One of ``'m0_6'``, ``'m0_9'``, ``'m1_0'``,
-            ``'m1_1'``, ``'m1_5'``, ``'m2_3'``, or a dict with ``widths``
-            (output channels of each stage, even) and ``depths`` (blocks of
-            each stage, the stride-2 block included; at least 2 in every
-            stage but the last).
-            SE and downsampling follow :func:`block_settings`.
+        arch (str | dict): One of :attr:`arch_zoo` (``'m0_6'`` ...
+            ``'m2_3'``), or a dict with ``widths`` (even output channels per
+            stage) and ``depths`` (blocks per stage, the stride-2 block
+            included; at least 2 in every stage but the last); SE and
+            downsampling follow :func:`block_settings`.
             Defaults to ``'m1_1'``.
-        in_channels (int): Number of input image channels. Defaults to ``3``.
-        out_indices (int | Sequence[int]): Stages whose outputs are returned,
-            0-3 for the official arches; negative indices count from the end.
-            Defaults to ``(0, 1, 2, 3)``.
-        stage_ends (str): Where stages end, ``'before_pre_block'`` or
-            ``'before_downsample'`` (see above). Also decides which blocks
-            ``frozen_stages`` freezes. Defaults to ``'before_pre_block'``.
-        frozen_stages (int): Stages to freeze (parameters without gradients,
-            norm layers in eval mode): ``-1`` none, ``0`` the stem, ``k`` the
-            stem and the first ``k`` stages. Defaults to ``-1``.
+        in_channels (int): Input image channels. Defaults to ``3``.
+        out_indices (int | Sequence[int]): Stages whose outputs are returned;
+            negative indices count from the end. Defaults to ``(0, 1, 2, 3)``.
+        stage_ends (str): Where stages end (and so what ``frozen_stages``
+            freezes): ``'before_pre_block'`` as the paper's detection code and
+            timm (m1_1 taps ``features`` 2, 6, 20, 24) or
+            ``'before_downsample'`` as its segmentation code (3, 7, 21, 24);
+            the widths and strides are the same.
+            Defaults to ``'before_pre_block'``.
+        frozen_stages (int): ``-1`` freezes nothing, ``0`` the stem, ``k`` the
+            stem and the first ``k`` stages (no gradients, norms in eval
+            mode). Defaults to ``-1``.
         norm_eval (bool): Keep every BatchNorm in eval mode during training
-            (frozen running statistics; affine parameters still learn), as
-            the official detection and segmentation code does.
+            (frozen statistics, affine parameters still learn), as the
+            official detection and segmentation code does.
             Defaults to ``False``.
-        norm_cfg (dict): Norm layer config for mmcv's ``build_norm_layer``,
-            e.g. ``dict(type='BN')``, ``dict(type='SyncBN')`` or
-            ``dict(type='GN', num_groups=8)``; only BatchNorm can be fused
-            for deployment. Defaults to ``dict(type='BN')``.
-        drop_path_rate (float): Stochastic depth rate of the residual channel
-            mixers, rising linearly from 0 over the blocks. The official
-            network uses none. Defaults to ``0.``.
+        norm_cfg (dict): Config for mmcv's ``build_norm_layer``, e.g.
+            ``dict(type='SyncBN')``; only BatchNorm can be fused.
+            Defaults to ``dict(type='BN')``.
+        drop_path_rate (float): Stochastic depth of the channel mixers, rising
+            linearly from 0 over the blocks (the official network uses none).
+            Defaults to ``0.``.
         with_cp (bool): Gradient checkpointing per block: the same outputs,
-            gradients and BatchNorm statistics, with less activation memory
-            and about one more forward pass of compute. Defaults to ``False``.
-        deploy (bool): Build the fused (re-parameterised) form directly, for
-            checkpoints saved after :meth:`switch_to_deploy`.
-            Defaults to ``False``.
-        init_cfg (dict | list[dict] | None): Initialisation config;
-            ``dict(type='Pretrained', checkpoint=PATH_OR_URL, prefix=...)``
-            loads official, timm, MMEngine and plain checkpoints (see
-            :meth:`load_pretrained`). Defaults to ``None``.
+            gradients and BatchNorm statistics for less activation memory and
+            about one more forward pass. Defaults to ``False``.
+        deploy (bool): Build the fused form directly, for checkpoints saved
+            after :meth:`switch_to_deploy`. Defaults to ``False``.
+        init_cfg (dict | list[dict] | None): Initialisation config; a
+            ``dict(type='Pretrained', checkpoint=..., prefix=...)`` entry
+            loads with :meth:`load_pretrained`. Defaults to ``None``.
 
     Example:
         >>> import torch
@@ -130,9 +123,9 @@ class RepViT(BaseModule):
         self.stage_ends = stage_ends
         self.stage_outputs = stage_outputs(self.arch_settings['depths'],
                                            stage_ends)
-        self.out_indices = parse_out_indices(
-            out_indices, len(self.stage_outputs), self.arch_name)
         num_stages = len(self.stage_outputs)
+        self.out_indices = parse_out_indices(out_indices, num_stages,
+                                             self.arch_name)
         if not -1 <= frozen_stages <= num_stages:
             raise ValueError(
                 f'frozen_stages must be in [-1, {num_stages}] (-1: none, 0: '
@@ -142,15 +135,13 @@ class RepViT(BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
 
-        # Width and stride of every output, so that callers such as FPN
-        # never hard-code them.
         widths = self.arch_settings['widths']
         self.feature_info = [
             dict(num_chs=widths[i], reduction=4 * 2**i,
                  module=f'features.{self.stage_outputs[i]}')
             for i in self.out_indices
         ]
-        self.out_channels = [info['num_chs'] for info in self.feature_info]
+        self.out_channels = [widths[i] for i in self.out_indices]
         self._freeze_stages()
 
     @classmethod
@@ -218,9 +209,8 @@ class RepViT(BaseModule):
         return self
 
     def init_weights(self):
-        """Apply ``init_cfg``; a ``dict(type='Pretrained', checkpoint=...,
-        prefix=...)`` entry loads with :meth:`load_pretrained`, after the
-        other entries (MMEngine's order)."""
+        """Apply ``init_cfg``, a ``Pretrained`` entry last (as MMEngine does)
+        and with :meth:`load_pretrained`."""
         cfg = self.init_cfg
         entries = list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
         pretrained = [c for c in entries
@@ -238,8 +228,7 @@ class RepViT(BaseModule):
                 super().init_weights()
             finally:
                 self.init_cfg = cfg
-        pretrained = dict(pretrained[0])
-        pretrained.pop('type')
+        pretrained = {k: v for k, v in pretrained[0].items() if k != 'type'}
         unknown = set(pretrained) - {'checkpoint', 'prefix', 'map_location'}
         if unknown:
             raise ValueError(
@@ -252,30 +241,29 @@ class RepViT(BaseModule):
                         prefix: Optional[str] = None, map_location='cpu',
                         logger='current', source: Optional[str] = None
                         ) -> BackboneState:
-        """Load backbone weights: the one loading path of mmrepvit.
+        """Load backbone weights; the one loading path of mmrepvit.
 
-        Reads safely (:func:`mmrepvit.utils.read_checkpoint`), takes the
-        backbone tensors in the official layout (timm layout converted,
-        ``prefix`` and DDP's ``module.`` stripped, classification heads
-        dropped), checks them against this backbone and loads them with
-        ``load_state_dict`` (:meth:`_load_from_state_dict` adapts the form).
+        The checkpoint is read safely (:func:`mmrepvit.utils.read_checkpoint`)
+        and its backbone tensors (see :func:`backbone_state_dict`) are checked
+        against this backbone, then loaded with ``load_state_dict``, whose
+        :meth:`_load_from_state_dict` adapts the form.
 
         Args:
-            checkpoint (str | dict): A local path or an http(s) URL, or a
-                checkpoint already read (named by ``source`` in errors).
+            checkpoint (str | dict): A local path, an http(s) URL, or a
+                checkpoint already read.
             prefix (str, optional): Key prefix of the backbone, e.g.
                 ``'backbone.'``. Defaults to ``None``.
             map_location: Where tensors are loaded. Defaults to ``'cpu'``.
             logger: Where the report goes. Defaults to ``'current'``.
-            source (str, optional): The name of a checkpoint given as a
+            source (str, optional): How errors name a checkpoint given as a
                 dict. Defaults to ``None``.
 
         Returns:
-            BackboneState: the tensors loaded, the layout the file was in, and
-            the keys dropped (classification heads), missing and unexpected.
+            BackboneState: The tensors loaded, the file's layout, and the keys
+            dropped (classification heads), missing and unexpected.
 
         Raises:
-            ValueError: no tensor matches, shapes differ (another arch or
+            ValueError: No tensor matches, shapes differ (another arch or
                 ``in_channels``), or fused weights meet the training form.
         """
         if isinstance(checkpoint, str):
@@ -283,8 +271,8 @@ class RepViT(BaseModule):
             checkpoint = read_checkpoint(source, map_location)
         name = f'checkpoint {source!r}'
         own = self.state_dict()
-        training = self._training_form('meta').state_dict() if self.deploy \
-            else own
+        training = (self._training_form('meta').state_dict() if self.deploy
+                    else own)
         state, layout, dropped, missing, unexpected = backbone_state_dict(
             checkpoint, prefix, name, check=dict(
                 training=training, deploy=own if self.deploy else None,
@@ -319,9 +307,9 @@ class RepViT(BaseModule):
     def switch_to_deploy(self) -> 'RepViT':
         """Fuse every Conv2d-BN and RepVGGDW into one convolution, in place.
 
-        The fused network computes what this one computes in eval mode (the
-        BatchNorm running statistics are folded in), so calling it in
-        training mode warns; on a fused network it does nothing.
+        The BatchNorm running statistics are folded in, so the result matches
+        this network in eval mode only (training mode warns). A fused network
+        is left as it is.
 
         Returns:
             RepViT: ``self``.
@@ -343,12 +331,9 @@ class RepViT(BaseModule):
         self._freeze_stages()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Load weights of either form into either form: the only place
-        where the backbone adapts its form, for every ``load_state_dict``
-        (:meth:`load_pretrained`, ``tools/test.py``, the inferencers).
-
-        Fused weights switch a training-form backbone to the deploy form;
-        training-form weights are fused on the way into a deploy-form one.
+        """Load either form into either form (the one place that adapts it):
+        fused weights switch a training-form backbone to the deploy form,
+        training-form weights are fused on their way into a deploy-form one.
         """
         own = {k[len(prefix):]: v for k, v in state_dict.items()
                if k.startswith(prefix)}
@@ -370,12 +355,11 @@ class RepViT(BaseModule):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _fuse_state(self, state: dict, name: str) -> dict:
-        """The deploy-form state dict of training-form weights: loaded into
-        a training-form twin, which is fused. Keys other than those
-        :meth:`load_pretrained` reported missing must all be there: fusing
-        without them would silently use random weights."""
+        """Fuse training-form weights through a training-form twin."""
         training = self._training_form()
         result = training.load_state_dict(state, strict=False)
+        # Only keys load_pretrained reported missing may be absent: fusing
+        # without the others would silently use random weights.
         may_miss = getattr(self, '_fill_missing', ())
         missing = [k for k in result.missing_keys if k not in may_miss
                    and not k.endswith('num_batches_tracked')]

@@ -1,10 +1,9 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Building blocks of RepViT and their re-parameterisation.
 
-Every fusable module has a ``fuse()`` method that returns the single module
-replacing it in deploy form. Child names follow the official RepViT checkpoints
-(``c``/``bn``, ``conv``/``conv1``/``bn``, ``fc1``/``fc2``, ``m``) so that
-official weights load without conversion.
+Every fusable module has a ``fuse()`` method returning the module that replaces
+it in deploy form. Child names (``c``/``bn``, ``conv``/``conv1``/``bn``,
+``fc1``/``fc2``, ``m``) follow the official checkpoints.
 """
 import contextlib
 from typing import List, NamedTuple, Optional, Sequence, Tuple
@@ -18,9 +17,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 
 def build_norm(norm_cfg: Optional[dict], num_features: int) -> nn.Module:
-    """A norm layer from a config such as ``dict(type='BN')``, built by mmcv's
-    :func:`~mmcv.cnn.build_norm_layer` (BN, SyncBN, GN, LN, IN and any type
-    registered in MMEngine's ``MODELS``)."""
+    """Build a norm layer with mmcv's :func:`~mmcv.cnn.build_norm_layer`."""
     norm_cfg = norm_cfg or dict(type='BN')
     try:
         return build_norm_layer(norm_cfg, num_features)[1]
@@ -33,27 +30,25 @@ def build_norm(norm_cfg: Optional[dict], num_features: int) -> nn.Module:
 
 def _fold_bn(weight: torch.Tensor, bias: Optional[torch.Tensor],
              bn: _BatchNorm):
-    """Fold an eval-mode BatchNorm that follows a conv into the conv's weight
-    and bias. Computed in float64 and returned in float64."""
+    """Fold an eval-mode BatchNorm into the preceding conv's weight and bias.
+
+    Computed and returned in float64, so that :func:`_make_conv` rounds once.
+    """
     if not isinstance(bn, _BatchNorm):
         raise TypeError(
             f'Only BatchNorm folds into a convolution; this RepViT uses '
             f'{type(bn).__name__} (norm_cfg), so it cannot be '
             f're-parameterised. Train with BN or SyncBN to deploy fused.')
-    w = weight.detach().double()
-    b = (torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
-         if bias is None else bias.detach().double())
+    b = 0.0 if bias is None else bias.detach().double()
     std = (bn.running_var.double() + bn.eps).sqrt()
     scale = bn.weight.detach().double() / std
-    w = w * scale.reshape(-1, 1, 1, 1)
-    b = bn.bias.detach().double() + (b - bn.running_mean.double()) * scale
-    return w, b
+    return (weight.detach().double() * scale.reshape(-1, 1, 1, 1),
+            bn.bias.detach().double() + (b - bn.running_mean.double()) * scale)
 
 
 def _make_conv(ref: nn.Conv2d, weight: torch.Tensor,
                bias: torch.Tensor) -> nn.Conv2d:
-    """A conv with ``ref``'s geometry holding the given (float64) weight and
-    bias, cast back to ``ref``'s dtype and device."""
+    """A conv like ``ref`` (dtype and device too) holding weight and bias."""
     conv = nn.Conv2d(
         ref.in_channels, ref.out_channels, ref.kernel_size, ref.stride,
         ref.padding, ref.dilation, ref.groups, bias=True,
@@ -71,10 +66,9 @@ class Conv2dBN(nn.Sequential):
                  groups: int = 1, bn_weight_init: float = 1.0,
                  norm_cfg: Optional[dict] = None):
         super().__init__()
-        self.add_module('c', nn.Conv2d(in_channels, out_channels, kernel_size,
-                                       stride, padding, groups=groups,
-                                       bias=False))
-        self.add_module('bn', build_norm(norm_cfg, out_channels))
+        self.c = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                           padding, groups=groups, bias=False)
+        self.bn = build_norm(norm_cfg, out_channels)
         nn.init.constant_(self.bn.weight, bn_weight_init)
         nn.init.constant_(self.bn.bias, 0)
 
@@ -88,8 +82,7 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1,
             stride: int = 1, padding: int = 0, groups: int = 1,
             bn_weight_init: float = 1.0, norm_cfg: Optional[dict] = None,
             deploy: bool = False) -> nn.Module:
-    """A :class:`Conv2dBN`, or in deploy form the Conv2d with bias it fuses
-    into."""
+    """A :class:`Conv2dBN`, or in deploy form the Conv2d it fuses into."""
     if deploy:
         return nn.Conv2d(in_channels, out_channels, kernel_size, stride,
                          padding, groups=groups, bias=True)
@@ -98,9 +91,8 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1,
 
 
 class RepVGGDW(nn.Module):
-    """Re-parameterisable depthwise token mixer: ``bn(conv(x) + conv1(x) + x)``
-    with a 3x3 depthwise Conv2dBN ``conv`` and a 1x1 depthwise conv
-    ``conv1``."""
+    """Re-parameterisable depthwise token mixer ``bn(conv(x) + conv1(x) + x)``
+    (``conv`` a 3x3 depthwise Conv2dBN, ``conv1`` a 1x1 depthwise conv)."""
 
     def __init__(self, channels: int, norm_cfg: Optional[dict] = None):
         super().__init__()
@@ -127,10 +119,9 @@ class RepVGGDW(nn.Module):
 
 
 class SqueezeExcite(nn.Module):
-    """Squeeze-and-excitation: mean pool, 1x1 conv (``fc1``), ReLU, 1x1 conv
-    (``fc2``), sigmoid gate. The reduced width is ``channels / 4`` rounded to
-    the nearest multiple of 8 (halves round up), at least 8, as in the official
-    networks."""
+    """Squeeze-and-excitation: mean pool, 1x1 conv ``fc1``, ReLU, 1x1 conv
+    ``fc2``, sigmoid gate. As in the official networks the reduced width is
+    ``channels / 4`` rounded to the nearest multiple of 8 (halves up), >= 8."""
 
     def __init__(self, channels: int, rd_ratio: float = 0.25,
                  divisor: int = 8):
@@ -161,8 +152,7 @@ class Residual(nn.Module):
 
 
 class BlockSetting(NamedTuple):
-    """One RepViT block: output width, stride (1 or 2), and whether it has
-    SE."""
+    """Output width, stride (1 or 2) and SE of one RepViT block."""
     width: int
     stride: int
     use_se: bool
@@ -202,9 +192,8 @@ STAGE_ENDS = ('before_pre_block', 'before_downsample')
 
 
 def stage_outputs(depths: Sequence[int], stage_ends: str) -> List[int]:
-    """The block index (in ``features``, 0 the stem) each stage's output is
-    taken from, for stages ending ``'before_pre_block'`` or
-    ``'before_downsample'``."""
+    """The index in ``features`` (0 the stem) of each stage's output block,
+    for ``stage_ends`` in :data:`STAGE_ENDS`."""
     if stage_ends not in STAGE_ENDS:
         raise ValueError(f'stage_ends must be one of {STAGE_ENDS}, got '
                          f'{stage_ends!r}.')
@@ -234,8 +223,8 @@ def custom_arch(arch: dict) -> dict:
             f'depths.')
     if any(not isinstance(w, int) or w < 2 or w % 2 for w in widths):
         raise ValueError(f'widths must be even ints >= 2, got {widths}.')
-    if any(not isinstance(d, int) or d < 2 for d in depths[:-1]) or \
-            not isinstance(depths[-1], int) or depths[-1] < 1:
+    minimum = [2] * (len(depths) - 1) + [1]
+    if any(not isinstance(d, int) or d < m for d, m in zip(depths, minimum)):
         raise ValueError(
             f'depths must be ints, at least 2 in every stage but the last '
             f'(the stride-2 block and the pre-block) and at least 1 in '
@@ -293,8 +282,8 @@ class RepViTBlock(nn.Module):
 def build_features(arch: dict, in_channels: int, norm_cfg: Optional[dict],
                    deploy: bool, drop_path_rate: float) -> nn.ModuleList:
     """RepViT's ``features``: the stem (two stride-2 3x3 Conv2dBN with GELU
-    between) and the blocks of ``arch`` (``dict(widths=..., depths=...)``),
-    stochastic depth rising linearly to ``drop_path_rate``."""
+    between), then the blocks of ``arch`` with stochastic depth rising
+    linearly to ``drop_path_rate``."""
     blocks = block_settings(**arch)
     width = blocks[0].width
     stem = nn.Sequential(
@@ -302,6 +291,7 @@ def build_features(arch: dict, in_channels: int, norm_cfg: Optional[dict],
                 deploy=deploy), nn.GELU(),
         conv_bn(width // 2, width, 3, 2, 1, norm_cfg=norm_cfg,
                 deploy=deploy))
+    # On the CPU even under torch.device('meta') (RepViT._training_form).
     drop_rates = torch.linspace(0, drop_path_rate, len(blocks),
                                 device='cpu').tolist()
     features = [stem]
@@ -348,12 +338,10 @@ def fuse_modules(module: nn.Module) -> int:
 
 @contextlib.contextmanager
 def preserved_norm_stats(module: nn.Module):
-    """Restore the running statistics of every norm layer in ``module`` on
-    exit.
+    """Restore the running statistics of ``module``'s norm layers on exit.
 
-    Used around the recomputation pass of gradient checkpointing so that a
-    block in training mode updates its BatchNorm statistics once per step, as
-    it does without checkpointing.
+    Around the recomputation of gradient checkpointing, so that a block in
+    training mode updates them once per step, as without checkpointing.
     """
     saved = [(buf, buf.clone()) for m in module.modules()
              if isinstance(m, nn.modules.batchnorm._NormBase)

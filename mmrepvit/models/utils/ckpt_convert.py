@@ -1,8 +1,8 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""RepViT state dicts: official <-> timm layout conversion, fused-form
-detection, the backbone part of a checkpoint and its fit to a backbone.
-State dicts only: reading files is :mod:`mmrepvit.utils.checkpoint`'s job,
-loading :meth:`mmrepvit.RepViT.load_pretrained`'s."""
+"""RepViT state dicts: official <-> timm layout, fused-form detection, the
+backbone part of a checkpoint and its fit to a backbone. Reading files is
+:mod:`mmrepvit.utils.checkpoint`'s job, loading
+:meth:`mmrepvit.RepViT.load_pretrained`'s."""
 import re
 from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Optional, Tuple
@@ -29,10 +29,10 @@ _TOP_MAP = (('features.0.0.', 'stem.conv1.'), ('features.0.2.', 'stem.conv2.'),
 
 def extract_state_dict(ckpt: dict, prefix: Optional[str] = None,
                        source: str = 'checkpoint') -> StateDict:
-    """Return the tensors of a checkpoint: the ``state_dict`` entry (MMEngine,
-    MMDetection, MMSegmentation), the ``model`` entry (official RepViT) or the
-    dict itself (plain state dict). ``module.`` (DDP) is stripped; with
-    ``prefix`` only keys under it are kept, with the prefix removed."""
+    """The tensors of a checkpoint: its ``state_dict`` entry (MMEngine), its
+    ``model`` entry (official RepViT) or itself (plain state dict), DDP's
+    ``module.`` stripped; with ``prefix``, only keys under it, prefix removed.
+    """
     if not isinstance(ckpt, dict):
         raise TypeError(f'{source} holds a {type(ckpt).__name__}, not a dict '
                         f'of tensors.')
@@ -45,9 +45,8 @@ def extract_state_dict(ckpt: dict, prefix: Optional[str] = None,
         if not isinstance(v, torch.Tensor):
             raise TypeError(
                 f'{source}: entry {k!r} is a {type(v).__name__}, not a '
-                f'tensor; '
-                f'expected a state dict or a dict with a "state_dict" or '
-                f'"model" entry (top-level keys: {list(ckpt)[:8]}).')
+                f'tensor; expected a state dict or a dict with a "state_dict" '
+                f'or "model" entry (top-level keys: {list(ckpt)[:8]}).')
         state[k[7:] if k.startswith('module.') else k] = v
     if prefix:
         if not prefix.endswith('.'):
@@ -64,14 +63,14 @@ def extract_state_dict(ckpt: dict, prefix: Optional[str] = None,
 
 
 def detect_layout(state: Dict[str, torch.Tensor]) -> str:
-    """``'timm'`` for timm's ``stem``/``stages`` layout, else
-    ``'official'``."""
+    """``'timm'`` for timm's ``stem``/``stages`` keys, else ``'official'``."""
     if any(k.startswith(('stem.', 'stages.')) for k in state):
         return 'timm'
     return 'official'
 
 
 def _rename(key: str, table, reverse: bool = False) -> Optional[str]:
+    """Rename ``key`` by the first matching prefix pair of ``table``."""
     for a, b in table:
         src, dst = (b, a) if reverse else (a, b)
         if key.startswith(src):
@@ -82,8 +81,7 @@ def _rename(key: str, table, reverse: bool = False) -> Optional[str]:
 def official_to_timm(state: Dict[str, torch.Tensor]) -> StateDict:
     """Convert an official-layout RepViT state dict to timm's layout.
 
-    The block structure is read from the keys (stride-2 blocks are the ones
-    with a ``token_mixer.2``), so no arch is needed.
+    Stride-2 blocks are found by their ``token_mixer.2``, so no arch is needed.
 
     Args:
         state (dict): ``features.{i}`` keys (and ``classifier.`` ones).
@@ -136,8 +134,7 @@ def official_to_timm(state: Dict[str, torch.Tensor]) -> StateDict:
 
 
 def timm_to_official(state: Dict[str, torch.Tensor]) -> StateDict:
-    """Convert a timm-layout RepViT state dict to the official layout (the
-    inverse of :func:`official_to_timm`).
+    """Convert a timm-layout RepViT state dict to the official layout.
 
     Args:
         state (dict): timm's ``stem``/``stages`` (and ``head``) keys.
@@ -190,27 +187,12 @@ def timm_to_official(state: Dict[str, torch.Tensor]) -> StateDict:
 
 
 def is_fused(state: Dict[str, torch.Tensor]) -> bool:
-    """Whether an official-layout state dict holds a fused RepViT.
-
-    Args:
-        state (dict): Backbone weights.
-
-    Returns:
-        bool: True when the stem's first conv is ``features.0.0.weight``
-        (after fusion), not ``features.0.0.c.weight`` (before).
-    """
+    """Whether an official-layout state dict holds a fused RepViT."""
     return FUSED_KEY in state
 
 
 def is_unfused(state: Dict[str, torch.Tensor]) -> bool:
-    """Whether an official-layout state dict holds a training-form RepViT.
-
-    Args:
-        state (dict): Backbone weights.
-
-    Returns:
-        bool: True when the stem's first conv is ``features.0.0.c.weight``.
-    """
+    """Whether an official-layout state dict holds a training-form RepViT."""
     return UNFUSED_KEY in state
 
 
@@ -229,21 +211,21 @@ def backbone_state_dict(ckpt: dict, prefix: Optional[str] = None,
     """The RepViT backbone tensors of a checkpoint, in the official layout.
 
     Args:
-        ckpt (dict): A checkpoint as read
-            (:func:`mmrepvit.utils.read_checkpoint`).
+        ckpt (dict): A checkpoint as read by
+            :func:`mmrepvit.utils.read_checkpoint`.
         prefix (str, optional): Key prefix of the backbone, e.g.
             ``'backbone.'`` for a whole detector. Defaults to ``None``.
         source (str): How errors name the checkpoint.
             Defaults to ``'checkpoint'``.
-        check (dict, optional): The arguments of :func:`check_backbone_fit`
-            but ``state`` and ``source``: the tensors are checked against
-            that backbone. Defaults to ``None`` (no check).
+        check (dict, optional): Arguments of :func:`check_backbone_fit` but
+            ``state`` and ``source``, to check the tensors against that
+            backbone. Defaults to ``None`` (no check).
 
     Returns:
-        BackboneState: the tensors (timm layout converted, DDP's ``module.``
-        and ``prefix`` stripped, classification heads dropped), the layout
-        the file was in, the dropped head keys and, with ``check``, the
-        missing and unexpected keys.
+        BackboneState: The tensors (timm layout converted, DDP's ``module.``
+        and ``prefix`` stripped, classification heads dropped), the file's
+        layout, the dropped head keys and, with ``check``, the missing and
+        unexpected keys.
     """
     state = extract_state_dict(ckpt, prefix, source)
     layout = detect_layout(state)
@@ -252,9 +234,9 @@ def backbone_state_dict(ckpt: dict, prefix: Optional[str] = None,
     dropped = [k for k in state if k.startswith(HEAD_PREFIXES)]
     for k in dropped:
         del state[k]
-    fit = check_backbone_fit(state, source=source, **check) if check \
-        else ([], [])
-    return BackboneState(state, layout, dropped, *fit)
+    missing, unexpected = (check_backbone_fit(state, source=source, **check)
+                           if check else ([], []))
+    return BackboneState(state, layout, dropped, missing, unexpected)
 
 
 def check_backbone_fit(state: Dict[str, torch.Tensor],
@@ -267,32 +249,31 @@ def check_backbone_fit(state: Dict[str, torch.Tensor],
     Args:
         state (dict): The weights to load (official layout).
         training (dict): The state dict of the backbone's training form.
-        deploy (dict, optional): That of its deploy form, for a backbone
-            built in deploy form; None for a training-form backbone, which
-            fused weights cannot initialise.
+        deploy (dict, optional): That of its deploy form; None for a
+            training-form backbone, which fused weights cannot initialise.
         source (str): How errors name the checkpoint.
         arch (str): The backbone's arch name, for errors.
         in_channels (int): The backbone's input channels, for errors.
 
     Returns:
-        tuple[list[str], list[str]]: the keys of ``own`` that ``state``
-        lacks, and the keys of ``state`` that ``own`` does not have.
+        tuple[list[str], list[str]]: The backbone's keys that ``state`` lacks,
+        and the keys of ``state`` that the backbone does not have.
 
     Raises:
-        ValueError: a shape differs (another arch, or other input
-            channels), no key matches, or fused weights meet a training-form
-            backbone.
+        ValueError: A shape differs (another arch, or other input channels),
+            no key matches, or fused weights meet a training-form backbone.
     """
-    if is_fused(state) and deploy is None:
+    fused = is_fused(state)
+    if fused and deploy is None:
         raise ValueError(
             f'{source} holds a fused (re-parameterised) RepViT; build the '
             f'backbone with deploy=True to load it.')
-    own = deploy if is_fused(state) else training
+    own = deploy if fused else training
     mismatched = [
         f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
         for k, v in state.items() if k in own and own[k].shape != v.shape
     ]
-    stem = 'features.0.0.c.weight'
+    stem = UNFUSED_KEY
     if (len(mismatched) == 1 and stem in state and stem in own
             and state[stem].shape[1] != own[stem].shape[1]):
         raise ValueError(
