@@ -18,7 +18,6 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmrepvit.utils.checks import check_config, leaf_datasets
-from mmrepvit.utils.compat import run_job
 from mmrepvit.utils.config import parse_tool_args
 
 
@@ -201,7 +200,7 @@ def main():
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
-    run_job(runner.test)
+    runner.test()
 
 
 if __name__ == '__main__':

@@ -16,7 +16,6 @@ from mmengine.runner import Runner
 from mmrepvit.engine import refuse_unfit_checkpoint
 from mmrepvit.utils import find_resume_checkpoint
 from mmrepvit.utils.checks import check_config
-from mmrepvit.utils.compat import run_job
 from mmrepvit.utils.config import parse_tool_args
 
 
@@ -84,7 +83,7 @@ def main():
         # resuming needs every weight, fine-tuning (load_from) at least one
         refuse_unfit_checkpoint(runner, cfg.load_from,
                                 whole=bool(cfg.get('resume')))
-    run_job(runner.train)
+    runner.train()
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 from .hooks import (
     AtomicCheckpointHook,
+    DistributedJobHook,
     FuseModelHook,
     RandomStateHook,
     RefuseUnfitCheckpointHook,
@@ -8,6 +9,6 @@ from .hooks import (
     refuse_unfit_checkpoint,
 )
 
-__all__ = ['AtomicCheckpointHook', 'FuseModelHook', 'RandomStateHook',
-           'RefuseUnfitCheckpointHook', 'SegTestVisualizationHook',
-           'refuse_unfit_checkpoint']
+__all__ = ['AtomicCheckpointHook', 'DistributedJobHook', 'FuseModelHook',
+           'RandomStateHook', 'RefuseUnfitCheckpointHook',
+           'SegTestVisualizationHook', 'refuse_unfit_checkpoint']

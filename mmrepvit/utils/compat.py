@@ -13,10 +13,10 @@ upstream version it is for and how to tell that it can go.
 - :func:`safe_load_kwargs`: PyTorch < 2.4 has no ``add_safe_globals``; a
   restricted unpickler with the same allow-list reads there. Can go with
   support for PyTorch < 2.4.
-- :func:`run_job`: with gloo, PyTorch 2.1 to 2.13 on Python 3.11+ aborts at
-  interpreter exit after a finished job ("terminate called without an
-  active exception"). Can go when a CPU ``tools/dist_train.sh`` run exits 0
-  without it.
+- :func:`end_gloo_job`: with gloo, PyTorch 2.1 to 2.13 on Python 3.11+
+  aborts at interpreter exit after a finished job ("terminate called
+  without an active exception"). Can go when a CPU ``tools/dist_train.sh``
+  run exits 0 without it.
 - :func:`write_test_metrics_on_rank0_only`: MMEngine 0.10.7's LoggerHook
   writes the test metrics JSON on every rank, into one file. Can go once
   ``LoggerHook.after_test_epoch`` writes on the main process only.
@@ -177,16 +177,12 @@ def calibration_cache_kwargs(path: str) -> dict:
         'calibration_cache_path' in params else {}
 
 
-def run_job(job) -> None:
-    """Run ``job`` (``runner.train`` or ``runner.test``) and end the
-    process as a distributed job must.
-
-    A test job writes its metrics file on rank 0 only. Without a process
-    group, or with NCCL, this is ``job()``. With gloo, a finished job ends
-    the process here with status 0, after a barrier, the process group's
-    destruction, the ``atexit`` handlers and a flush, but without the
-    interpreter's finalisation; an exception from the job propagates, so a
-    rank that fails still fails the job.
+def end_gloo_job() -> None:
+    """End this process with status 0 if it is a rank of a gloo process
+    group, after a barrier, the group's destruction, the ``atexit``
+    handlers and a flush, but without the interpreter's finalisation; else
+    do nothing. :class:`mmrepvit.engine.DistributedJobHook` calls it once a
+    job finished.
 
     Why: gloo's worker threads drop the last reference to a collective's
     tensor after completing it, which needs the GIL; once the main thread
@@ -200,9 +196,6 @@ def run_job(job) -> None:
     import sys
 
     import torch.distributed as dist
-    if getattr(job, '__name__', None) == 'test':
-        write_test_metrics_on_rank0_only(job.__self__)
-    job()
     if not (dist.is_available() and dist.is_initialized()) or \
             dist.get_backend() != 'gloo':
         return

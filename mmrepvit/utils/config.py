@@ -122,8 +122,9 @@ def parse_tool_args(parser, argv=None):
 
 def tool_config(args) -> Config:
     """The config of ``tools/train.py`` / ``tools/test.py`` with
-    ``--cfg-options``, ``--work-dir`` and ``--launcher`` applied, and
-    distributed runs moved to gloo on a machine without CUDA."""
+    ``--cfg-options``, ``--work-dir`` and ``--launcher`` applied: a
+    distributed run gets :class:`~mmrepvit.engine.DistributedJobHook`, and
+    moves to gloo on a machine without CUDA."""
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     cfg = load_config(args.config, args.cfg_options)
@@ -133,8 +134,11 @@ def tool_config(args) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        use_cpu_distributed(cfg)
+    if args.launcher != 'none':
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='DistributedJobHook')]
+        if not torch.cuda.is_available():
+            use_cpu_distributed(cfg)
     return cfg
 
 

@@ -33,7 +33,6 @@ from mmrepvit.apis import OnnxRunner, unwrap_model
 from mmrepvit.apis.runtime import BACKENDS
 from mmrepvit.engine import refuse_unfit_checkpoint
 from mmrepvit.utils.checks import check_config
-from mmrepvit.utils.compat import run_job
 from mmrepvit.utils.config import add_common_args, tool_config
 
 
@@ -225,7 +224,7 @@ def main():
     runs = use_onnx(model, part, run, labels)
     what = f'{args.onnx} ({part}) in {args.backend} ({args.precision})'
     runner.register_hook(OnnxMetricsHook(args.out, what, runs))
-    run_job(runner.test)
+    runner.test()
 
 
 if __name__ == '__main__':

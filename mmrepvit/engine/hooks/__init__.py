@@ -1,5 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 from .atomic_checkpoint_hook import AtomicCheckpointHook
+from .distributed_job_hook import DistributedJobHook
 from .fuse_model_hook import FuseModelHook
 from .random_state_hook import RandomStateHook
 from .refuse_unfit_checkpoint_hook import (
@@ -8,6 +9,6 @@ from .refuse_unfit_checkpoint_hook import (
 )
 from .seg_visualization_hook import SegTestVisualizationHook
 
-__all__ = ['AtomicCheckpointHook', 'FuseModelHook', 'RandomStateHook',
-           'RefuseUnfitCheckpointHook', 'SegTestVisualizationHook',
-           'refuse_unfit_checkpoint']
+__all__ = ['AtomicCheckpointHook', 'DistributedJobHook', 'FuseModelHook',
+           'RandomStateHook', 'RefuseUnfitCheckpointHook',
+           'SegTestVisualizationHook', 'refuse_unfit_checkpoint']
