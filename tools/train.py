@@ -13,7 +13,6 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmrepvit.engine import refuse_unfit_checkpoint
 from mmrepvit.utils import find_resume_checkpoint
 from mmrepvit.utils.checks import check_config
 from mmrepvit.utils.config import parse_tool_args
@@ -76,13 +75,14 @@ def main():
         cfg.resume = True
         cfg.load_from = args.resume
     check_config(cfg, ['train_dataloader', 'val_dataloader'])
+    if cfg.get('load_from'):
+        # resuming needs every weight, fine-tuning (load_from) at least one
+        cfg.custom_hooks.append(dict(
+            type='RefuseUnfitCheckpointHook', checkpoint=cfg.load_from,
+            whole=bool(cfg.get('resume'))))
 
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
               RUNNERS.build(cfg))
-    if cfg.get('load_from'):
-        # resuming needs every weight, fine-tuning (load_from) at least one
-        refuse_unfit_checkpoint(runner, cfg.load_from,
-                                whole=bool(cfg.get('resume')))
     runner.train()
 
 

@@ -31,9 +31,8 @@ from mmengine.runner import Runner
 
 from mmrepvit.apis import OnnxRunner, unwrap_model
 from mmrepvit.apis.runtime import BACKENDS
-from mmrepvit.engine import refuse_unfit_checkpoint
 from mmrepvit.utils.checks import check_config
-from mmrepvit.utils.config import add_common_args, tool_config
+from mmrepvit.utils.config import add_common_args, checked, tool_config
 
 
 def build_parser():
@@ -48,8 +47,9 @@ def build_parser():
     parser.add_argument('--precision', choices=['fp32', 'bf16'],
                         default='fp32', help='bf16: OpenVINO only, on a '
                         'CPU with AMX or AVX-512 BF16')
-    parser.add_argument('--threads', type=int, help='intra-op threads of '
-                        'the backend (default: one per core)')
+    parser.add_argument('--threads', type=checked(
+        int, lambda v: v >= 1, 'an integer >= 1'), help='intra-op threads '
+        'of the backend (default: one per core)')
     parser.add_argument('--out', help='write the metrics to this JSON file')
     add_common_args(parser)
     return parser
@@ -188,17 +188,16 @@ def build_runner(parser, args):
         check_config(cfg, ['test_dataloader'])
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
-    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
-              RUNNERS.build(cfg))
-    refuse_unfit_checkpoint(runner, args.checkpoint)
-    return runner
+    # refuse a checkpoint that leaves weights random (when the run loads it)
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [dict(
+        type='RefuseUnfitCheckpointHook', checkpoint=args.checkpoint)]
+    return (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
+            RUNNERS.build(cfg))
 
 
 def main():
     parser = build_parser()
     args = parser.parse_args()
-    if args.threads is not None and args.threads < 1:
-        parser.error(f'--threads is a positive number, got {args.threads}')
     try:
         run = OnnxRunner(args.onnx, args.backend, args.precision,
                          args.threads)
