@@ -2,6 +2,7 @@
 """Fuse (re-parameterise) every RepViT inside a whole model for inference,
 and run its backbone and neck in channels_last."""
 import copy
+import itertools
 from typing import List
 
 import torch
@@ -82,19 +83,28 @@ def fuse_model(model: nn.Module, channels_last: bool = False) -> nn.Module:
 
 
 def deploy_copy(model: nn.Module) -> nn.Module:
-    """A fused, unwrapped copy of ``model`` in float32 on the CPU, in eval
-    mode: what is exported.
+    """The fused, unwrapped ``model`` in float32 on the CPU, in eval mode:
+    what is exported. A copy, unless the model is in that form already.
 
     Args:
         model (nn.Module): A model holding a RepViT, wrapped or not.
 
     Returns:
-        nn.Module: The copy (``model`` is not changed).
+        nn.Module: The copy (``model`` is not changed), or the unwrapped
+        model itself where it needs no change.
 
     Raises:
         ValueError: The model holds no RepViT.
     """
-    return fuse_model(copy.deepcopy(unwrap_model(model)).cpu().float())
+    net = unwrap_model(model)
+    tensors = itertools.chain(net.parameters(), net.buffers())
+    if all(m.deploy for m in find_repvits(net)) and not any(
+            m.training for m in net.modules()) and all(
+                t.device.type == 'cpu' and t.dtype in (torch.float32,
+                                                       torch.int64)
+                for t in tensors):
+        return net
+    return fuse_model(copy.deepcopy(net).cpu().float())
 
 
 def _to_channels_last(module, args):

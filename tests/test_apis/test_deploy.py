@@ -233,6 +233,29 @@ def test_export_tool_bare_backbone_from_an_arch_name(monkeypatch, tmp_path,
     assert out.is_file()
 
 
+def test_export_onnx_copies_a_model_only_to_fuse_or_convert_it(tmp_path):
+    from mmrepvit.apis.fuse import deploy_copy
+    model = randomize(RepViT('m0_6'), seed=3).eval().switch_to_deploy()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert deploy_copy(model) is model   # fused, eval, float32, CPU
+    report = export_onnx(model, str(tmp_path / 'b.onnx'), (64, 64))
+    assert all(d <= 1e-4 for d in report.max_rel_diff.values())
+    assert not model.training and model.deploy
+    state = model.state_dict()
+    assert state.keys() == before.keys()
+    assert all(torch.equal(state[k], v) for k, v in before.items())
+    # anything else is exported from a fused float32 copy
+    for other in (RepViT('m0_6', deploy=True),            # training mode
+                  RepViT('m0_6', deploy=True).double().eval(),
+                  RepViT('m0_6').eval()):                 # not fused
+        form = other.training, other.deploy, next(other.parameters()).dtype
+        copied = deploy_copy(other)
+        assert copied is not other and not copied.training and copied.deploy
+        assert next(copied.parameters()).dtype == torch.float32
+        assert (other.training, other.deploy,
+                next(other.parameters()).dtype) == form   # not changed
+
+
 def test_export_names_the_stages_out_indices_asks_for(tmp_path):
     report = export_onnx(RepViT('m0_6', out_indices=(1, 3)),
                          str(tmp_path / 'b.onnx'), (64, 64))

@@ -325,11 +325,12 @@ def parse_out_indices(out_indices, num_stages: int,
 
 def fuse_modules(module: nn.Module) -> int:
     """Replace, in place and recursively, every child that has a ``fuse()``
-    method by what it returns. Returns how many modules were fused."""
+    method by what it returns, in the child's mode (training or eval).
+    Returns how many modules were fused."""
     count = 0
     for name, child in list(module.named_children()):
         if hasattr(child, 'fuse'):
-            setattr(module, name, child.fuse())
+            setattr(module, name, child.fuse().train(child.training))
             count += 1
         else:
             count += fuse_modules(child)
