@@ -6,9 +6,8 @@ from .hooks import (
     RandomStateHook,
     RefuseUnfitCheckpointHook,
     SegTestVisualizationHook,
-    refuse_unfit_checkpoint,
 )
 
 __all__ = ['AtomicCheckpointHook', 'DistributedJobHook', 'FuseModelHook',
            'RandomStateHook', 'RefuseUnfitCheckpointHook',
-           'SegTestVisualizationHook', 'refuse_unfit_checkpoint']
+           'SegTestVisualizationHook']

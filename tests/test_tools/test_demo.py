@@ -442,10 +442,11 @@ def load_checked(model, state, whole):
     tools/test.py (whole) and tools/train.py's load_from (not whole) add."""
     from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
-    from mmrepvit.engine import refuse_unfit_checkpoint
+    from mmrepvit.engine import RefuseUnfitCheckpointHook
     hooks = (dict(model._load_state_dict_pre_hooks),
              dict(model._load_state_dict_post_hooks))
-    refuse_unfit_checkpoint(SimpleNamespace(model=model), 'x.pth', whole)
+    RefuseUnfitCheckpointHook('x.pth', whole).before_run(
+        SimpleNamespace(model=model))
     try:
         _load_checkpoint_to_model(model, {'state_dict': state})
     finally:   # one-shot: its hooks are gone after the load, failed or not

@@ -3,12 +3,9 @@ from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .distributed_job_hook import DistributedJobHook
 from .fuse_model_hook import FuseModelHook
 from .random_state_hook import RandomStateHook
-from .refuse_unfit_checkpoint_hook import (
-    RefuseUnfitCheckpointHook,
-    refuse_unfit_checkpoint,
-)
+from .refuse_unfit_checkpoint_hook import RefuseUnfitCheckpointHook
 from .seg_visualization_hook import SegTestVisualizationHook
 
 __all__ = ['AtomicCheckpointHook', 'DistributedJobHook', 'FuseModelHook',
            'RandomStateHook', 'RefuseUnfitCheckpointHook',
-           'SegTestVisualizationHook', 'refuse_unfit_checkpoint']
+           'SegTestVisualizationHook']

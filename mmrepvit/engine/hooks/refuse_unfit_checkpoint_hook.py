@@ -1,59 +1,29 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Refuse a whole-model checkpoint that would leave weights random, as a
-call on a built runner or as a hook."""
+"""Refuse a whole-model checkpoint that would leave weights random."""
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 from ...apis import unwrap_model
 
 
-def refuse_unfit_checkpoint(runner, checkpoint: str,
-                            whole: bool = True) -> None:
-    """Make the runner's load of ``checkpoint`` raise where MMEngine warns.
-
-    MMEngine would go on with the weights a checkpoint does not provide,
-    i.e. random ones; the load raises ``ValueError`` instead. The check runs
-    once, on each rank, as part of the load (after a fused checkpoint has
-    switched the backbone to its deploy form).
-
-    Args:
-        runner (Runner): The built runner, which loads ``checkpoint``
-            (``load_from`` or the resumed one).
-        checkpoint (str): The checkpoint, named in the error.
-        whole (bool): Every weight must come from it, in the model's shape
-            (testing, resuming); else at least one (``load_from`` to
-            fine-tune, where a head may be left out on purpose). Defaults
-            to ``True``.
-    """
-    model = unwrap_model(runner.model)   # what MMEngine loads into
-    seen = {}
-
-    def keep_lists(module, state_dict, prefix, local_metadata, strict,
-                   missing, unexpected, error_msgs):
-        seen.update(missing=missing, unexpected=unexpected,
-                    errors=error_msgs)
-
-    def check(module, incompatible):
-        for handle in handles:
-            handle.remove()
-        problem = _unfit(module, seen, whole)
-        if problem:
-            raise ValueError(f'The checkpoint {checkpoint!r} does not fit '
-                             f'the model of this config: {problem}')
-    # (PyTorch >= 2.5's public register_load_state_dict_pre_hook calls this)
-    handles = [model._register_load_state_dict_pre_hook(keep_lists, True),
-               model.register_load_state_dict_post_hook(check)]
-
-
 @HOOKS.register_module()
 class RefuseUnfitCheckpointHook(Hook):
-    """:func:`refuse_unfit_checkpoint` as a hook (``tools/test.py`` adds
-    it), set up before the run loads the checkpoint.
+    """Make the run's load of ``checkpoint`` raise where MMEngine warns.
+
+    MMEngine would go on with the weights a checkpoint does not provide,
+    i.e. random ones; the load raises ``ValueError`` instead. Set up before
+    the run loads the checkpoint (``load_from`` or the resumed one), the
+    check runs once, on each rank, as part of the load (after a fused
+    checkpoint has switched the backbone to its deploy form). The tools add
+    it to ``custom_hooks``.
 
     Args:
         checkpoint (str): The checkpoint the runner loads, named in the
             error.
-        whole (bool): Every weight must come from it. Defaults to ``True``.
+        whole (bool): Every weight must come from it, in the model's shape
+            (testing, resuming); else at least one (``load_from`` to
+            fine-tune, where a head may be left out on purpose). Defaults
+            to ``True``.
     """
 
     def __init__(self, checkpoint: str, whole: bool = True):
@@ -61,11 +31,29 @@ class RefuseUnfitCheckpointHook(Hook):
         self.whole = whole
 
     def before_run(self, runner) -> None:
-        refuse_unfit_checkpoint(runner, self.checkpoint, self.whole)
+        model = unwrap_model(runner.model)   # what MMEngine loads into
+        seen = {}
+
+        def keep_lists(module, state_dict, prefix, local_metadata, strict,
+                       missing, unexpected, error_msgs):
+            seen.update(missing=missing, unexpected=unexpected,
+                        errors=error_msgs)
+
+        def check(module, incompatible):
+            for handle in handles:
+                handle.remove()
+            problem = _unfit(module, seen, self.whole)
+            if problem:
+                raise ValueError(f'The checkpoint {self.checkpoint!r} does '
+                                 f'not fit the model of this config: '
+                                 f'{problem}')
+        # PyTorch >= 2.5's public register_load_state_dict_pre_hook
+        handles = [model._register_load_state_dict_pre_hook(keep_lists, True),
+                   model.register_load_state_dict_post_hook(check)]
 
 
 def _unfit(model, seen: dict, whole: bool):
-    """What ``refuse_unfit_checkpoint`` reports, or None."""
+    """What :class:`RefuseUnfitCheckpointHook` reports, or None."""
     weights = [k for k in model.state_dict()
                if not k.endswith('num_batches_tracked')]
     missing = [k for k in seen['missing']
