@@ -28,17 +28,12 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS
 
 from mmrepvit import RepViT
 from mmrepvit.apis import ParityError, export_onnx, repvit_backbone_cfg
 from mmrepvit.apis.model import init_model
-from mmrepvit.models.utils import (
-    backbone_state_dict,
-    extract_state_dict,
-    is_fused,
-)
+from mmrepvit.models.utils import extract_state_dict
 from mmrepvit.utils import read_checkpoint
 from mmrepvit.utils.config import load_config
 
@@ -49,15 +44,12 @@ DENSE_PARTS = ('neck.', 'decode_head.', 'auxiliary_head.', 'rpn_head.',
 
 def load_backbone(backbone_cfg: dict, ckpt: dict, checkpoint: str,
                   prefix=None):
-    """A RepViT built from ``backbone_cfg`` in the form of the weights in
-    ``ckpt`` (the file ``checkpoint``, read), loaded with them through
-    ``RepViT.load_pretrained``, the path ``init_cfg`` takes."""
-    state = backbone_state_dict(ckpt, prefix, f'checkpoint {checkpoint!r}')
-    # SyncBN (the paper configs) computes what BN does in eval mode
-    model = revert_sync_batchnorm(MODELS.build(dict(
-        backbone_cfg, deploy=is_fused(state.state), init_cfg=None)))
+    """The RepViT of ``backbone_cfg`` in deploy form, loaded with ``ckpt``
+    (the file ``checkpoint``, read) through ``RepViT.load_pretrained``, the
+    path ``init_cfg`` takes: training-form weights are fused on the way in."""
+    model = MODELS.build(dict(backbone_cfg, deploy=True, init_cfg=None))
     model.load_pretrained(ckpt, prefix, source=checkpoint)
-    return model
+    return model.eval()
 
 
 def image_size(text: str) -> int:
