@@ -1,7 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Checkpoint files: what is wrong with one (:func:`checkpoint_problem`, the
-one validator), reading one without running code from it, and choosing the
-one ``--resume`` continues from."""
+"""Reading checkpoint files without running code from them, and choosing
+the one ``--resume`` continues from; what is wrong with a file is told by
+:func:`mmrepvit.utils.checks.checkpoint_problem`."""
 import glob
 import logging
 import os
@@ -10,7 +10,6 @@ import pickle
 import re
 import urllib.error
 import urllib.parse
-import zipfile
 from typing import List, Optional
 
 import torch
@@ -18,43 +17,9 @@ from mmengine.logging import print_log
 from mmengine.runner import find_latest_checkpoint
 
 from . import compat
+from .checks import checkpoint_problem
 
 _CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
-
-
-def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
-    """Why ``path`` is not a whole checkpoint file, or None if it is.
-
-    Nothing is unpickled; an old-style pickle checkpoint is accepted as is.
-
-    Args:
-        path (str): A local file.
-        full (bool): Check every member of the zip archive (what
-            ``torch.save`` writes) against its CRC-32, reading the whole
-            file; otherwise only its central directory. Defaults to
-            ``True``.
-
-    Returns:
-        str | None: The problem, in words, or None.
-    """
-    if not osp.isfile(path):
-        return 'the file does not exist'
-    if osp.getsize(path) == 0:
-        return 'the file is empty'
-    if not zipfile.is_zipfile(path):
-        with open(path, 'rb') as f:
-            if f.read(1) == b'\x80':    # a pre-zip pickle checkpoint
-                return None
-        return ('it is not a complete checkpoint archive (cut short, '
-                'or not a checkpoint at all)')
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip() if full else None
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        return f'its archive is damaged ({e})'
-    if bad is not None:
-        return f'its member {bad!r} is corrupted (CRC mismatch)'
-    return None
 
 
 def read_checkpoint(filename: str, map_location='cpu') -> dict:

@@ -5,9 +5,8 @@ traceback from a dataloader, a convolution or a loop minutes later."""
 import inspect
 import os
 import os.path as osp
-from typing import Iterator, List, Sequence, Tuple
-
-from .checkpoint import checkpoint_problem
+import zipfile
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 
 def _backbone_widths(backbone: dict) -> Tuple[List[int], str]:
@@ -206,6 +205,41 @@ def check_data_paths(cfg, loaders: Sequence[str]) -> None:
             problems += _evaluator_problems(evaluator, cfg[evaluator])
     if problems:
         raise FileNotFoundError('\n'.join(dict.fromkeys(problems)))
+
+
+def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
+    """Why ``path`` is not a whole checkpoint file, or None if it is.
+
+    Nothing is unpickled; an old-style pickle checkpoint is accepted as is.
+
+    Args:
+        path (str): A local file.
+        full (bool): Check every member of the zip archive (what
+            ``torch.save`` writes) against its CRC-32, reading the whole
+            file; otherwise only its central directory. Defaults to
+            ``True``.
+
+    Returns:
+        str | None: The problem, in words, or None.
+    """
+    if not osp.isfile(path):
+        return 'the file does not exist'
+    if osp.getsize(path) == 0:
+        return 'the file is empty'
+    if not zipfile.is_zipfile(path):
+        with open(path, 'rb') as f:
+            if f.read(1) == b'\x80':    # a pre-zip pickle checkpoint
+                return None
+        return ('it is not a complete checkpoint archive (cut short, '
+                'or not a checkpoint at all)')
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip() if full else None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        return f'its archive is damaged ({e})'
+    if bad is not None:
+        return f'its member {bad!r} is corrupted (CRC mismatch)'
+    return None
 
 
 def check_load_from(cfg) -> None:
