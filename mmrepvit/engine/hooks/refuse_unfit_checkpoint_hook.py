@@ -47,7 +47,7 @@ class RefuseUnfitCheckpointHook(Hook):
                 raise ValueError(f'The checkpoint {self.checkpoint!r} does '
                                  f'not fit the model of this config: '
                                  f'{problem}')
-        # PyTorch >= 2.5's public register_load_state_dict_pre_hook
+        # (what PyTorch >= 2.5's register_load_state_dict_pre_hook calls)
         handles = [model._register_load_state_dict_pre_hook(keep_lists, True),
                    model.register_load_state_dict_post_hook(check)]
 
