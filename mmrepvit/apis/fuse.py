@@ -97,11 +97,12 @@ def deploy_copy(model: nn.Module) -> nn.Module:
         ValueError: The model holds no RepViT.
     """
     net = unwrap_model(model)
+    # what fuse_model(net.cpu().float()) would change
     tensors = itertools.chain(net.parameters(), net.buffers())
     if all(m.deploy for m in find_repvits(net)) and not any(
             m.training for m in net.modules()) and all(
-                t.device.type == 'cpu' and t.dtype in (torch.float32,
-                                                       torch.int64)
+                t.device.type == 'cpu' and (t.dtype == torch.float32 or
+                                            not t.is_floating_point())
                 for t in tensors):
         return net
     return fuse_model(copy.deepcopy(net).cpu().float())

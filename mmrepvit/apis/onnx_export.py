@@ -195,7 +195,8 @@ def export_onnx(model: nn.Module, out: str,
                 tolerance: float = 1e-4) -> OnnxReport:
     """Export the deploy form of ``model`` to ONNX, checked in onnxruntime.
 
-    A fused copy is exported; ``model`` is not changed. The input ``input``
+    ``model`` is not changed: a fused float32 copy is exported, unless the
+    model is in that form already (:func:`deploy_copy`). The input ``input``
     is the image batch as the data preprocessor hands it to the backbone
     (normalised N x C x H x W float32), with dynamic batch, height and
     width. The file is checked with ``onnx.checker`` and run in onnxruntime;
