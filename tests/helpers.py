@@ -5,6 +5,7 @@ converter."""
 import contextlib
 import logging
 import re
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -175,12 +176,18 @@ def build_model(cfg):
 
 def import_tool(path: str):
     """A script (``tools/test.py``, ``.dev_scripts/gpu_check.py``, ...) as a
-    module, to test the functions it holds; its ``main()`` does not run."""
+    module, to test the functions it holds; its ``main()`` does not run.
+    As when Python runs it, the modules beside it import."""
     import importlib.util
     name = re.sub(r'\W', '_', path.removesuffix('.py'))
     spec = importlib.util.spec_from_file_location(name, REPO / path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    folder = str((REPO / path).parent)
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
     return module
 
 

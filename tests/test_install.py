@@ -3,6 +3,7 @@
 (tools/_install_checks.py), driven with a stubbed ``torch.cuda``: no GPU, no
 network, no build. The pinned sets: constraints.txt, and its NumPy 1.x
 overrides for torch 2.1.x / 2.2.x (constraints-torch2.1.txt)."""
+import io
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import pytest
 from helpers import REPO, import_tool
 
 checks = import_tool('tools/_install_checks.py')
+build = checks.build   # tools/_mmcv_build.py, as the checks import it
 
 PY = f'py{sys.version_info[0]}{sys.version_info[1]}'
 
@@ -99,7 +101,7 @@ def fake_nvcc(tmp_path, release, headers=True):
     (home / 'bin').mkdir(parents=True)
     if headers:
         (home / 'include').mkdir()
-        for header in checks.ATEN_CUDA_HEADERS:
+        for header in build.ATEN_CUDA_HEADERS:
             (home / 'include' / header).write_text('')
     nvcc = home / 'bin' / 'nvcc'
     nvcc.write_text('#!/bin/sh\necho "nvcc: NVIDIA (R) Cuda compiler driver"\n'
@@ -120,7 +122,7 @@ def cached_wheel(cache, key):
 @pytest.fixture
 def no_default_cuda(monkeypatch, tmp_path):
     """No /usr/local/cuda, whatever this machine has."""
-    monkeypatch.setattr(checks, 'DEFAULT_CUDA_HOME', str(tmp_path / 'none'))
+    monkeypatch.setattr(build, 'DEFAULT_CUDA_HOME', str(tmp_path / 'none'))
 
 
 # ----------------------------------------------------------- the pinned sets
@@ -166,7 +168,7 @@ def test_torch21_overrides_only_replace():
 
 
 def test_older_torch_is_refused():
-    with pytest.raises(checks.Refusal) as refusal:
+    with pytest.raises(build.Refusal) as refusal:
         checks.merged_constraints(REPO, (2, 0, 1))
     what, fix = refusal.value.args
     assert 'torch 2.0.1' in what and '2.1' in what
@@ -178,7 +180,7 @@ def test_constraints_command_without_torch(tmp_path, capsys):
     assert checks.main(['constraints', str(out), '--torch', '2.1.2']) == 0
     assert 'numpy==1.26.4' in out.read_text().splitlines()
     assert checks.main(['constraints', str(out), '--torch', '1.13.1']) == \
-        checks.REFUSED
+        build.REFUSED
     assert 'older than 2.1' in capsys.readouterr().out
 
 
@@ -188,16 +190,16 @@ def test_constraints_command_without_torch(tmp_path, capsys):
 def test_cpu_torch_keeps_the_old_cache_key(tmp_path):
     torch = fake_torch('2.13.0+cpu', None, gpu=False)
     wheel = cached_wheel(tmp_path, f'torch2.13.0-cpu-{PY}')
-    assert checks.plan(tmp_path, torch, {}) == ('use', wheel)
+    assert build.plan(tmp_path, torch, {}) == ('use', wheel)
 
 
 def test_cuda_torch_without_gpu_builds_cpu_ops(tmp_path, no_default_cuda):
     torch = fake_torch(gpu=False)
-    assert checks.plan(tmp_path, torch, {}, which=lambda _: None) == (
+    assert build.plan(tmp_path, torch, {}, which=lambda _: None) == (
         'build', str(tmp_path / 'wheels' / f'torch2.1.2-cu121-{PY}-cpuops'),
         'cpu')
     wheel = cached_wheel(tmp_path, f'torch2.1.2-cu121-{PY}-cpuops')
-    assert checks.plan(tmp_path, torch, {}) == ('use', wheel)
+    assert build.plan(tmp_path, torch, {}) == ('use', wheel)
 
 
 def test_cpu_ops_wheel_never_used_for_gpu(tmp_path, no_default_cuda):
@@ -207,8 +209,8 @@ def test_cpu_ops_wheel_never_used_for_gpu(tmp_path, no_default_cuda):
     cached_wheel(tmp_path, f'torch2.1.2-cu121-{PY}-cpuops')
     cached_wheel(tmp_path, f'torch2.1.2-cu121-{PY}')
     torch = fake_torch()
-    with pytest.raises(checks.Refusal) as refusal:
-        checks.plan(tmp_path, torch, {}, which=lambda _: None)
+    with pytest.raises(build.Refusal) as refusal:
+        build.plan(tmp_path, torch, {}, which=lambda _: None)
     what, fix = refusal.value.args
     assert 'sees a GPU' in what and 'no CUDA compiler' in what
     assert 'nothing was installed' in what
@@ -217,7 +219,7 @@ def test_cpu_ops_wheel_never_used_for_gpu(tmp_path, no_default_cuda):
             'dist/cu121/torch2.1.0/index.html') in fix
 
     home = fake_nvcc(tmp_path, '12.1')
-    assert checks.plan(tmp_path, torch, {'CUDA_HOME': home}) == (
+    assert build.plan(tmp_path, torch, {'CUDA_HOME': home}) == (
         'build',
         str(tmp_path / 'wheels' / f'torch2.1.2-cu121-{PY}-cudaops-sm90'),
         'cuda')
@@ -225,24 +227,24 @@ def test_cpu_ops_wheel_never_used_for_gpu(tmp_path, no_default_cuda):
 
 def test_cuda_ops_wheel_is_used_without_nvcc(tmp_path, no_default_cuda):
     wheel = cached_wheel(tmp_path, f'torch2.1.2-cu121-{PY}-cudaops-sm90')
-    assert checks.plan(tmp_path, fake_torch(), {},
+    assert build.plan(tmp_path, fake_torch(), {},
                        which=lambda _: None) == ('use', wheel)
     # built for another GPU: not used
     other = fake_torch(capabilities=((8, 0), ))
-    with pytest.raises(checks.Refusal):
-        checks.plan(tmp_path, other, {}, which=lambda _: None)
+    with pytest.raises(build.Refusal):
+        build.plan(tmp_path, other, {}, which=lambda _: None)
 
 
 def test_nvcc_found_like_torch_does(tmp_path, no_default_cuda):
     home = fake_nvcc(tmp_path, '12.4')
     on_path = lambda name: os.path.join(home, 'bin', name)  # noqa: E731
-    assert checks.find_cuda_home({}, which=on_path) == home
-    assert checks.find_cuda_home({'CUDA_PATH': 'x'}, which=on_path) == 'x'
-    assert checks.find_cuda_home({}, which=lambda _: None) is None
-    assert checks.nvcc_release(home) == '12.4'
-    assert checks.nvcc_release(str(tmp_path / 'nowhere')) is None
+    assert build.find_cuda_home({}, which=on_path) == home
+    assert build.find_cuda_home({'CUDA_PATH': 'x'}, which=on_path) == 'x'
+    assert build.find_cuda_home({}, which=lambda _: None) is None
+    assert build.nvcc_release(home) == '12.4'
+    assert build.nvcc_release(str(tmp_path / 'nowhere')) is None
     # another minor release of torch's CUDA major version builds
-    assert checks.plan(tmp_path, fake_torch(), {}, which=on_path)[2] == 'cuda'
+    assert build.plan(tmp_path, fake_torch(), {}, which=on_path)[2] == 'cuda'
 
 
 def test_library_headers_from_torchs_pip_packages(tmp_path):
@@ -254,8 +256,8 @@ def test_library_headers_from_torchs_pip_packages(tmp_path):
     (site / 'torch').mkdir(parents=True)
     torch = fake_torch('2.13.0+cu130', '13.0')
     torch.__file__ = str(site / 'torch' / '__init__.py')
-    with pytest.raises(checks.Refusal) as refusal:
-        checks.plan(tmp_path, torch, {'CUDA_HOME': home})
+    with pytest.raises(build.Refusal) as refusal:
+        build.plan(tmp_path, torch, {'CUDA_HOME': home})
     assert 'lacks headers that ATen includes' in refusal.value.args[0]
     for folder, header in (('cu13', 'cusparse.h'), ('cu13', 'cublas_v2.h'),
                            ('cu13', 'cublasLt.h'),
@@ -264,7 +266,7 @@ def test_library_headers_from_torchs_pip_packages(tmp_path):
         (site / 'nvidia' / folder / 'include').mkdir(parents=True,
                                                      exist_ok=True)
         (site / 'nvidia' / folder / 'include' / header).write_text('')
-    action, folder, ops, includes = checks.plan(tmp_path, torch,
+    action, folder, ops, includes = build.plan(tmp_path, torch,
                                                 {'CUDA_HOME': home})
     assert (action, ops) == ('build', 'cuda')
     assert includes.split(':') == [str(site / 'nvidia' / 'cu13' / 'include'),
@@ -274,16 +276,16 @@ def test_library_headers_from_torchs_pip_packages(tmp_path):
 
 def test_nvcc_of_another_cuda_major_is_refused(tmp_path):
     home = fake_nvcc(tmp_path, '11.8')
-    with pytest.raises(checks.Refusal) as refusal:
-        checks.plan(tmp_path, fake_torch(), {'CUDA_HOME': home})
+    with pytest.raises(build.Refusal) as refusal:
+        build.plan(tmp_path, fake_torch(), {'CUDA_HOME': home})
     assert 'CUDA 11.8' in refusal.value.args[0]
     assert 'CUDA 12.1' in refusal.value.args[0]
 
 
 def test_no_prebuilt_wheel_for_newer_torch(tmp_path):
     torch = fake_torch('2.13.0+cu130', '13.0')
-    with pytest.raises(checks.Refusal) as refusal:
-        checks.plan(tmp_path, torch, {'CUDA_HOME': str(tmp_path)})
+    with pytest.raises(build.Refusal) as refusal:
+        build.plan(tmp_path, torch, {'CUDA_HOME': str(tmp_path)})
     what, fix = refusal.value.args
     assert 'does not run' in what
     assert 'download.openmmlab.com' not in fix
@@ -294,13 +296,66 @@ def test_force_cuda_builds_cuda_ops_without_gpu(tmp_path):
     home = fake_nvcc(tmp_path, '12.1')
     env = {'CUDA_HOME': home, 'FORCE_CUDA': '1',
            'TORCH_CUDA_ARCH_LIST': '8.0;9.0'}
-    assert checks.plan(tmp_path, fake_torch(gpu=False), env) == (
+    assert build.plan(tmp_path, fake_torch(gpu=False), env) == (
         'build',
         str(tmp_path / 'wheels' / f'torch2.1.2-cu121-{PY}-cudaops-8.0+9.0'),
         'cuda')
     # FORCE_CUDA means nothing for a CPU-only torch
-    assert checks.plan(tmp_path, fake_torch('2.13.0+cpu', None, gpu=False),
+    assert build.plan(tmp_path, fake_torch('2.13.0+cpu', None, gpu=False),
                        env)[2] == 'cpu'
+
+
+# ------------------------------------------------------- the source release
+
+# get_version() as mmcv 2.1.0's setup.py has it: it reads __version__ back
+# from locals() after exec(), which Python 3.13 (PEP 667) no longer sees
+MMCV_SETUP = """\
+version_file = 'mmcv/version.py'
+
+
+def get_version():
+    with open(version_file, encoding='utf-8') as f:
+        exec(compile(f.read(), version_file, 'exec'))
+    return locals()['__version__']
+"""
+
+
+def unpacked_mmcv(root, version='2.1.0', setup=MMCV_SETUP):
+    """An mmcv source release as ``pip download --no-clean`` leaves it."""
+    tree = root / f'pip-unpack-{version}' / f'mmcv-{version}'
+    (tree / 'mmcv').mkdir(parents=True)
+    (tree / 'mmcv' / 'version.py').write_text(f"__version__ = '{version}'\n")
+    (tree / 'setup.py').write_text(setup)
+    return tree
+
+
+def test_source_release_mended_to_run_on_every_python(tmp_path,
+                                                      monkeypatch):
+    unpacked_mmcv(tmp_path, '2.2.0')   # another release beside it
+    tree = unpacked_mmcv(tmp_path)
+    out = io.StringIO()
+    assert checks.main(['mend', str(tmp_path), '2.1.0'], out=out) == 0
+    assert out.getvalue() == f'{tree}\n'
+    mended = (tree / 'setup.py').read_text()
+    assert mended.replace(build._GET_VERSION_MENDED,
+                          build._GET_VERSION) == MMCV_SETUP
+    scope = {}
+    exec(mended, scope)
+    monkeypatch.chdir(tree)
+    assert scope['get_version']() == '2.1.0'   # on this Python too
+
+
+def test_source_release_not_mended_blindly(tmp_path):
+    out = io.StringIO()
+    assert checks.main(['mend', str(tmp_path), '2.1.0'], out=out) == \
+        build.REFUSED
+    assert out.getvalue() == (f'expected one unpacked mmcv 2.1.0 release '
+                              f'under {tmp_path}, found 0\n')
+    tree = unpacked_mmcv(tmp_path, setup=MMCV_SETUP.replace('locals()',
+                                                            'vars()'))
+    with pytest.raises(build.Refusal, match='get_version.. is not the one'):
+        build.mend_source(tmp_path, '2.1.0')
+    assert 'vars()' in (tree / 'setup.py').read_text()   # left as it was
 
 
 # ----------------------------------------------------------- mmcv's ops
@@ -325,13 +380,22 @@ def test_mmcv_ops_checked_on_cuda_where_torch_sees_a_gpu():
 
 
 def test_gpu_torch_cannot_use_is_told_apart():
-    with pytest.raises(checks.GpuUnusable) as refusal:
+    with pytest.raises(build.GpuUnusable) as refusal:
         checks.mmcv_problem('2.1.0', StubTorch(broken=True),
                             lambda: fake_ops(cuda_kernels=True))
     what, fix = refusal.value.args
     assert 'cannot run on it' in what and 'NVIDIA driver' in what
     assert 'nvidia-smi' in fix
-    assert refusal.value.status == checks.GPU_UNUSABLE
+    assert refusal.value.status == build.GPU_UNUSABLE
+
+
+def test_installed_mmcv_read_from_metadata(tmp_path):
+    """This machine's mmcv (the suite runs with one), from its metadata:
+    not from the cache given here, so 'other'."""
+    import mmcv
+    out = io.StringIO()
+    assert checks.main(['found', str(tmp_path)], out=out) == 0
+    assert out.getvalue() == f'mmcv {mmcv.__version__} other\n'
 
 
 def test_real_mmcv_without_cuda_kernels_is_refused():

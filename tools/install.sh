@@ -16,7 +16,7 @@
 #      NumPy 1.x pins in place of constraints.txt's),
 #   4. mmrepvit itself in editable mode.
 # A second run only checks, and finishes in seconds. The decisions that depend on
-# torch, the GPU and CUDA are tools/_install_checks.py's (tests/test_install.py).
+# what is installed are tools/_install_checks.py's (tests/test_install.py).
 #
 # Environment variables:
 #   PYTHON             interpreter to install into (default: python; Python >= 3.10)
@@ -64,27 +64,10 @@ refuse() {  # fail with the output of a refusing `checks`
 say "python: $("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
 
 # ---------------------------------------------------------------- 0. an mmcv already there
-# Read from the package metadata (no import, no torch needed), before anything is
-# installed: an mmcv that this script did not install is never replaced, since it
-# may be a CUDA build the user needs; one that cannot serve stops the script here.
-# Prints "DIST VERSION ORIGIN", ORIGIN "cache" for a wheel this script installed
-# from its cache, "other" for anything else; nothing when no mmcv is installed.
-MMCV_FOUND=$("$PYTHON" - "$CACHE" <<'PY' 2>/dev/null || true
-import json, os, sys
-from importlib.metadata import PackageNotFoundError, distribution
-cache = os.path.realpath(sys.argv[1])
-for name in ('mmcv', 'mmcv-full', 'mmcv-lite'):
-    try:
-        dist = distribution(name)
-    except PackageNotFoundError:
-        continue
-    url = json.loads(dist.read_text('direct_url.json') or '{}').get('url', '')
-    folder = os.path.realpath(os.path.dirname(url[len('file://'):])) if url.startswith('file://') else ''
-    ours = folder.startswith(os.path.join(cache, 'wheels') + os.sep)
-    print(name, dist.version, 'cache' if ours else 'other')
-    break
-PY
-)
+# Before anything is installed (no torch needed): an mmcv that this script did not
+# install is never replaced, since it may be a CUDA build the user needs; one that
+# cannot serve stops the script here. ORIGIN: "cache" (this script installed it).
+MMCV_FOUND=$(checks found "$CACHE") || refuse "$MMCV_FOUND"
 read -r MMCV_DIST MMCV_FOUND_VERSION MMCV_ORIGIN <<<"${MMCV_FOUND:-none - -}"
 KEEP_OR_REPLACE="this script does not replace an mmcv it did not install (it may be a CUDA build you need). Either
     $PYTHON -m pip uninstall $MMCV_DIST
@@ -196,38 +179,15 @@ if [ ${#INSTALL_MMCV[@]} -gt 0 ]; then
     BUILD_START=$SECONDS
     BUILD=$TMP/build
     mkdir -p "$BUILD"
-    # pip unpacks the source release, then runs its setup.py for the metadata; on
-    # Python >= 3.13 that run fails: mmcv 2.1.0's get_version() reads __version__
-    # back from locals() after exec(), and PEP 667 made locals() a snapshot. So pip
+    # pip unpacks the source release, then runs its setup.py for the metadata, which
+    # fails on Python >= 3.13 (tools/_mmcv_build.py's mend_source says why). So pip
     # keeps its unpacked tree (--no-clean, inside $BUILD), whatever its exit status,
-    # and the build below starts from that tree with get_version() mended (the same
-    # on every Python; nothing else in the release changes).
+    # and the build below starts from that tree, mended.
     mkdir -p "$BUILD/tmp"
     TMPDIR="$BUILD/tmp" "$PYTHON" -m pip download --disable-pip-version-check -q --no-deps \
       --no-binary :all: --no-clean -d "$BUILD" "mmcv==$MMCV_VERSION" >"$BUILD/download.log" 2>&1 || true
-    SRC=$("$PYTHON" - "$BUILD/tmp" "$MMCV_VERSION" <<'PY'
-import glob, os, re, sys
-root, want = sys.argv[1:]
-trees = [os.path.dirname(os.path.dirname(v))
-         for v in glob.glob(os.path.join(root, '*', '*', 'mmcv', 'version.py'))]
-def version(tree):
-    found = re.search(r"__version__ = '(.*?)'", open(os.path.join(tree, 'mmcv', 'version.py')).read())
-    return found and found[1]
-trees = [t for t in trees if os.path.isfile(os.path.join(t, 'setup.py')) and version(t) == want]
-if len(trees) != 1:
-    sys.exit(f'expected one unpacked mmcv {want} release under {root}, found {len(trees)}')
-setup = os.path.join(trees[0], 'setup.py')
-text = open(setup).read()
-old = "        exec(compile(f.read(), version_file, 'exec'))\n    return locals()['__version__']"
-new = ("        scope = {}\n        exec(compile(f.read(), version_file, 'exec'), scope)\n"
-       "    return scope['__version__']")
-if old not in text:
-    sys.exit(f"{setup}: get_version() is not the one this script mends")
-open(setup, 'w').write(text.replace(old, new))
-print(trees[0])
-PY
-) || { tail -n 5 "$BUILD/download.log" >&2
-       fail "could not download the mmcv $MMCV_VERSION source release (pip's log: above)" \
+    SRC=$(checks mend "$BUILD/tmp" "$MMCV_VERSION") || { tail -n 5 "$BUILD/download.log" >&2
+       fail "could not download the mmcv $MMCV_VERSION source release ($(first_line "$SRC"); pip's log: above)" \
             "check access to PyPI (or your pip index) and rerun"; }
     export MMCV_WITH_OPS=1 MAX_JOBS=${MMCV_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}
     LOG="$CACHE/mmcv-build.log"
