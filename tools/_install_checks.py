@@ -98,7 +98,7 @@ def installed_mmcv(cache):
     metadata; origin 'cache' for a wheel that install.sh installed from
     ``cache``, else 'other'. None if no mmcv is installed."""
     from importlib.metadata import PackageNotFoundError, distribution
-    wheels = os.path.join(os.path.realpath(cache), 'wheels') + os.sep
+    wheels = os.path.realpath(build.wheels_folder(cache)) + os.sep
     for name in ('mmcv', 'mmcv-full', 'mmcv-lite'):
         try:
             dist = distribution(name)

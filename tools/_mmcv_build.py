@@ -169,12 +169,18 @@ def cache_key(torch, environ):
     return f'{tag}-cpuops'
 
 
+def wheels_folder(cache):
+    """Where install.sh keeps the mmcv wheels it builds, in ``cache``
+    (one folder per :func:`cache_key`)."""
+    return Path(cache) / 'wheels'
+
+
 def plan(cache, torch, environ, which=shutil.which, run=subprocess.run):
     """('use', wheel), ('build', wheel folder, 'cpu') or ('build', wheel
     folder, 'cuda', include folders to add, ':'-joined, if any); raises
     Refusal when CUDA ops are needed and nvcc is missing, does not match
     torch's CUDA, or lacks the library headers ATen needs."""
-    folder = Path(cache) / 'wheels' / cache_key(torch, environ)
+    folder = wheels_folder(cache) / cache_key(torch, environ)
     wheels = sorted(folder.glob(f'mmcv-{MMCV_VERSION}-*.whl'))
     if wheels:
         return 'use', str(wheels[0])
