@@ -187,7 +187,7 @@ def main():
     if args.fuse or args.channels_last:
         hooks.append(dict(type='FuseModelHook',
                           channels_last=args.channels_last))
-    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + hooks
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + hooks
 
     if args.out and cfg.default_scope == 'mmseg':
         cfg.test_evaluator['output_dir'] = args.out

@@ -537,6 +537,22 @@ def test_tools_refuse_a_checkpoint_of_another_model(tool, tiny_config,
     assert 'Iter(' not in text
 
 
+def test_test_tool_adds_its_hooks_to_custom_hooks_none(tiny_config,
+                                                       tmp_path):
+    """A config may set custom_hooks=None (MMEngine accepts it): tools/test.py
+    still adds its checkpoint refusal, which then refuses as above."""
+    det = tiny_config('det')
+    ckpt = random_checkpoint(tiny_config('seg'), tmp_path / 'seg.pth')
+    proc = subprocess.run(
+        [sys.executable, 'tools/test.py', str(det), str(ckpt), '--work-dir',
+         str(tmp_path / 'work'), '--cfg-options', 'custom_hooks=None'],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0, text[-3000:]
+    assert (f"ValueError: The checkpoint '{ckpt}' does not fit the model of "
+            f"this config: ") in text, text[-3000:]
+
+
 def demo_config(task, **changes):
     from mmengine.config import Config
     cfg = Config.fromfile(str(REPO / TASKS[task]['config']))
