@@ -1,5 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 import argparse
+import copy
 import json
 import re
 import subprocess
@@ -390,6 +391,36 @@ def test_unfused_partial_checkpoint_into_deploy_reports_missing(tmp_path,
     n = len(RepViT('m0_6').state_dict())
     assert any(m.startswith(f'Loaded {n - 1}/{n} tensors of RepViT-m0_6 '
                             f'(deploy)') for m in messages)
+
+
+def test_the_form_is_told_without_the_stem(tmp_path, source):
+    # The stem's first convolution is the one users drop or adapt (other
+    # input channels); the form must still be told from the other tensors,
+    # or training-form weights meet the deploy form and none loads.
+    fused = copy.deepcopy(source).switch_to_deploy().state_dict()
+    state = source.state_dict()
+    for s in (state, fused):
+        for k in [k for k in s if k.startswith('features.0.0.')]:
+            del s[k]
+    torch.save(state, tmp_path / 'no_stem.pth')
+    torch.save(fused, tmp_path / 'fused_no_stem.pth')
+    deploy = RepViT('m0_6', deploy=True)
+    report = deploy.load_pretrained(str(tmp_path / 'no_stem.pth'))
+    assert report.missing == ['features.0.0.c.weight', 'features.0.0.bn.'
+                              'weight', 'features.0.0.bn.bias',
+                              'features.0.0.bn.running_mean',
+                              'features.0.0.bn.running_var',
+                              'features.0.0.bn.num_batches_tracked']
+    loaded = deploy.state_dict()
+    for k, v in fused.items():   # fused on the way in: exactly as fusing
+        assert torch.equal(loaded[k], v), k
+    # Fused weights without the stem still switch a training-form backbone
+    # as they load (a whole model's load_state_dict).
+    training = RepViT('m0_6')
+    training.load_state_dict(fused, strict=False)
+    assert training.deploy
+    loaded = training.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in fused.items())
 
 
 def _truncated(path, source, size=None):

@@ -20,8 +20,7 @@ from ..layers import (
     preserved_norm_stats,
     stage_outputs,
 )
-from ..utils import BackboneState, backbone_state_dict
-from ..utils.ckpt_convert import FUSED_KEY, UNFUSED_KEY
+from ..utils import BackboneState, backbone_state_dict, is_fused, is_unfused
 
 
 @MODELS.register_module()
@@ -338,13 +337,13 @@ class RepViT(BaseModule):
         own = {k[len(prefix):]: v for k, v in state_dict.items()
                if k.startswith(prefix)}
         name = prefix[:-1] or type(self).__name__
-        if not self.deploy and FUSED_KEY in own:
+        if not self.deploy and is_fused(own):
             self._fuse()
             self._fused_by_load = True
             print_log(f'{name}: the checkpoint holds a fused RepViT, so the '
                       f'backbone switched to its deploy form to load it.',
                       logger='current')
-        elif self.deploy and UNFUSED_KEY in own:
+        elif self.deploy and is_unfused(own):
             for key in own:
                 del state_dict[prefix + key]
             fused = self._fuse_state(own, name)

@@ -10,8 +10,13 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import torch
 
 HEAD_PREFIXES = ('classifier.', 'head.')
-#: The stem's first convolution before fusion (training form) and after.
-UNFUSED_KEY, FUSED_KEY = 'features.0.0.c.weight', 'features.0.0.weight'
+#: The stem's first convolution in training form.
+STEM_KEY = 'features.0.0.c.weight'
+# Every Conv2dBN has a conv ``c`` in training form; fused, a conv with bias
+# stands in its place (the stem's two, a block's token and channel mixers).
+_UNFUSED = re.compile(r'features\.\d+\..*\.c\.weight$')
+_FUSED = re.compile(r'features\.(0|\d+\.(token_mixer|channel_mixer\.m))'
+                    r'\.[02]\.weight$')
 StateDict = 'OrderedDict[str, torch.Tensor]'
 
 # Renames inside one block, official (features.{i}.*) -> timm.
@@ -187,13 +192,14 @@ def timm_to_official(state: Dict[str, torch.Tensor]) -> StateDict:
 
 
 def is_fused(state: Dict[str, torch.Tensor]) -> bool:
-    """Whether an official-layout state dict holds a fused RepViT."""
-    return FUSED_KEY in state
+    """Whether an official-layout state dict holds a fused RepViT (any of
+    its convolutions, not only the stem's, tells)."""
+    return any(_FUSED.match(k) for k in state)
 
 
 def is_unfused(state: Dict[str, torch.Tensor]) -> bool:
     """Whether an official-layout state dict holds a training-form RepViT."""
-    return UNFUSED_KEY in state
+    return any(_UNFUSED.match(k) for k in state)
 
 
 class BackboneState(NamedTuple):
@@ -273,7 +279,7 @@ def check_backbone_fit(state: Dict[str, torch.Tensor],
         f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
         for k, v in state.items() if k in own and own[k].shape != v.shape
     ]
-    stem = UNFUSED_KEY
+    stem = STEM_KEY
     if (len(mismatched) == 1 and stem in state and stem in own
             and state[stem].shape[1] != own[stem].shape[1]):
         raise ValueError(
