@@ -193,7 +193,8 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
 
     Raises:
         AgreementError: A limit is passed; nothing is written.
-        ValueError: An unknown method or node name.
+        ValueError: An unknown method, node name or op type, or nothing
+            to quantize; nothing is written.
     """
     import onnx
     from onnxruntime.quantization import quant_pre_process
@@ -211,7 +212,8 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
         pre, int8 = osp.join(tmp, 'pre.onnx'), osp.join(tmp, 'int8.onnx')
         # the symbolic shape inference fails on the segmentor's dynamic Resize
         quant_pre_process(model, pre, skip_symbolic_shape=True)
-        nodes = [n.name for n in onnx.load(pre).graph.node]
+        graph = onnx.load(pre).graph
+        nodes = [n.name for n in graph.node]
         unknown = [k for k in keep if k not in nodes]
         if unknown:
             raise ValueError(
@@ -219,10 +221,23 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
                 f'onnxruntime\'s pre-processing (its nodes: '
                 f'{", ".join(nodes[:5])}, ...); --keep-float auto '
                 f'measures and names the sensitive ones.')
+        types = sorted({n.op_type for n in graph.node})
+        absent = [t for t in op_types or () if t not in types]
+        if absent:
+            raise ValueError(
+                f'No node of type {", ".join(absent)} in {model}: op_types '
+                f'are ONNX operator types, spelt as ONNX does (its types: '
+                f'{", ".join(types)}).')
         quantize = _quantizer(pre, calibration, osp.join(tmp, 'ranges'),
                               per_channel, method, reduce_range, op_types)
         while True:
             quantize(int8, exclude=keep)
+            if not _quantized_nodes(int8):
+                raise ValueError(
+                    f'onnxruntime quantized no node of {model}'
+                    + (f' of the types {", ".join(op_types)}' if op_types
+                       else '') + ', so nothing would run in INT8; '
+                    f'choose other op_types (e.g. Conv).')
             runner = OnnxRunner(int8)
             outputs = [runner(x) for x in held_out]
             report = QuantizeReport(

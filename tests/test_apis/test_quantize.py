@@ -117,6 +117,18 @@ def test_bad_names_and_methods(backbone_onnx, tmp_path):
                        r"\['minmax', 'entropy', 'percentile'\]"):
         quantize_onnx(backbone_onnx, str(tmp_path / 'a.onnx'), images(1, 0),
                       method='kl')
+    # ONNX spells its types: a lower-case 'conv' quantized nothing and the
+    # float file was written as the INT8 one.
+    with pytest.raises(ValueError, match="No node of type conv in .*"
+                       "its types: Add, .*Conv, "):
+        quantize_onnx(backbone_onnx, str(tmp_path / 'a.onnx'), images(1, 0),
+                      op_types=['conv'])
+    # onnxruntime quantizes no Relu on its own: nothing would be INT8.
+    with pytest.raises(ValueError, match="onnxruntime quantized no node of "
+                       ".* of the types Relu, so nothing would run in INT8"):
+        quantize_onnx(backbone_onnx, str(tmp_path / 'a.onnx'), images(1, 0),
+                      op_types=['Relu'])
+    assert not (tmp_path / 'a.onnx').exists()
 
 
 def test_segmentor_label_changes(tmp_path):
@@ -168,6 +180,13 @@ def test_quantize_tool(demo_data, tmp_path):
                              capture_output=True, text=True)
     assert refused.returncode == 1
     assert 'REFUSED: ' in refused.stderr and 'not written' in refused.stderr
+    assert not (tmp_path / 'no.onnx').exists()
+    typo = subprocess.run(run[:4] + [str(tmp_path / 'no.onnx')] + run[5:]
+                          + ['--op-types', 'conv'],
+                          capture_output=True, text=True)
+    assert typo.returncode == 2   # a usage error, no traceback
+    assert 'error: No node of type conv in ' in typo.stderr
+    assert 'Traceback' not in typo.stderr
     assert not (tmp_path / 'no.onnx').exists()
 
 

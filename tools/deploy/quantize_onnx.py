@@ -73,11 +73,11 @@ def parse_args():
                         'uint8 x int8 products can saturate')
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
                         help='override settings in the config (data paths)')
-    return parser.parse_args()
+    return parser, parser.parse_args()
 
 
 def main():
-    args = parse_args()
+    parser, args = parse_args()
     keep = {('none', ): None, ('auto', ): 'auto'}.get(
         tuple(args.keep_float), args.keep_float)
     cfg = load_config(args.config, args.cfg_options)
@@ -97,6 +97,8 @@ def main():
         show(e.report)
         print(f'REFUSED: {e}', file=sys.stderr)
         sys.exit(1)
+    except ValueError as e:   # a node name or op type that is not there
+        parser.error(str(e))
     show(report)
     print(f'wrote {args.out}')
 
