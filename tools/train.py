@@ -79,7 +79,7 @@ def main():
         # resuming needs every weight, fine-tuning (load_from) at least one
         cfg.custom_hooks.append(dict(
             type='RefuseUnfitCheckpointHook', checkpoint=cfg.load_from,
-            whole=bool(cfg.get('resume'))))
+            whole=bool(cfg.get('resume')), resume=bool(cfg.get('resume'))))
 
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
               RUNNERS.build(cfg))

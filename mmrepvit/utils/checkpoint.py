@@ -144,15 +144,16 @@ def _torch_load(filename: str, path: str, map_location):
             filename, checkpoint_problem(path) or str(e)) from e
 
 
-def _fallbacks(directory: str, named: Optional[str]) -> List[str]:
-    """The ``epoch_N.pth`` / ``iter_N.pth`` files in ``directory`` to try
+def _fallbacks(directories: List[str], named: Optional[str]) -> List[str]:
+    """The ``epoch_N.pth`` / ``iter_N.pth`` files in ``directories`` to try
     after ``named``: those of its kind saved before it, newest first; with
     no ``named``, all of them, the last written first."""
     found = []
-    for path in glob.glob(osp.join(directory, '*.pth')):
-        match = _CHECKPOINT_NAME.match(osp.basename(path))
-        if match:
-            found.append((match.group(1), int(match.group(2)), path))
+    for directory in dict.fromkeys(osp.abspath(d) for d in directories):
+        for path in glob.glob(osp.join(directory, '*.pth')):
+            match = _CHECKPOINT_NAME.match(osp.basename(path))
+            if match:
+                found.append((match.group(1), int(match.group(2)), path))
     if named is None:
         return sorted((path for _, _, path in found), key=osp.getmtime,
                       reverse=True)
@@ -168,7 +169,8 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     """The checkpoint that ``--resume`` (without a path) continues from.
 
     MMEngine's choice, the file named in ``WORK_DIR/last_checkpoint``, if it
-    is whole (:func:`checkpoint_problem`); otherwise, with a warning, the
+    is whole (:func:`checkpoint_problem`); where it is gone, the file of that
+    name in ``work_dir`` (a moved work dir); otherwise, with a warning, the
     newest whole checkpoint saved before it (or, if ``last_checkpoint``
     names nothing, the whole checkpoint written last).
 
@@ -187,11 +189,21 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
         return None
     named = find_latest_checkpoint(work_dir) or None   # '' if cut short
     broken = [] if named else [(last_file, 'it names no checkpoint')]
-    directory = osp.dirname(named) if named else work_dir
-    for path in ([named] if named else []) + _fallbacks(directory, named):
+    candidates = [named] if named else []
+    if named and not osp.exists(named):
+        # a work dir moved or copied: last_checkpoint names the old place
+        candidates.append(osp.join(work_dir, osp.basename(named)))
+    # checkpoints are in last_checkpoint's directory (out_dir) or work_dir
+    candidates += _fallbacks([osp.dirname(named) if named else work_dir,
+                              work_dir], named)
+    for path in candidates:
         problem = checkpoint_problem(path)
         if problem is None:
-            if broken:
+            if broken and osp.basename(path) == osp.basename(named or ''):
+                print_log(f'{named} is gone; resuming from {path}, the '
+                          f'checkpoint of that name in the work dir.',
+                          logger='current', level=logging.WARNING)
+            elif broken:
                 print_log(
                     f'Cannot resume from {broken[0][0]} ({broken[0][1]}); '
                     f'resuming from {path}, the newest whole checkpoint, '

@@ -272,3 +272,26 @@ def test_find_resume_checkpoint(tmp_path):
     for step in (2, 4, 6):
         assert f'iter_{step}.pth' in str(error.value)
     assert 'Train again without --resume' in str(error.value)
+
+
+def test_find_resume_checkpoint_in_a_moved_work_dir(tmp_path):
+    # A work dir moved or copied: last_checkpoint still names the old
+    # place, the checkpoints are here.
+    work = tmp_path / 'moved'
+    work.mkdir()
+    for step in (2, 4):
+        save(work / f'iter_{step}.pth', step)
+    (work / 'last_checkpoint').write_text(str(tmp_path / 'old/iter_4.pth'))
+    assert find_resume_checkpoint(str(work)) == str(work / 'iter_4.pth')
+    # Its copy broken too: the one before it, from the work dir.
+    (work / 'iter_4.pth').write_bytes(b'')
+    assert find_resume_checkpoint(str(work)) == str(work / 'iter_2.pth')
+    # Checkpoints saved to an out_dir are looked for there first.
+    out = tmp_path / 'out_dir'
+    out.mkdir()
+    save(out / 'iter_6.pth', 6)
+    save(out / 'iter_3.pth', 3)
+    (work / 'last_checkpoint').write_text(str(out / 'iter_6.pth'))
+    assert find_resume_checkpoint(str(work)) == str(out / 'iter_6.pth')
+    (out / 'iter_6.pth').write_bytes(b'')
+    assert find_resume_checkpoint(str(work)) == str(out / 'iter_3.pth')

@@ -537,6 +537,23 @@ def test_tools_refuse_a_checkpoint_of_another_model(tool, tiny_config,
     assert 'Iter(' not in text
 
 
+def test_resuming_from_weights_only_is_refused(tiny_config, tmp_path):
+    """tools/train.py --resume PATH with a checkpoint that holds weights
+    only (released, fused, a state dict): a message saying to use
+    load_from, where MMEngine fails with KeyError: 'message_hub'."""
+    ckpt = random_checkpoint(tiny_config('seg'), tmp_path / 'weights.pth')
+    proc = subprocess.run(
+        [sys.executable, 'tools/train.py', str(tiny_config('seg')),
+         '--work-dir', str(tmp_path / 'work'), '--resume', str(ckpt)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0, text[-3000:]
+    assert (f"ValueError: Cannot resume from '{ckpt}': it holds weights "
+            f"only") in text, text[-3000:]
+    assert f'--cfg-options load_from={ckpt}' in text
+    assert 'KeyError' not in text and 'Iter(' not in text
+
+
 def test_test_tool_adds_its_hooks_to_custom_hooks_none(tiny_config,
                                                        tmp_path):
     """A config may set custom_hooks=None (MMEngine accepts it): tools/test.py

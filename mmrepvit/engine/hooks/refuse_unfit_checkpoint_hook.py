@@ -24,11 +24,29 @@ class RefuseUnfitCheckpointHook(Hook):
             (testing, resuming); else at least one (``load_from`` to
             fine-tune, where a head may be left out on purpose). Defaults
             to ``True``.
+        resume (bool): The run resumes from it, so it must hold a training
+            state (``meta`` and ``message_hub``), not weights only, where
+            MMEngine fails with a bare ``KeyError``. Defaults to ``False``.
     """
 
-    def __init__(self, checkpoint: str, whole: bool = True):
+    def __init__(self, checkpoint: str, whole: bool = True,
+                 resume: bool = False):
         self.checkpoint = checkpoint
         self.whole = whole
+        self.resume = resume
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        meta = checkpoint.get('meta')
+        if self.resume and not ('message_hub' in checkpoint and isinstance(
+                meta, dict) and 'iter' in meta):
+            raise ValueError(
+                f'Cannot resume from {self.checkpoint!r}: it holds weights '
+                f'only, not the state of a training run (meta with the '
+                f'epoch and iteration, message_hub), e.g. a released or '
+                f'fused checkpoint. --resume continues a run from a '
+                f'checkpoint that run saved; to train from these weights, '
+                f'drop --resume and set load_from (--cfg-options '
+                f'load_from={self.checkpoint}).')
 
     def before_run(self, runner) -> None:
         model = unwrap_model(runner.model)   # what MMEngine loads into
