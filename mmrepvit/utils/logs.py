@@ -74,6 +74,12 @@ def load_log(path: str, name: Optional[str] = None) -> TrainingLog:
         for line in f:   # a blank line or one being written is no record
             with contextlib.suppress(json.JSONDecodeError):
                 records.append(json.loads(line))
+    records = [r for r in records if isinstance(r, dict)]
+    if not records:
+        raise ValueError(
+            f'{path} is no training log: it holds no JSON record per line '
+            f'(give MMEngine\'s vis_data/scalars.json, MMCV 1.x\'s '
+            f'*.log.json, or the work dir).')
     mmcv1 = any('mode' in r for r in records)
     by_epoch, train, val, ends = (_mmcv1 if mmcv1 else _mmengine)(records)
     starts = dict(zip(sorted(ends), [0] + [ends[e] for e in sorted(ends)]))
@@ -233,6 +239,7 @@ def plot_logs(logs: Sequence[TrainingLog], out: str,
         [(k, [k]) for k in keys if k not in losses]
     cols, rows = min(len(panels), 2), -(-len(panels) // 2)
     fig, ax = Figure((6.4 * cols, 3.6 * rows), layout='constrained'), None
+    plotted = 0
     for index, (panel, panel_keys) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, index + 1, sharex=ax)
         many = len(panel_keys) > 1
@@ -249,10 +256,16 @@ def plot_logs(logs: Sequence[TrainingLog], out: str,
             ax.plot(xs, ys, style, color=f'C{colour % 10}', markersize=3,
                     marker='o' if key in log.metric_keys() else None,
                     label=label)
+            plotted += 1
         ax.set(title=panel, xlabel=x)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize='small')
+    if not plotted:
+        raise ValueError(
+            f'Nothing to plot against {x}: none of {", ".join(keys)} is '
+            f'logged' + (' per epoch (an iteration-based run: use --x iter)'
+                         if x == 'epoch' else '') + '.')
     fig.suptitle(title or '')
     fig.savefig(out, dpi=100)
     return out

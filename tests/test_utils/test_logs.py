@@ -176,6 +176,35 @@ def test_analyze_logs_tool(tmp_path, monkeypatch, capsys):
     assert 'coco/bbox_mAP: final 0.2, best 0.2 (epoch 2)' in text
 
 
+def test_what_is_no_log_or_not_logged_is_an_error(tmp_path, monkeypatch,
+                                                 capsys):
+    # The text log beside the json one, or any other file: no record.
+    (tmp_path / 'train.log').write_text('2026/12/06 12:00:00 - mmengine - '
+                                        'INFO - Epoch(train) [1][10/20]\n')
+    with pytest.raises(ValueError, match=r"train.log is no training log: "
+                       r"it holds no JSON record per line"):
+        logs.load_log(str(tmp_path / 'train.log'))
+    # Against epochs, an iteration-based run has nothing to plot.
+    run = logs.load_log(str(write_lines(tmp_path / 'it.json', [
+        dict(lr=0.01, loss=1.0, iter=10, step=10)])))
+    with pytest.raises(ValueError, match=r'Nothing to plot against epoch: '
+                       r'none of loss, lr is logged per epoch \(an '
+                       r'iteration-based run: use --x iter\)'):
+        logs.plot_logs([run], str(tmp_path / 'x.png'), x='epoch')
+    assert not (tmp_path / 'x.png').exists()
+    # The tool: usage errors (exit 2), not a summary of 0 iterations.
+    for args in (['summary', tmp_path / 'train.log'],
+                 ['plot_curve', tmp_path / 'it.json', '--x', 'epoch',
+                  '--out', tmp_path / 'x.png']):
+        monkeypatch.setattr(sys, 'argv', ['analyze_logs.py', *map(str, args)])
+        with pytest.raises(SystemExit) as e:
+            runpy.run_path(str(REPO / 'tools/analysis_tools/analyze_logs.py'),
+                           run_name='__main__')
+        assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert 'is no training log' in err and 'use --x iter' in err
+
+
 def test_demo_writes_the_training_curves(tmp_path):
     mmengine_det_log(tmp_path)
     demo = runpy.run_path(str(REPO / 'tools' / 'demo.py'))

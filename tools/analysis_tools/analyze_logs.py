@@ -45,13 +45,17 @@ def parse_args():
     args = parser.parse_args()
     if getattr(args, 'legend', None) and len(args.legend) != len(args.logs):
         parser.error(f'--legend needs one name per log ({len(args.logs)})')
-    return args
+    return parser, args
 
 
 def main():
-    args = parse_args()
+    parser, args = parse_args()
     names = getattr(args, 'legend', None) or [None] * len(args.logs)
-    runs = [logs.load_log(path, name) for path, name in zip(args.logs, names)]
+    try:
+        runs = [logs.load_log(path, name)
+                for path, name in zip(args.logs, names)]
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
     for run in runs:
         print(logs.format_summary(logs.summarize(run), args.keys))
     if args.command == 'plot_curve':
@@ -59,7 +63,11 @@ def main():
             run.series(k, args.x)[0] for run in runs)]
         if missing:
             print(f'not in any log (against {args.x}): {", ".join(missing)}')
-        png = logs.plot_logs(runs, args.out, args.keys, args.x, args.title)
+        try:
+            png = logs.plot_logs(runs, args.out, args.keys, args.x,
+                                 args.title)
+        except ValueError as e:   # nothing logged against --x
+            parser.error(str(e))
         print(f'curves: {png}')
 
 
