@@ -134,18 +134,24 @@ def use_tta(cfg: Config) -> Config:
     datasets = [d for _, d in leaf_datasets(cfg.test_dataloader.dataset,
                                             'test_dataloader.dataset')]
     if cfg.default_scope == 'mmdet':
+        given = cfg.get('tta_model') or {}
+        if 'type' not in given:
+            # settings without a type (--cfg-options tta_model.tta_cfg...)
+            # change MMDetection's default
+            warnings.warn(
+                '--tta: the config has no tta_model' + (
+                    ' type; its settings change' if given else '; using') +
+                ' MMDetection\'s default, DetTTAModel with NMS IoU 0.5 and '
+                'max_per_img 100.')
+            default = Config(dict(tta_model=copy.deepcopy(DET_TTA_MODEL)))
+            default.merge_from_dict(dict(tta_model=given))
+            cfg.tta_model = default.tta_model
         mask_head = _find_key(cfg.model, 'mask_head', 'model')
-        if mask_head and cfg.get('tta_model', DET_TTA_MODEL).get(
-                'type') == 'DetTTAModel':
+        if mask_head and cfg.tta_model.get('type') == 'DetTTAModel':
             raise ValueError(
                 f'--tta: MMDetection\'s DetTTAModel merges boxes only; it '
                 f'does not support instance segmentation, and this model '
                 f'predicts masks ({mask_head}). Test it without --tta.')
-        if 'tta_model' not in cfg:
-            warnings.warn('--tta: the config has no tta_model; using '
-                          'MMDetection\'s default, DetTTAModel with NMS IoU '
-                          '0.5 and max_per_img 100.')
-            cfg.tta_model = copy.deepcopy(DET_TTA_MODEL)
         if 'tta_pipeline' not in cfg:
             warnings.warn('--tta: the config has no tta_pipeline; using '
                           'MMDetection\'s default, the test pipeline with a '

@@ -16,13 +16,14 @@ from mmengine.logging import print_log
 
 from .compat import use_cpu_distributed
 
-# Top-level config keys that MMEngine's Runner (or the tools) read besides
-# the arguments of Runner.__init__; any other top-level key is a variable of
-# the config file, used only while the file is parsed.
+# Top-level config keys that MMEngine's Runner (or the tools: tta_* with
+# tools/test.py --tta) read besides the arguments of Runner.__init__; any
+# other top-level key is a variable of the config file, used only while the
+# file is parsed.
 _READ_BY_RUNNER = {
     'custom_imports', 'runner_type', 'model_wrapper_cfg', 'sync_bn',
     'find_unused_parameters', 'activation_checkpointing',
-    'efficient_conv_bn_eval', 'compile'
+    'efficient_conv_bn_eval', 'compile', 'tta_model', 'tta_pipeline'
 }
 
 

@@ -664,6 +664,29 @@ def test_tta_uses_the_det_config_settings():
     assert cfg.test_dataloader.dataset.pipeline == tta_pipeline
 
 
+def test_tta_settings_without_a_type_change_the_det_default():
+    """--cfg-options tta_model.tta_cfg.max_per_img=50 on a config without
+    tta_model: MMDetection's default with that change (it was a model
+    config without a type), and --cfg-options does not call it unused."""
+    from mmrepvit.utils.config import warn_ineffective_options
+    use_tta = import_tool('tools/test.py').use_tta
+    cfg = demo_config('det', **BOX_ONLY)
+    option = {'tta_model.tta_cfg.max_per_img': 50}
+    assert warn_ineffective_options(cfg, option) == []
+    cfg.merge_from_dict(option)
+    with pytest.warns(UserWarning, match='--tta: the config has no '
+                      'tta_model type; its settings change MMDetection'):
+        use_tta(cfg)
+    assert cfg.model.type == 'DetTTAModel'
+    assert cfg.model.tta_cfg == dict(
+        nms=dict(type='nms', iou_threshold=0.5), max_per_img=50)
+    # and the Mask R-CNN refusal still applies to it
+    cfg = demo_config('det')
+    cfg.merge_from_dict(option)
+    with pytest.raises(ValueError, match=r'model\.roi_head\.mask_head'):
+        use_tta(cfg)
+
+
 def test_tta_refuses_instance_segmentation():
     """MMDetection's DetTTAModel asserts on masks at the first image; the
     Mask R-CNN configs are refused before anything is built."""
