@@ -17,6 +17,7 @@ from .onnx_export import (
     ParityError,
     export_onnx,
     onnx_part,
+    onnx_record,
 )
 from .quantize import (
     AgreementError,
@@ -30,6 +31,6 @@ __all__ = ['find_repvits', 'fuse_checkpoint', 'fuse_model',
            'repvit_backbone_cfg', 'switch_to_deploy', 'unwrap_model',
            'use_channels_last', 'build_model', 'load_model_weights',
            'OnnxReport', 'ParityError', 'export_onnx', 'onnx_part',
-           'ort_session', 'OnnxRunner', 'cpu_flags', 'AgreementError',
-           'QuantizeReport', 'preprocessed_images',
+           'onnx_record', 'ort_session', 'OnnxRunner', 'cpu_flags',
+           'AgreementError', 'QuantizeReport', 'preprocessed_images',
            'quantize_onnx']

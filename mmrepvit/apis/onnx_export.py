@@ -2,6 +2,7 @@
 """Export the deploy form of a RepViT model to ONNX, with a parity check
 against PyTorch in onnxruntime."""
 import contextlib
+import json
 import os
 import os.path as osp
 import warnings
@@ -167,6 +168,35 @@ def _names_and_axes(wrapper, kind, labels, x):
     return names, dynamic
 
 
+def onnx_record(model: nn.Module) -> dict:
+    """What an export records of ``model`` (in the file's ``metadata_props``,
+    key ``'mmrepvit'``, as JSON), so that a file can be matched to a config:
+    its RepViT's arch, stage ends, outputs and input channels and, for a
+    segmentor, its classes, which the outputs' names and shapes do not show.
+
+    Args:
+        model (nn.Module): A model, wrapped or not.
+
+    Returns:
+        dict: JSON-ready settings (of another backbone: its class name).
+    """
+    net = unwrap_model(model)
+    backbone = net if isinstance(net, RepViT) else getattr(net, 'backbone',
+                                                           None)
+    if not isinstance(backbone, RepViT):
+        return dict(backbone=type(backbone).__name__)
+    record = dict(
+        backbone='RepViT', widths=list(backbone.arch_settings['widths']),
+        depths=list(backbone.arch_settings['depths']),
+        stage_ends=backbone.stage_ends,
+        out_indices=list(backbone.out_indices),
+        in_channels=backbone.in_channels)
+    head = getattr(net, 'decode_head', None)
+    if head is not None:
+        record['classes'] = head.out_channels
+    return record
+
+
 def rel_diff(ours: Sequence, references: Sequence) -> float:
     """The largest difference between paired outputs (numpy arrays or
     tensors), each relative to the largest magnitude of its reference."""
@@ -199,8 +229,9 @@ def export_onnx(model: nn.Module, out: str,
     model is in that form already (:func:`deploy_copy`). The input ``input``
     is the image batch as the data preprocessor hands it to the backbone
     (normalised N x C x H x W float32), with dynamic batch, height and
-    width. The file is checked with ``onnx.checker`` and run in onnxruntime;
-    above ``tolerance`` nothing is written.
+    width. The file records what it was exported from (:func:`onnx_record`),
+    is checked with ``onnx.checker`` and run in onnxruntime; above
+    ``tolerance`` nothing is written.
 
     Args:
         model (nn.Module): A bare RepViT, a detector or a segmentor with a
@@ -261,6 +292,12 @@ def export_onnx(model: nn.Module, out: str,
                 wrapper, (inputs[0], ), tmp, opset_version=opset,
                 input_names=['input'], output_names=names,
                 dynamic_axes=dynamic)
+        proto = onnx.load(tmp)
+        record = onnx_record(net)
+        if kind != 'segmentor':
+            record.pop('classes', None)
+        onnx.helper.set_model_props(proto, {'mmrepvit': json.dumps(record)})
+        onnx.save(proto, tmp)
         onnx.checker.check_model(tmp, full_check=True)
         diffs = _parity(wrapper, tmp, inputs, labels)
         report = OnnxReport(kind, opset, names, diffs)

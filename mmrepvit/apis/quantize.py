@@ -237,7 +237,7 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
                     f'onnxruntime quantized no node of {model}'
                     + (f' of the types {", ".join(op_types)}' if op_types
                        else '') + ', so nothing would run in INT8; '
-                    f'choose other op_types (e.g. Conv).')
+                    'choose other op_types (e.g. Conv).')
             runner = OnnxRunner(int8)
             outputs = [runner(x) for x in held_out]
             report = QuantizeReport(

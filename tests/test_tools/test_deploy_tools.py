@@ -28,6 +28,7 @@ from mmrepvit.apis import (
     build_model,
     export_onnx,
     load_model_weights,
+    onnx_record,
 )
 
 TOOL = 'tools/deploy/test_onnx.py'
@@ -150,8 +151,9 @@ def test_onnx_part_predicts_what_pytorch_does(deployed, task, labels):
     assert len(batches) == 2
     with torch.no_grad():
         before = [model.test_step(b)[0] for b in batches]
-    outputs = tool.onnx_outputs(str(d.onnx))
-    part = tool.exported_part(outputs, model, str(d.cfg), str(d.onnx))
+    outputs, record = tool.onnx_outputs(str(d.onnx))
+    part = tool.exported_part(outputs, model, str(d.cfg), str(d.onnx),
+                              record)
     assert part == ('segmentor' if task == 'seg' else 'features')
     runs = tool.use_onnx(model, part, OnnxRunner(str(d.onnx)), labels)
     with torch.no_grad():
@@ -221,6 +223,38 @@ def test_outputs_that_do_not_fit_the_model_are_refused():
     with pytest.raises(ValueError, match='EncoderDecoder gives level0, '
                        'level1, level2, level3'):
         tool.exported_part(levels, seg, 'seg.py', 'x.onnx')
+
+
+def test_what_the_export_recorded_must_fit_the_model(deployed):
+    """Another class count (logits: a dynamic axis; labels: no channel axis
+    at all) or other stage ends (the same names and shapes) do not show in
+    the outputs: the file records them and they are compared."""
+    tool = import_tool(TOOL)
+    d = deployed('seg')
+    seg = build_model(str(d.cfg))
+    outputs, record = tool.onnx_outputs(str(d.onnx))
+    assert record == onnx_record(seg) == dict(
+        backbone='RepViT', widths=[40, 80, 160, 320], depths=[2, 3, 10, 2],
+        stage_ends='before_downsample', out_indices=[0, 1, 2, 3],
+        in_channels=3, classes=seg.decode_head.out_channels)
+    assert tool.exported_part(outputs, seg, 'seg.py', 'x.onnx',
+                              record) == 'segmentor'
+    classes = seg.decode_head.out_channels
+    with pytest.raises(ValueError, match=(
+            r'x.onnx \(outputs labels\) was exported from another model '
+            r'than the EncoderDecoder of seg.py: classes 3 \(the '
+            rf"config's: {classes}\)\. Export the model of this config")):
+        tool.exported_part([('labels', None)], seg, 'seg.py', 'x.onnx',
+                           dict(record, classes=3))
+    stages = [(f'stage{i}', w) for i, w in enumerate(record['widths'])]
+    with pytest.raises(ValueError, match=(
+            "stage_ends before_pre_block \\(the config's: "
+            "before_downsample\\)")):
+        tool.exported_part(stages, seg, 'seg.py', 'x.onnx', dict(
+            record, stage_ends='before_pre_block'))
+    # a file without a record (older exports) is matched by its outputs
+    assert tool.exported_part(stages, seg, 'seg.py', 'x.onnx', {}) == \
+        'backbone'
 
 
 @pytest.mark.parametrize('args,message', [
