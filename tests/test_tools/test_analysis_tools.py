@@ -147,6 +147,20 @@ def test_get_flops_cfg_options_as_in_train(monkeypatch, capsys):
                'Did you mean model.backbone.norm_eval?' in m for m in logged)
 
 
+def test_get_flops_shape_as_in_mmdet(monkeypatch, capsys):
+    # one value is a square, as MMDetection's get_flops.py takes it
+    args = parse_tool_args(monkeypatch, 'get_flops.py', '--arch', 'm0_6',
+                           '--shape', 64)
+    assert args.shape == [64, 64]
+    # a size below 1 is a usage error, not a convolution's traceback
+    err = usage_error(monkeypatch, capsys, 'get_flops.py', '--arch', 'm0_6',
+                      '--shape', 0, 0)
+    assert "argument --shape: expected a positive size, got '0'" in err
+    err = usage_error(monkeypatch, capsys, 'get_flops.py', '--arch', 'm0_6',
+                      '--shape', 1, 2, 3)
+    assert '--shape takes H W or one size, got [1, 2, 3]' in err
+
+
 def test_resnet50_twin_swaps_only_the_backbone():
     twin = import_tool('tools/analysis_tools/benchmark.py').resnet50_twin
     cfg = load_config(str(REPO / 'configs/det/repvit_m1_1_maskrcnn.py'))

@@ -284,3 +284,13 @@ def test_a_missing_checkpoint_is_a_usage_error(deployed, monkeypatch,
         runpy.run_path(str(REPO / TOOL), run_name='__main__')
     assert e.value.code == 2
     assert "checkpoint 'none.pth' does not exist" in capsys.readouterr().err
+
+
+def test_reparameterize_check_size_must_be_positive():
+    done = subprocess.run(
+        [sys.executable, 'tools/deploy/reparameterize.py', 'c.py', 'a.pth',
+         'b.pth', '--check-size', '0', '64'], cwd=REPO, capture_output=True,
+        text=True, timeout=300)
+    assert done.returncode == 2
+    assert "argument --check-size: expected a positive size, got '0'" in \
+        done.stderr

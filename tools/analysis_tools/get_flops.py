@@ -35,7 +35,7 @@ from mmengine.logging import MMLogger
 
 from mmrepvit import switch_to_deploy
 from mmrepvit.utils import benchmark as bm
-from mmrepvit.utils.config import ConfigOptionsAction, load_config
+from mmrepvit.utils.config import ConfigOptionsAction, checked, load_config
 
 # The paper's compute of the ImageNet classifiers (deploy form, with head,
 # 3x224x224), in GMACs (Table 1 of the paper; M0.6 is not given there).
@@ -77,10 +77,10 @@ def parse_args():
     parser.add_argument('--arch', nargs='+', default=[],
                         choices=bm.ARCHES, metavar='ARCH',
                         help=f'ImageNet classifiers: {", ".join(bm.ARCHES)}')
-    parser.add_argument('--shape', nargs=2, type=int, metavar=('H', 'W'),
-                        help='input size (default: 224 224 for --arch, '
-                        '800 1333 for MMDetection, 512 512 for '
-                        'MMSegmentation configs)')
+    parser.add_argument('--shape', nargs='+', metavar='SIZE', type=checked(
+        int, lambda v: v >= 1, 'a positive size'), help='input size: H W, '
+        'or one value for a square (default: 224 224 for --arch, 800 1333 '
+        'for MMDetection, 512 512 for MMSegmentation configs)')
     form = parser.add_mutually_exclusive_group()
     form.add_argument('--deploy', action='store_true',
                       help='the deploy form only (mmrepvit.switch_to_deploy)')
@@ -97,6 +97,10 @@ def parse_args():
     args = parser.parse_args()
     if not args.configs and not args.arch:
         parser.error('give a config or --arch')
+    if args.shape and len(args.shape) > 2:
+        parser.error(f'--shape takes H W or one size, got {args.shape}')
+    if args.shape:
+        args.shape = args.shape * (3 - len(args.shape))   # N -> N N
     return args
 
 
