@@ -9,6 +9,7 @@ decides which) with MMEngine's Runner; the flags are MMDetection's.
 import argparse
 import logging
 
+from mmengine.device import get_device
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -53,6 +54,11 @@ def main():
     args, cfg = parse_tool_args(build_parser())
 
     if args.amp:
+        if get_device() == 'cpu':   # MMEngine asserts it after building all
+            raise RuntimeError(
+                '--amp trains with MMEngine\'s AmpOptimWrapper, which runs '
+                'on a GPU (CUDA, NPU, MLU or MUSA) only, and this machine has '
+                'none; train without --amp.')
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             print_log('AMP training is already enabled in your config.',
                       logger='current', level=logging.WARNING)
@@ -61,7 +67,7 @@ def main():
             cfg.optim_wrapper.loss_scale = 'dynamic'
 
     if args.auto_scale_lr:
-        if 'auto_scale_lr' not in cfg or \
+        if not cfg.get('auto_scale_lr') or \
                 'base_batch_size' not in cfg.auto_scale_lr:
             raise RuntimeError('--auto-scale-lr needs auto_scale_lr = '
                                'dict(base_batch_size=...) in the config.')

@@ -68,6 +68,10 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
         raise ValueError(
             f'Unsupported checkpoint location {filename!r}: use a local '
             f'path or an http(s) URL.')
+    if osp.isdir(filename):
+        raise IsADirectoryError(
+            f'Checkpoint {filename!r} is a directory; give a checkpoint file '
+            f'in it (e.g. a .pth file of a work dir).')
     if not osp.isfile(filename):
         raise FileNotFoundError(
             f'Checkpoint file {filename!r} does not exist (looked for '

@@ -222,6 +222,8 @@ def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
     Returns:
         str | None: The problem, in words, or None.
     """
+    if osp.isdir(path):
+        return 'it is a directory, not a checkpoint file in it'
     if not osp.isfile(path):
         return 'the file does not exist'
     if osp.getsize(path) == 0:

@@ -222,6 +222,8 @@ def test_checkpoint_problem_names_what_is_wrong(tmp_path):
     assert checkpoint_problem(str(good)) is None
     assert checkpoint_problem(str(tmp_path / 'missing.pth')) == \
         'the file does not exist'
+    assert checkpoint_problem(str(tmp_path)) == \
+        'it is a directory, not a checkpoint file in it'
     (tmp_path / 'empty.pth').write_bytes(b'')
     assert checkpoint_problem(str(tmp_path / 'empty.pth')) == \
         'the file is empty'

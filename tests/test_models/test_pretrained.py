@@ -244,11 +244,15 @@ def test_missing_keys_are_logged(tmp_path, source):
     assert any(m.startswith(f'Loaded {n - 1}/{n} tensors') for m in messages)
 
 
-def test_missing_file_and_bad_location():
+def test_missing_file_and_bad_location(tmp_path):
     with pytest.raises(FileNotFoundError, match=r'does not exist .*check '
                        r'the path \(the checkpoint argument of a tool, or '
                        r'init_cfg.checkpoint, load_from or --resume'):
         pretrained('/nonexistent/repvit.pth').init_weights()
+    # a work dir given for the checkpoint in it: it exists, and is no file
+    with pytest.raises(IsADirectoryError, match=r'is a directory; give a '
+                       r'checkpoint file in it'):
+        pretrained(tmp_path).init_weights()
     with pytest.raises(ValueError, match='Unsupported checkpoint location'):
         pretrained('s3://bucket/repvit.pth').init_weights()
     with pytest.raises(ValueError, match=r"Unknown keys \['strict'\]"):

@@ -554,6 +554,24 @@ def test_resuming_from_weights_only_is_refused(tiny_config, tmp_path):
     assert 'KeyError' not in text and 'Iter(' not in text
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='--amp runs there')
+@pytest.mark.parametrize('args,message', [
+    # MMEngine's AmpOptimWrapper asserts a GPU once everything is built
+    (['--amp'], "--amp trains with MMEngine's AmpOptimWrapper, which runs "
+     'on a GPU (CUDA, NPU, MLU or MUSA) only'),
+    # a config that sets auto_scale_lr=None ended in a TypeError
+    (['--auto-scale-lr', '--cfg-options', 'auto_scale_lr=None'],
+     '--auto-scale-lr needs auto_scale_lr = dict(base_batch_size=...)'),
+])
+def test_train_tool_flags_that_cannot_apply(args, message, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, 'tools/train.py', TASKS['seg']['config'],
+         '--work-dir', str(tmp_path / 'work'), *args], cwd=REPO,
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    assert f'RuntimeError: {message}' in proc.stderr, proc.stderr[-2000:]
+
+
 def test_test_tool_adds_its_hooks_to_custom_hooks_none(tiny_config,
                                                        tmp_path):
     """A config may set custom_hooks=None (MMEngine accepts it): tools/test.py
