@@ -197,6 +197,18 @@ def onnx_record(model: nn.Module) -> dict:
     return record
 
 
+def onnx_mismatch(path: str, model: nn.Module) -> List[str]:
+    """How the model an ONNX file recorded (:func:`onnx_record`) differs
+    from ``model``: one ``'key FILE (the config's: MODEL)'`` per setting;
+    empty where they agree or the file recorded nothing (older exports)."""
+    import onnx
+    props = onnx.load(path, load_external_data=False).metadata_props
+    record = json.loads({p.key: p.value for p in props}.get('mmrepvit', '{}'))
+    ours = onnx_record(model) if record else {}
+    return [f'{k} {v} (the config\'s: {ours.get(k)})'
+            for k, v in record.items() if v != ours.get(k)]
+
+
 def rel_diff(ours: Sequence, references: Sequence) -> float:
     """The largest difference between paired outputs (numpy arrays or
     tensors), each relative to the largest magnitude of its reference."""

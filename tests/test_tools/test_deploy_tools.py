@@ -28,6 +28,7 @@ from mmrepvit.apis import (
     build_model,
     export_onnx,
     load_model_weights,
+    onnx_mismatch,
     onnx_record,
 )
 
@@ -151,9 +152,8 @@ def test_onnx_part_predicts_what_pytorch_does(deployed, task, labels):
     assert len(batches) == 2
     with torch.no_grad():
         before = [model.test_step(b)[0] for b in batches]
-    outputs, record = tool.onnx_outputs(str(d.onnx))
-    part = tool.exported_part(outputs, model, str(d.cfg), str(d.onnx),
-                              record)
+    outputs = tool.onnx_outputs(str(d.onnx))
+    part = tool.exported_part(outputs, model, str(d.cfg), str(d.onnx))
     assert part == ('segmentor' if task == 'seg' else 'features')
     runs = tool.use_onnx(model, part, OnnxRunner(str(d.onnx)), labels)
     with torch.no_grad():
@@ -225,36 +225,44 @@ def test_outputs_that_do_not_fit_the_model_are_refused():
         tool.exported_part(levels, seg, 'seg.py', 'x.onnx')
 
 
-def test_what_the_export_recorded_must_fit_the_model(deployed):
+def test_what_the_export_recorded_must_fit_the_model(deployed, tmp_path):
     """Another class count (logits: a dynamic axis; labels: no channel axis
     at all) or other stage ends (the same names and shapes) do not show in
     the outputs: the file records them and they are compared."""
+    import onnx
     tool = import_tool(TOOL)
     d = deployed('seg')
     seg = build_model(str(d.cfg))
-    outputs, record = tool.onnx_outputs(str(d.onnx))
-    assert record == onnx_record(seg) == dict(
+    props = {p.key: p.value for p in onnx.load(str(d.onnx)).metadata_props}
+    assert json.loads(props['mmrepvit']) == onnx_record(seg) == dict(
         backbone='RepViT', widths=[40, 80, 160, 320], depths=[2, 3, 10, 2],
         stage_ends='before_downsample', out_indices=[0, 1, 2, 3],
         in_channels=3, classes=seg.decode_head.out_channels)
-    assert tool.exported_part(outputs, seg, 'seg.py', 'x.onnx',
-                              record) == 'segmentor'
+    assert onnx_mismatch(str(d.onnx), seg) == []
+    # the file of a 3-class segmentor with detection taps
+    other = build_model(str(d.cfg))
+    other.decode_head.out_channels = 3
+    other.backbone.stage_ends = 'before_pre_block'
+    proto = onnx.load(str(d.onnx))
+    onnx.helper.set_model_props(proto, {'mmrepvit': json.dumps(
+        onnx_record(other))})
+    onnx.save(proto, str(tmp_path / 'other.onnx'))
     classes = seg.decode_head.out_channels
+    differ = onnx_mismatch(str(tmp_path / 'other.onnx'), seg)
+    assert differ == [
+        "stage_ends before_pre_block (the config's: before_downsample)",
+        f"classes 3 (the config's: {classes})"]
     with pytest.raises(ValueError, match=(
             r'x.onnx \(outputs labels\) was exported from another model '
-            r'than the EncoderDecoder of seg.py: classes 3 \(the '
+            r'than the EncoderDecoder of seg.py: stage_ends before_pre_block '
+            r"\(the config's: before_downsample\); classes 3 \(the "
             rf"config's: {classes}\)\. Export the model of this config")):
         tool.exported_part([('labels', None)], seg, 'seg.py', 'x.onnx',
-                           dict(record, classes=3))
-    stages = [(f'stage{i}', w) for i, w in enumerate(record['widths'])]
-    with pytest.raises(ValueError, match=(
-            "stage_ends before_pre_block \\(the config's: "
-            "before_downsample\\)")):
-        tool.exported_part(stages, seg, 'seg.py', 'x.onnx', dict(
-            record, stage_ends='before_pre_block'))
+                           differ)
     # a file without a record (older exports) is matched by its outputs
-    assert tool.exported_part(stages, seg, 'seg.py', 'x.onnx', {}) == \
-        'backbone'
+    del proto.metadata_props[:]
+    onnx.save(proto, str(tmp_path / 'old.onnx'))
+    assert onnx_mismatch(str(tmp_path / 'old.onnx'), seg) == []
 
 
 @pytest.mark.parametrize('args,message', [

@@ -20,7 +20,7 @@ import json
 import logging
 import os.path as osp
 import re
-from typing import Optional
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,7 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmrepvit.apis import OnnxRunner, onnx_record, unwrap_model
+from mmrepvit.apis import OnnxRunner, onnx_mismatch, unwrap_model
 from mmrepvit.apis.runtime import BACKENDS
 from mmrepvit.utils.checks import check_config
 from mmrepvit.utils.config import add_common_args, checked, tool_config
@@ -56,27 +56,25 @@ def build_parser():
     return parser
 
 
-def onnx_outputs(path: str) -> tuple:
-    """(name, channels) of each output of the file (channels None where
-    the file leaves it dynamic or the output has no channel axis), and what
-    the export recorded of its model (``onnx_record``; {} in older files)."""
+def onnx_outputs(path: str) -> list:
+    """(name, channels) of each output of the file; channels is None where
+    the file leaves it dynamic or the output has no channel axis."""
     import onnx
-    proto = onnx.load(path, load_external_data=False)
     outputs = []
-    for o in proto.graph.output:
+    for o in onnx.load(path, load_external_data=False).graph.output:
         dims = o.type.tensor_type.shape.dim
         known = len(dims) == 4 and dims[1].HasField('dim_value')
         outputs.append((o.name, dims[1].dim_value if known else None))
-    props = {p.key: p.value for p in proto.metadata_props}
-    return outputs, json.loads(props.get('mmrepvit', '{}'))
+    return outputs
 
 
 def exported_part(outputs: list, model, config: str, path: str,
-                  record: Optional[dict] = None) -> str:
+                  differ: Sequence[str] = ()) -> str:
     """'segmentor', 'features' or 'backbone': what the file computes of
     ``model``, by its output names. Raises ValueError, naming the file's
     outputs and what the config's model expects, where they do not fit,
-    or where what the export recorded (``record``) differs from it."""
+    or where what the export recorded differs (``differ``:
+    ``onnx_mismatch``)."""
     names = [n for n, _ in outputs]
     what = f'{path} (outputs {", ".join(names)})'
     kind = type(model).__name__
@@ -125,9 +123,6 @@ def exported_part(outputs: list, model, config: str, path: str,
             raise ValueError(f'{what}: {name} has {got} channels, the '
                              f'{kind} of {config} {want}. Export the model '
                              f'of this config.')
-    ours = onnx_record(model) if record else {}
-    differ = [f'{k} {v} (the config\'s: {ours[k]})'
-              for k, v in (record or {}).items() if k in ours and v != ours[k]]
     if differ:
         raise ValueError(f'{what} was exported from another model than the '
                          f'{kind} of {config}: {"; ".join(differ)}. Export '
@@ -219,11 +214,12 @@ def main():
     except ImportError as e:
         parser.error(f'{e}: install {args.backend} (pip install '
                      f'{args.backend}) or choose another --backend.')
-    outputs, record = onnx_outputs(args.onnx)
+    outputs = onnx_outputs(args.onnx)
     runner = build_runner(parser, args)
     model = unwrap_model(runner.model)
     try:
-        part = exported_part(outputs, model, args.config, args.onnx, record)
+        part = exported_part(outputs, model, args.config, args.onnx,
+                             onnx_mismatch(args.onnx, model))
     except ValueError as e:
         parser.error(str(e))
     labels = outputs[0][0] == 'labels'
