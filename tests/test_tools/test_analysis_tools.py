@@ -161,6 +161,22 @@ def test_get_flops_shape_as_in_mmdet(monkeypatch, capsys):
     assert '--shape takes H W or one size, got [1, 2, 3]' in err
 
 
+def test_options_that_change_nothing_are_errors(monkeypatch, capsys):
+    # --cfg-options has no config to change beside --arch alone
+    err = usage_error(monkeypatch, capsys, 'get_flops.py', '--arch', 'm0_6',
+                      '--cfg-options', 'model.backbone.arch=m1_1')
+    assert '--cfg-options changes configs; --arch counts' in err
+    # a backbone has no training step: nothing to time is no empty table
+    proc = subprocess.run(
+        [sys.executable, 'tools/analysis_tools/benchmark.py', '--arch',
+         'm0_6', '--task', 'train', '--sizes', '32', '--baseline', 'none',
+         '--no-macs'], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    assert "note: RepViT-M0.6: no 'train' task" in proc.stdout
+    assert 'benchmark.py: error: nothing was measured' in proc.stderr
+    assert '| model |' not in proc.stdout
+
+
 def test_resnet50_twin_swaps_only_the_backbone():
     twin = import_tool('tools/analysis_tools/benchmark.py').resnet50_twin
     cfg = load_config(str(REPO / 'configs/det/repvit_m1_1_maskrcnn.py'))

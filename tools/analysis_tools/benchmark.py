@@ -222,6 +222,10 @@ def main():
         subjects, forms, tasks, args.batch_sizes, sizes, args.threads,
         args.device, args.warmup, args.min_run_time, args.rounds,
         with_macs=not args.no_macs)
+    if not rows:
+        sys.exit('benchmark.py: error: nothing was measured (see the notes '
+                 'above): a backbone (--arch) runs the forward task, a '
+                 'config predict, features, backbone or train.')
     report = [''] + [f'task: {t} ({TASKS[t]})' for t in tasks] + [
         '', tables.markdown_table(rows), '']
     if args.split:

@@ -97,6 +97,9 @@ def parse_args():
     args = parser.parse_args()
     if not args.configs and not args.arch:
         parser.error('give a config or --arch')
+    if args.cfg_options and not args.configs:
+        parser.error('--cfg-options changes configs; --arch counts the '
+                     'ImageNet classifier of an arch as it is')
     if args.shape and len(args.shape) > 2:
         parser.error(f'--shape takes H W or one size, got {args.shape}')
     if args.shape:
