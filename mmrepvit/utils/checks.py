@@ -2,6 +2,7 @@
 """Checks of a config before a run (neck widths, data paths, ``load_from``):
 a mistake is reported at once, with the setting to change, instead of as a
 traceback from a dataloader, a convolution or a loop minutes later."""
+import difflib
 import inspect
 import os
 import os.path as osp
@@ -15,6 +16,15 @@ def _backbone_widths(backbone: dict) -> Tuple[List[int], str]:
 
     from ..models import RepViT
     args = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg')}
+    known = list(inspect.signature(RepViT).parameters)
+    unknown = [k for k in args if k not in known]
+    if unknown:   # else a TypeError of __init__, naming no fix
+        close = [c for k in unknown
+                 for c in difflib.get_close_matches(k, known, n=1)]
+        raise ValueError(
+            f'model.backbone has no argument {", ".join(unknown)}: RepViT '
+            f'takes {", ".join(known)}.'
+            + (f' Did you mean {", ".join(close)}?' if close else ''))
     with torch.device('meta'):   # its shapes only, no memory
         model = RepViT(**args)
     settings = (f"arch {model.arch_name!r}, out_indices "

@@ -157,6 +157,18 @@ def test_our_config_with_another_arch_names_the_widths():
         "and out_indices that model.neck was written for.")
 
 
+def test_backbone_argument_that_does_not_exist():
+    # --cfg-options adds a new key silently where the config does not set
+    # the real one (with_cp has a default): RepViT's TypeError named no fix
+    config = REPO / 'configs/det/repvit_m1_1_maskrcnn.py'
+    with pytest.raises(ValueError) as error:
+        tool_config(config, 'model.backbone.with_cpp=True')
+    assert str(error.value).startswith(
+        'model.backbone has no argument with_cpp: RepViT takes arch, '
+        'in_channels, out_indices, stage_ends, frozen_stages, norm_eval, ')
+    assert str(error.value).endswith('Did you mean with_cp?')
+
+
 def test_user_config_with_three_outputs(tmp_path):
     """A RetinaNet config of a user's, taking stages 1-3 of m0_6 but with
     the FPN widths of m1_1."""
