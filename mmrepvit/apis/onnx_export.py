@@ -175,14 +175,14 @@ def onnx_record(model: nn.Module) -> dict:
     segmentor, its classes, which the outputs' names and shapes do not show.
 
     Args:
-        model (nn.Module): A model, wrapped or not.
+        model (nn.Module): A bare RepViT, a detector or a segmentor (not
+            wrapped: :func:`unwrap_model`).
 
     Returns:
         dict: JSON-ready settings (of another backbone: its class name).
     """
-    net = unwrap_model(model)
-    backbone = net if isinstance(net, RepViT) else getattr(net, 'backbone',
-                                                           None)
+    backbone = model if isinstance(model, RepViT) else getattr(
+        model, 'backbone', None)
     if not isinstance(backbone, RepViT):
         return dict(backbone=type(backbone).__name__)
     record = dict(
@@ -191,7 +191,7 @@ def onnx_record(model: nn.Module) -> dict:
         stage_ends=backbone.stage_ends,
         out_indices=list(backbone.out_indices),
         in_channels=backbone.in_channels)
-    head = getattr(net, 'decode_head', None)
+    head = getattr(model, 'decode_head', None)
     if head is not None:
         record['classes'] = head.out_channels
     return record

@@ -20,7 +20,8 @@ from ..layers import (
     preserved_norm_stats,
     stage_outputs,
 )
-from ..utils import BackboneState, backbone_state_dict, is_fused, is_unfused
+from ..utils import BackboneState, backbone_state_dict
+from ..utils.ckpt_convert import FUSED_KEYS, UNFUSED_KEYS
 
 
 @MODELS.register_module()
@@ -337,13 +338,13 @@ class RepViT(BaseModule):
         own = {k[len(prefix):]: v for k, v in state_dict.items()
                if k.startswith(prefix)}
         name = prefix[:-1] or type(self).__name__
-        if not self.deploy and is_fused(own):
+        if not self.deploy and any(map(FUSED_KEYS.match, own)):
             self._fuse()
             self._fused_by_load = True
             print_log(f'{name}: the checkpoint holds a fused RepViT, so the '
                       f'backbone switched to its deploy form to load it.',
                       logger='current')
-        elif self.deploy and is_unfused(own):
+        elif self.deploy and any(map(UNFUSED_KEYS.match, own)):
             for key in own:
                 del state_dict[prefix + key]
             fused = self._fuse_state(own, name)

@@ -12,11 +12,12 @@ import torch
 HEAD_PREFIXES = ('classifier.', 'head.')
 #: The stem's first convolution in training form.
 STEM_KEY = 'features.0.0.c.weight'
-# Every Conv2dBN has a conv ``c`` in training form; fused, a conv with bias
-# stands in its place (the stem's two, a block's token and channel mixers).
-_UNFUSED = re.compile(r'features\.\d+\..*\.c\.weight$')
-_FUSED = re.compile(r'features\.(0|\d+\.(token_mixer|channel_mixer\.m))'
-                    r'\.[02]\.weight$')
+#: Keys that only the training form / only the fused form has: every
+#: Conv2dBN has a conv ``c`` in training form; fused, a conv with bias stands
+#: in its place (the stem's two, a block's token and channel mixers).
+UNFUSED_KEYS = re.compile(r'features\.\d+\..*\.c\.weight$')
+FUSED_KEYS = re.compile(r'features\.(0|\d+\.(token_mixer|channel_mixer\.m))'
+                        r'\.[02]\.weight$')
 StateDict = 'OrderedDict[str, torch.Tensor]'
 
 # Renames inside one block, official (features.{i}.*) -> timm.
@@ -194,12 +195,12 @@ def timm_to_official(state: Dict[str, torch.Tensor]) -> StateDict:
 def is_fused(state: Dict[str, torch.Tensor]) -> bool:
     """Whether an official-layout state dict holds a fused RepViT (any of
     its convolutions, not only the stem's, tells)."""
-    return any(_FUSED.match(k) for k in state)
+    return any(map(FUSED_KEYS.match, state))
 
 
 def is_unfused(state: Dict[str, torch.Tensor]) -> bool:
     """Whether an official-layout state dict holds a training-form RepViT."""
-    return any(_UNFUSED.match(k) for k in state)
+    return any(map(UNFUSED_KEYS.match, state))
 
 
 class BackboneState(NamedTuple):
