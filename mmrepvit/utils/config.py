@@ -76,6 +76,17 @@ def checked(kind, ok, what):
     return parse
 
 
+def config_only(text: str) -> str:
+    """An argparse type for the analysis tools' CONFIG arguments: a
+    checkpoint (MMDetection's tools take CONFIG CHECKPOINT) is an error."""
+    if text.endswith(('.pth', '.pt', '.safetensors', '.onnx')):
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is a checkpoint, not a config: this tool takes '
+            f'configs only and measures seeded random weights (time and '
+            f'MACs do not depend on the weights)')
+    return text
+
+
 def add_common_args(parser):
     """Add the flags ``tools/train.py`` and ``tools/test.py`` share."""
     parser.add_argument('--work-dir', help='the dir to save logs and models')

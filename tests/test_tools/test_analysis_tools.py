@@ -161,6 +161,15 @@ def test_get_flops_shape_as_in_mmdet(monkeypatch, capsys):
     assert '--shape takes H W or one size, got [1, 2, 3]' in err
 
 
+@pytest.mark.parametrize('tool', ['get_flops.py', 'benchmark.py'])
+def test_a_checkpoint_is_no_config(tool, monkeypatch, capsys):
+    # MMDetection's tools take CONFIG CHECKPOINT; these measure random
+    # weights, and the checkpoint was read as a second config
+    err = usage_error(monkeypatch, capsys, tool, SEG_DEMO, 'work/iter_2.pth')
+    assert "'work/iter_2.pth' is a checkpoint, not a config: this tool " \
+        'takes configs only' in err
+
+
 def test_options_that_change_nothing_are_errors(monkeypatch, capsys):
     # --cfg-options has no config to change beside --arch alone
     err = usage_error(monkeypatch, capsys, 'get_flops.py', '--arch', 'm0_6',

@@ -43,7 +43,7 @@ from mmengine.logging import MMLogger
 from mmrepvit.apis import cpu_flags
 from mmrepvit.utils import benchmark as bm
 from mmrepvit.utils import benchmark_tables as tables
-from mmrepvit.utils.config import checked, load_config
+from mmrepvit.utils.config import checked, config_only, load_config
 
 TASKS = {'forward': 'a backbone, eval mode, no grad',
          'predict': "model(..., mode='predict'), eval, no grad",
@@ -98,7 +98,8 @@ def parse_args():
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='\n'.join(__doc__.splitlines()[2:]))
-    parser.add_argument('configs', nargs='*', help='detector/segmentor '
+    parser.add_argument('configs', nargs='*', type=config_only,
+                        help='detector/segmentor '
                         'configs (files or mmdet::/mmseg:: paths)')
     parser.add_argument('--arch', nargs='+', default=[], metavar='ARCH',
                         choices=bm.ARCHES,

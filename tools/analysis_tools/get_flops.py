@@ -35,7 +35,12 @@ from mmengine.logging import MMLogger
 
 from mmrepvit import switch_to_deploy
 from mmrepvit.utils import benchmark as bm
-from mmrepvit.utils.config import ConfigOptionsAction, checked, load_config
+from mmrepvit.utils.config import (
+    ConfigOptionsAction,
+    checked,
+    config_only,
+    load_config,
+)
 
 # The paper's compute of the ImageNet classifiers (deploy form, with head,
 # 3x224x224), in GMACs (Table 1 of the paper; M0.6 is not given there).
@@ -72,7 +77,8 @@ def parse_args():
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='\n'.join(__doc__.splitlines()[2:]))
-    parser.add_argument('configs', nargs='*', help='detector/segmentor '
+    parser.add_argument('configs', nargs='*', type=config_only,
+                        help='detector/segmentor '
                         'configs (files or mmdet::/mmseg:: paths)')
     parser.add_argument('--arch', nargs='+', default=[],
                         choices=bm.ARCHES, metavar='ARCH',
