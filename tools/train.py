@@ -82,10 +82,12 @@ def main():
         cfg.load_from = args.resume
     check_config(cfg, ['train_dataloader', 'val_dataloader'])
     if cfg.get('load_from'):
-        # resuming needs every weight, fine-tuning (load_from) at least one
+        # resuming needs every weight (and a training state), fine-tuning
+        # (load_from) at least one weight
+        resume = bool(cfg.get('resume'))
         cfg.custom_hooks.append(dict(
             type='RefuseUnfitCheckpointHook', checkpoint=cfg.load_from,
-            whole=bool(cfg.get('resume')), resume=bool(cfg.get('resume'))))
+            whole=resume, resume=resume))
 
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
               RUNNERS.build(cfg))

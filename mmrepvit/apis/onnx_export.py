@@ -197,13 +197,20 @@ def onnx_record(model: nn.Module) -> dict:
     return record
 
 
-def onnx_mismatch(path: str, model: nn.Module) -> List[str]:
+def onnx_mismatch(proto, model: nn.Module) -> List[str]:
     """How the model an ONNX file recorded (:func:`onnx_record`) differs
     from ``model``: one ``'key FILE (the config's: MODEL)'`` per setting;
-    empty where they agree or the file recorded nothing (older exports)."""
-    import onnx
-    props = onnx.load(path, load_external_data=False).metadata_props
-    record = json.loads({p.key: p.value for p in props}.get('mmrepvit', '{}'))
+    empty where they agree or the file recorded nothing (older exports).
+
+    Args:
+        proto (onnx.ModelProto): The file, as ``onnx.load`` read it.
+        model (nn.Module): The model of the config (unwrapped).
+
+    Returns:
+        list[str]: The settings that differ.
+    """
+    props = {p.key: p.value for p in proto.metadata_props}
+    record = json.loads(props.get('mmrepvit', '{}'))
     ours = onnx_record(model) if record else {}
     return [f'{k} {v} (the config\'s: {ours.get(k)})'
             for k, v in record.items() if v != ours.get(k)]
@@ -309,8 +316,8 @@ def export_onnx(model: nn.Module, out: str,
         if kind != 'segmentor':
             record.pop('classes', None)
         onnx.helper.set_model_props(proto, {'mmrepvit': json.dumps(record)})
+        onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, tmp)
-        onnx.checker.check_model(tmp, full_check=True)
         diffs = _parity(wrapper, tmp, inputs, labels)
         report = OnnxReport(kind, opset, names, diffs)
         worst = max(diffs.values())

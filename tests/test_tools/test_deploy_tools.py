@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import onnx
 import pytest
 import torch
 from mmengine.config import Config
@@ -152,7 +153,7 @@ def test_onnx_part_predicts_what_pytorch_does(deployed, task, labels):
     assert len(batches) == 2
     with torch.no_grad():
         before = [model.test_step(b)[0] for b in batches]
-    outputs = tool.onnx_outputs(str(d.onnx))
+    outputs = tool.onnx_outputs(onnx.load(str(d.onnx)))
     part = tool.exported_part(outputs, model, str(d.cfg), str(d.onnx))
     assert part == ('segmentor' if task == 'seg' else 'features')
     runs = tool.use_onnx(model, part, OnnxRunner(str(d.onnx)), labels)
@@ -225,20 +226,20 @@ def test_outputs_that_do_not_fit_the_model_are_refused():
         tool.exported_part(levels, seg, 'seg.py', 'x.onnx')
 
 
-def test_what_the_export_recorded_must_fit_the_model(deployed, tmp_path):
+def test_what_the_export_recorded_must_fit_the_model(deployed):
     """Another class count (logits: a dynamic axis; labels: no channel axis
     at all) or other stage ends (the same names and shapes) do not show in
     the outputs: the file records them and they are compared."""
-    import onnx
     tool = import_tool(TOOL)
     d = deployed('seg')
     seg = build_model(str(d.cfg))
-    props = {p.key: p.value for p in onnx.load(str(d.onnx)).metadata_props}
+    exported = onnx.load(str(d.onnx))
+    props = {p.key: p.value for p in exported.metadata_props}
     assert json.loads(props['mmrepvit']) == onnx_record(seg) == dict(
         backbone='RepViT', widths=[40, 80, 160, 320], depths=[2, 3, 10, 2],
         stage_ends='before_downsample', out_indices=[0, 1, 2, 3],
         in_channels=3, classes=seg.decode_head.out_channels)
-    assert onnx_mismatch(str(d.onnx), seg) == []
+    assert onnx_mismatch(exported, seg) == []
     # the file of a 3-class segmentor with detection taps
     other = build_model(str(d.cfg))
     other.decode_head.out_channels = 3
@@ -246,9 +247,8 @@ def test_what_the_export_recorded_must_fit_the_model(deployed, tmp_path):
     proto = onnx.load(str(d.onnx))
     onnx.helper.set_model_props(proto, {'mmrepvit': json.dumps(
         onnx_record(other))})
-    onnx.save(proto, str(tmp_path / 'other.onnx'))
     classes = seg.decode_head.out_channels
-    differ = onnx_mismatch(str(tmp_path / 'other.onnx'), seg)
+    differ = onnx_mismatch(proto, seg)
     assert differ == [
         "stage_ends before_pre_block (the config's: before_downsample)",
         f"classes 3 (the config's: {classes})"]
@@ -261,8 +261,7 @@ def test_what_the_export_recorded_must_fit_the_model(deployed, tmp_path):
                            differ)
     # a file without a record (older exports) is matched by its outputs
     del proto.metadata_props[:]
-    onnx.save(proto, str(tmp_path / 'old.onnx'))
-    assert onnx_mismatch(str(tmp_path / 'old.onnx'), seg) == []
+    assert onnx_mismatch(proto, seg) == []
 
 
 @pytest.mark.parametrize('args,message', [

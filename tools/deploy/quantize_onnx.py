@@ -26,6 +26,8 @@ import argparse
 import os.path as osp
 import sys
 
+import onnx
+
 from mmrepvit.apis import (
     AgreementError,
     build_model,
@@ -91,7 +93,7 @@ def main():
         parser.error(f'ONNX file {args.model!r} does not exist.')
     cfg = load_config(args.config, args.cfg_options)
     # calibrating on another config's data gives the wrong ranges
-    differ = onnx_mismatch(args.model, build_model(cfg))
+    differ = onnx_mismatch(onnx.load(args.model), build_model(cfg))
     if differ:
         parser.error(f'{args.model} was exported from another model than '
                      f'that of {args.config}: {"; ".join(differ)}. Give the '

@@ -22,6 +22,7 @@ import os.path as osp
 import re
 from typing import Sequence
 
+import onnx
 import torch
 import torch.nn.functional as F
 from mmengine.dist import is_main_process
@@ -56,12 +57,12 @@ def build_parser():
     return parser
 
 
-def onnx_outputs(path: str) -> list:
-    """(name, channels) of each output of the file; channels is None where
-    the file leaves it dynamic or the output has no channel axis."""
-    import onnx
+def onnx_outputs(proto) -> list:
+    """(name, channels) of each output of the file (``onnx.ModelProto``);
+    channels is None where the file leaves it dynamic or the output has no
+    channel axis."""
     outputs = []
-    for o in onnx.load(path, load_external_data=False).graph.output:
+    for o in proto.graph.output:
         dims = o.type.tensor_type.shape.dim
         known = len(dims) == 4 and dims[1].HasField('dim_value')
         outputs.append((o.name, dims[1].dim_value if known else None))
@@ -214,12 +215,13 @@ def main():
     except ImportError as e:
         parser.error(f'{e}: install {args.backend} (pip install '
                      f'{args.backend}) or choose another --backend.')
-    outputs = onnx_outputs(args.onnx)
+    proto = onnx.load(args.onnx, load_external_data=False)
+    outputs = onnx_outputs(proto)
     runner = build_runner(parser, args)
     model = unwrap_model(runner.model)
     try:
         part = exported_part(outputs, model, args.config, args.onnx,
-                             onnx_mismatch(args.onnx, model))
+                             onnx_mismatch(proto, model))
     except ValueError as e:
         parser.error(str(e))
     labels = outputs[0][0] == 'labels'
