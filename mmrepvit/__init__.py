@@ -1,13 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""RepViT backbones for MMDetection 3.x and MMSegmentation 1.x.
-
-Importing this package registers ``RepViT`` in MMEngine's root ``MODELS``
-registry (so ``type='RepViT'`` builds under the ``mmdet`` and ``mmseg``
-scopes), ``AlignResize`` in its root ``TRANSFORMS`` and its hooks in
-``HOOKS``, and lets MMEngine's own checkpoints load with
-``torch.load(weights_only=True)``. It needs neither mmdet nor mmseg (nor
-onnx, which only the ONNX export imports).
-"""
+"""RepViT backbones for MMDetection 3.x and MMSegmentation 1.x: importing
+registers ``RepViT``, ``AlignResize`` and the hooks in MMEngine's root
+registries, and lets MMEngine checkpoints load with ``weights_only=True``."""
 from .apis import export_onnx, fuse_model, switch_to_deploy
 from .datasets import AlignResize
 from .engine import (

@@ -45,22 +45,20 @@ def switch_to_deploy(model: nn.Module) -> int:
     Returns:
         int: How many RepViTs were fused (not counting already fused ones).
     """
-    count = 0
-    for m in model.modules():
-        if isinstance(m, RepViT) and not m.deploy:
-            m.switch_to_deploy()
-            count += 1
-    return count
+    todo = [m for m in model.modules()
+            if isinstance(m, RepViT) and not m.deploy]
+    for m in todo:
+        m.switch_to_deploy()
+    return len(todo)
 
 
 def fuse_model(model: nn.Module, channels_last: bool = False) -> nn.Module:
     """Put a model in eval mode and fuse every RepViT in it, in place.
 
     Args:
-        model (nn.Module): A detector, a segmentor or a bare RepViT, wrapped
-            or not.
-        channels_last (bool): Also run backbone and neck in channels_last
-            (:func:`use_channels_last`). Defaults to ``False``.
+        model (nn.Module): A detector, segmentor or RepViT, wrapped or not.
+        channels_last (bool): Also :func:`use_channels_last`.
+            Defaults to ``False``.
 
     Returns:
         nn.Module: ``model``.
@@ -75,29 +73,15 @@ def fuse_model(model: nn.Module, channels_last: bool = False) -> nn.Module:
     """
     net = unwrap_model(model)
     find_repvits(net)
-    net.eval()
-    switch_to_deploy(net)
+    switch_to_deploy(net.eval())
     if channels_last:
         use_channels_last(net)
     return model
 
 
 def deploy_copy(model: nn.Module) -> nn.Module:
-    """The fused, unwrapped ``model`` in float32 on the CPU, in eval mode:
-    what is exported. A copy, unless the model is in that form already.
-
-    Args:
-        model (nn.Module): A model holding a RepViT, wrapped or not.
-
-    Returns:
-        nn.Module: The copy (``model`` is not changed), or the unwrapped
-        model itself where it needs no change.
-
-    Raises:
-        ValueError: The model holds no RepViT.
-    """
+    """The unwrapped model fused, eval, float32 on CPU; copied if it is not."""
     net = unwrap_model(model)
-    # what fuse_model(net.cpu().float()) would change
     tensors = itertools.chain(net.parameters(), net.buffers())
     if all(m.deploy for m in find_repvits(net)) and not any(
             m.training for m in net.modules()) and all(
@@ -123,14 +107,11 @@ def _to_contiguous(module, args, outputs):
 def use_channels_last(model: nn.Module) -> nn.Module:
     """Run the backbone and neck of ``model`` in channels_last, in place.
 
-    The image is converted on the way in, and their outputs go back to the
-    default layout for the heads, because mmcv's compiled ops (RoIAlign)
-    read NCHW memory and return wrong values for channels_last tensors.
-    Calling it again does nothing.
+    Their outputs go back to NCHW for the heads: mmcv's compiled ops
+    (RoIAlign) return wrong values for channels_last tensors. Idempotent.
 
     Args:
-        model (nn.Module): A detector, a segmentor or a bare backbone,
-            wrapped or not.
+        model (nn.Module): A detector, segmentor or backbone, wrapped or not.
 
     Returns:
         nn.Module: ``model``.

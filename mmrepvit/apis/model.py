@@ -37,15 +37,14 @@ def repvit_backbone_cfg(cfg: Config) -> dict:
 
 
 def _build(cfg: Config, deploy: Optional[bool] = None) -> nn.Module:
-    """The model of ``cfg`` without pretrained weights, SyncBN turned into
-    BN; with ``deploy`` set, its RepViT built in that form."""
+    """``cfg``'s model: no pretrained weights, SyncBN as BN, in ``deploy``."""
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.pop('pretrained', None)
     if model_cfg.get('backbone'):
         model_cfg.backbone.init_cfg = None
     if deploy is not None:
-        repvit_backbone_cfg(cfg)   # (refuses other backbones)
+        repvit_backbone_cfg(cfg)   # refuses other backbones
         model_cfg.backbone.deploy = deploy
     return revert_sync_batchnorm(MODELS.build(model_cfg))
 
@@ -54,20 +53,17 @@ def build_model(config: Union[str, Config], seed: int = 0) -> nn.Module:
     """The model of an MMDetection / MMSegmentation config, for analysis.
 
     Args:
-        config (str | Config): A config file or a loaded config (not
-            changed).
+        config (str | Config): A config file or a loaded config (kept).
         seed (int): Seed of the random initialisation. Defaults to ``0``.
 
     Returns:
-        nn.Module: The model in eval mode, with seeded random weights (no
-        pretrained ones) and SyncBN turned into BN (the same in eval mode,
-        and it runs on the CPU); the config's scope is made current.
+        nn.Module: The model in eval mode, seeded random weights (no
+        pretrained ones), SyncBN as BN; the config's scope made current.
     """
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
     torch.manual_seed(seed)
     model = _build(cfg)
-    # MMEngine reports every parameter's initialisation at INFO: a thousand
-    # lines that would bury what the calling tool prints
+    # MMEngine logs every parameter's initialisation at INFO: silence it
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel(logging.WARNING)
@@ -81,26 +77,7 @@ def build_model(config: Union[str, Config], seed: int = 0) -> nn.Module:
 def init_model(config: Union[str, Config], checkpoint: str,
                deploy: Optional[bool] = None,
                contents: Optional[dict] = None) -> nn.Module:
-    """The model of a config with a whole model's checkpoint, for inference.
-
-    What MMDetection's ``init_detector`` / MMSegmentation's ``init_model``
-    give, built as :func:`build_model` builds it but loaded strictly by
-    :func:`load_model_weights` instead of initialised.
-
-    Args:
-        config (str | Config): A config file or a loaded config (not
-            changed).
-        checkpoint (str): The checkpoint, read with
-            :func:`mmrepvit.utils.read_checkpoint` unless ``contents``.
-        deploy (bool, optional): Build the RepViT in this form (either form
-            of weights loads into either: ``True`` fuses a training-form
-            checkpoint on the way in). Defaults to ``None``: the config's.
-        contents (dict, optional): The file as read already.
-            Defaults to ``None``.
-
-    Returns:
-        nn.Module: The loaded model, in eval mode.
-    """
+    """The config's model in eval mode, loaded strictly from ``checkpoint``."""
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
     model = _build(cfg, deploy).eval()
     load_model_weights(model, checkpoint, contents)
@@ -113,17 +90,15 @@ def load_model_weights(model: nn.Module, checkpoint: str,
 
     Args:
         model (nn.Module): The model the checkpoint was saved from.
-        checkpoint (str): Its path or URL, read with
-            :func:`mmrepvit.utils.read_checkpoint` unless ``contents``.
+        checkpoint (str): Its path or URL.
         contents (dict, optional): The file as read already.
-            Defaults to ``None``.
+            Defaults to ``None``: read ``checkpoint``.
 
     Returns:
         dict: The checkpoint.
 
     Raises:
-        ValueError: No key matches the model (a bare backbone checkpoint is
-            named as one, with where it goes instead).
+        ValueError: No key matches the model.
     """
     ckpt = read_checkpoint(checkpoint) if contents is None else contents
     source = f'checkpoint {checkpoint!r}'
@@ -153,23 +128,20 @@ def fuse_checkpoint(config: Union[str, Config], checkpoint: str, out: str,
         config (str | Config): The config of the model the checkpoint is of.
         checkpoint (str): The training-form checkpoint.
         out (str): The fused checkpoint to write (its ``meta`` kept).
-        check_size (tuple[int, int]): Size of the random input on which the
-            fused backbone must compute what the original does.
-            Defaults to ``(256, 320)``.
+        check_size (tuple[int, int]): Size of the random input the fused
+            backbone is checked on. Defaults to ``(256, 320)``.
 
     Returns:
         float: The maximum relative difference of the backbone outputs.
 
     Raises:
         ValueError: The checkpoint is fused already.
-        RuntimeError: The outputs differ by more than 1e-4 relative
-            (nothing is written).
+        RuntimeError: The outputs differ by more than 1e-4 relative.
     """
     cfg = config if isinstance(config, Config) else Config.fromfile(config)
-    repvit_backbone_cfg(cfg)   # (refuses other backbones before reading)
+    repvit_backbone_cfg(cfg)   # refuses other backbones before reading
     ckpt = read_checkpoint(checkpoint)
-    # Built in training form: only a fused checkpoint then switches it to
-    # the deploy form (a deploy=True config fuses any checkpoint on load).
+    # training form: only a fused checkpoint switches it to deploy on load
     model = init_model(cfg, checkpoint, deploy=False, contents=ckpt)
     backbones = find_repvits(model)
     if all(b.deploy for b in backbones):

@@ -14,11 +14,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models import RepViT
-from ..utils.compat import torchscript_onnx_export
+from ..utils.compat import onnx_export_kwargs
 from .fuse import deploy_copy, find_repvits, unwrap_model
-from .runtime import ort_session
 
 PARTS = ('backbone', 'features', 'segmentor')
+_EXPORT_KWARGS = onnx_export_kwargs()
 
 
 class ParityError(RuntimeError):
@@ -39,8 +39,7 @@ class OnnxReport(NamedTuple):
 
 
 class DetectorFeatures(nn.Module):
-    """Image batch -> the backbone + neck features of a detector (or of a
-    segmentor with a neck), in the mode of the model it wraps."""
+    """Image batch -> backbone + neck features of a detector or segmentor."""
 
     def __init__(self, model):
         super().__init__()
@@ -52,9 +51,7 @@ class DetectorFeatures(nn.Module):
 
 
 class SegmentorLogits(nn.Module):
-    """Image batch -> per-pixel logits at the input size (what mmseg's
-    ``EncoderDecoder`` computes before cropping padding), or their arg-max
-    label map, in the mode of the model it wraps."""
+    """Image batch -> logits at the input size, or their arg-max labels."""
 
     def __init__(self, model, labels: bool):
         super().__init__()
@@ -81,8 +78,7 @@ def onnx_part(model: nn.Module, part: Optional[str] = None) -> str:
         str: ``'backbone'``, ``'features'`` or ``'segmentor'``.
 
     Raises:
-        ValueError: Anything else is asked for (the message names what can
-            be exported), or the model holds no RepViT.
+        ValueError: ``part`` cannot be exported, or there is no RepViT.
     """
     net = unwrap_model(model)
     kind = _kind(net, part)
@@ -123,13 +119,9 @@ def _kind(net: nn.Module, part: Optional[str]) -> str:
 
 @contextlib.contextmanager
 def _dynamic_upsampling(model: nn.Module):
-    """Make mmseg's ``Upsample`` export with dynamic sizes while inside.
-
-    It computes its output size as ``int(size * scale_factor)``, which the
-    ONNX tracer records as a constant, so a graph exported at one size gives
-    wrong outputs at another. For integer scale factors, interpolating with
-    ``scale_factor`` is the same computation (same output size and sampling
-    grid) and exports as a Resize by scales."""
+    """Make mmseg's ``Upsample`` export with dynamic sizes while inside."""
+    # Its int(size * scale_factor) traces as a constant; for an integer
+    # factor, interpolating by scale_factor is the same and stays dynamic.
     try:
         from mmseg.models.utils import Upsample
     except ImportError:   # no mmseg: nothing to patch
@@ -169,14 +161,13 @@ def _names_and_axes(wrapper, kind, labels, x):
 
 
 def onnx_record(model: nn.Module) -> dict:
-    """What an export records of ``model`` (in the file's ``metadata_props``,
-    key ``'mmrepvit'``, as JSON), so that a file can be matched to a config:
-    its RepViT's arch, stage ends, outputs and input channels and, for a
-    segmentor, its classes, which the outputs' names and shapes do not show.
+    """What an export records of ``model``, to match a file to a config.
+
+    Kept as JSON in the file's ``metadata_props``, key ``'mmrepvit'``.
 
     Args:
-        model (nn.Module): A bare RepViT, a detector or a segmentor (not
-            wrapped: :func:`unwrap_model`).
+        model (nn.Module): A bare RepViT, a detector or a segmentor
+            (unwrapped).
 
     Returns:
         dict: JSON-ready settings (of another backbone: its class name).
@@ -198,16 +189,15 @@ def onnx_record(model: nn.Module) -> dict:
 
 
 def onnx_mismatch(proto, model: nn.Module) -> List[str]:
-    """How the model an ONNX file recorded (:func:`onnx_record`) differs
-    from ``model``: one ``'key FILE (the config's: MODEL)'`` per setting;
-    empty where they agree or the file recorded nothing (older exports).
+    """How the model an ONNX file recorded (:func:`onnx_record`) differs.
 
     Args:
         proto (onnx.ModelProto): The file, as ``onnx.load`` read it.
         model (nn.Module): The model of the config (unwrapped).
 
     Returns:
-        list[str]: The settings that differ.
+        list[str]: ``'key FILE (the config's: MODEL)'`` per differing
+        setting; empty if none or the file recorded nothing.
     """
     props = {p.key: p.value for p in proto.metadata_props}
     record = json.loads(props.get('mmrepvit', '{}'))
@@ -217,8 +207,7 @@ def onnx_mismatch(proto, model: nn.Module) -> List[str]:
 
 
 def rel_diff(ours: Sequence, references: Sequence) -> float:
-    """The largest difference between paired outputs (numpy arrays or
-    tensors), each relative to the largest magnitude of its reference."""
+    """Largest difference of paired outputs, relative to each reference."""
     worst = 0.0
     for a, b in zip(ours, references):
         a, b = (np.asarray(x, dtype=np.float64) for x in (a, b))
@@ -228,9 +217,7 @@ def rel_diff(ours: Sequence, references: Sequence) -> float:
 
 
 def _label_diff(ort_labels, logits) -> float:
-    """Relative size of the logit margin that onnxruntime's label map
-    contradicts: 0 when the label maps agree, float rounding where two
-    classes' logits tie, large where a label is really wrong."""
+    """Relative logit margin that the label map contradicts (0: agrees)."""
     theirs = np.take_along_axis(logits, ort_labels[:, None], 1)
     margin = float((logits.max(1, keepdims=True) - theirs).max())
     return margin / (float(np.abs(logits).max()) or 1.0)
@@ -244,39 +231,31 @@ def export_onnx(model: nn.Module, out: str,
                 tolerance: float = 1e-4) -> OnnxReport:
     """Export the deploy form of ``model`` to ONNX, checked in onnxruntime.
 
-    ``model`` is not changed: a fused float32 copy is exported, unless the
-    model is in that form already (:func:`deploy_copy`). The input ``input``
-    is the image batch as the data preprocessor hands it to the backbone
-    (normalised N x C x H x W float32), with dynamic batch, height and
-    width. The file records what it was exported from (:func:`onnx_record`),
-    is checked with ``onnx.checker`` and run in onnxruntime; above
-    ``tolerance`` nothing is written.
+    ``model`` is not changed. The input ``input`` is the preprocessed image
+    batch (N x C x H x W float32) with dynamic batch, height and width.
 
     Args:
-        model (nn.Module): A bare RepViT, a detector or a segmentor with a
+        model (nn.Module): A bare RepViT, or a detector or segmentor with a
             RepViT backbone (wrapped or not).
         out (str): The ``.onnx`` file to write.
         shape (tuple[int, int]): Height and width of the export and of the
             first parity check. Defaults to ``(512, 512)``.
         part (str, optional): ``'backbone'`` (one output per stage),
-            ``'features'`` (backbone + neck of a detector, or of a segmentor
-            with a neck) or ``'segmentor'`` (logits at the input size).
-            Defaults to ``None``: the whole of what the model is.
+            ``'features'`` (backbone + neck) or ``'segmentor'`` (logits at
+            the input size). Defaults to ``None``: the whole model.
         labels (bool): A segmentor outputs its arg-max label map (int64).
             Defaults to ``False``.
         opset (int): ONNX opset. Defaults to ``17``.
         check_shapes (Sequence[tuple], optional): Input shapes of the parity
-            check. Defaults to 1 x C x ``shape`` and a second batch and size
-            (to prove the dynamic axes).
+            check. Defaults to 1 x C x ``shape`` and a second batch and size.
         tolerance (float): Largest accepted difference to PyTorch, relative
-            to the largest output magnitude (label maps: the logit margin a
-            differing label contradicts). Defaults to ``1e-4``.
+            to the largest output magnitude. Defaults to ``1e-4``.
 
     Returns:
         OnnxReport: What was exported and the difference per input shape.
 
     Raises:
-        ParityError: onnxruntime differs beyond ``tolerance``.
+        ParityError: onnxruntime differs beyond ``tolerance``; no file.
         ValueError: The model or ``part`` cannot be exported.
     """
     import onnx
@@ -298,19 +277,18 @@ def export_onnx(model: nn.Module, out: str,
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randn(*s, generator=generator) for s in check_shapes]
     names, dynamic = _names_and_axes(wrapper, kind, labels, inputs[0])
-
     tmp = f'{out}.tmp'
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     try:
         with warnings.catch_warnings(), _dynamic_upsampling(wrapper):
-            # Shape checks on the channel axis trace as constants, which is
-            # right; the parity check at a second size tests what is not.
+            # Channel-axis shape checks rightly trace as constants; the
+            # parity check at a second size tests the other axes.
             warnings.simplefilter('ignore', torch.jit.TracerWarning)
             warnings.simplefilter('ignore', DeprecationWarning)
-            torchscript_onnx_export(
+            torch.onnx.export(
                 wrapper, (inputs[0], ), tmp, opset_version=opset,
                 input_names=['input'], output_names=names,
-                dynamic_axes=dynamic)
+                dynamic_axes=dynamic, **_EXPORT_KWARGS)
         proto = onnx.load(tmp)
         record = onnx_record(net)
         if kind != 'segmentor':
@@ -336,9 +314,9 @@ def export_onnx(model: nn.Module, out: str,
 
 
 def _parity(wrapper, path, inputs, labels) -> Dict[Tuple[int, ...], float]:
-    """Per input shape, how far onnxruntime's outputs are from PyTorch's
-    (for a label map: :func:`_label_diff` against the logits)."""
-    session = ort_session(path)
+    """Per input shape, how far onnxruntime's outputs are from PyTorch's."""
+    import onnxruntime as ort
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     diffs = {}
     for x in inputs:
         with torch.no_grad():

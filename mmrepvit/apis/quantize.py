@@ -26,8 +26,7 @@ class QuantizeReport(NamedTuple):
     errors: Dict[str, float]  # output name -> relative error
     label_change: Optional[float]   # share of label-map pixels that change
     kept_float: List[str]     # nodes left in float
-    # (node, relative error with it alone quantized), worst first; only
-    # measured where 'auto' chose nodes to keep in float
+    # (node, error with it alone quantized), worst first; 'auto' only
     sensitivity: List[Tuple[str, float]]
 
 
@@ -46,8 +45,8 @@ def preprocessed_images(cfg: Config, num: int, split: str = 'train',
     Args:
         cfg (Config): A detector or segmentor config.
         num (int): How many images.
-        split (str): ``'train'`` (calibration) or ``'test'`` (held-out)
-            dataset of the config. Defaults to ``'train'``.
+        split (str): ``'train'`` (calibration) or ``'test'`` (held-out).
+            Defaults to ``'train'``.
         skip (int): Images to skip first. Defaults to 0.
 
     Returns:
@@ -110,8 +109,7 @@ class _Reader:
 
 def _quantizer(pre, calibration, cache, per_channel, method, reduce_range,
                op_types):
-    """``quantize(out, exclude=(), only=None)`` writes the QDQ model of
-    ``pre``; the first call calibrates, later ones reuse its ranges."""
+    """``quantize(out, exclude, only)`` writing ``pre`` as QDQ; ranges kept."""
     from onnxruntime import quantization as q
 
     def quantize(out, exclude=(), only=None):
@@ -127,8 +125,7 @@ def _quantizer(pre, calibration, cache, per_channel, method, reduce_range,
 
 
 def _quantized_nodes(int8: str) -> List[str]:
-    """Nodes of a QDQ model that take a dequantized input (and so run
-    quantized), in graph order."""
+    """Nodes of a QDQ model that take a dequantized input, in graph order."""
     import onnx
     graph = onnx.load(int8).graph
     dequantized = {o for n in graph.node if n.op_type == 'DequantizeLinear'
@@ -138,8 +135,7 @@ def _quantized_nodes(int8: str) -> List[str]:
 
 
 def _sensitivity(quantize, int8, images, references, tmp):
-    """Each quantized node's own cost: the largest relative output error
-    of the model with that node alone quantized, worst first."""
+    """(node, largest error with it alone quantized) per node, worst first."""
     only = osp.join(tmp, 'only.onnx')
     costs = []
     for node in _quantized_nodes(int8):
@@ -168,9 +164,8 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
         model (str): The float ``.onnx`` file.
         out (str): The INT8 ``.onnx`` file to write.
         calibration (Sequence[np.ndarray]): Calibration inputs.
-        held_out (Sequence[np.ndarray], optional): Inputs, not calibration
-            ones, to measure the agreement on. Defaults to None (no
-            measurement).
+        held_out (Sequence[np.ndarray], optional): Other inputs to measure
+            the agreement on. Defaults to None (no measurement).
         max_error (float, optional): Largest accepted relative error of a
             float output. Defaults to None (no limit).
         max_label_change (float, optional): Largest accepted share of
@@ -178,23 +173,22 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
         keep_float (str | Sequence[str], optional): Node names to leave in
             float, or ``'auto'``: keep the costliest nodes in float while a
             limit is passed. Defaults to None (quantize all it can).
-        max_keep (int): See ``keep_float``. Defaults to 8.
+        max_keep (int): Most nodes ``'auto'`` keeps. Defaults to 8.
         per_channel (bool): Per-channel weight scales. Defaults to ``True``.
         method (str): Calibration: ``'minmax'``, ``'entropy'`` or
             ``'percentile'``. Defaults to ``'minmax'``.
-        reduce_range (bool): 7-bit weights, for CPUs without VNNI where
-            uint8 x int8 products can saturate. Defaults to ``False``.
+        reduce_range (bool): 7-bit weights, for CPUs without VNNI.
+            Defaults to ``False``.
         op_types (Sequence[str], optional): Quantize only nodes of these
-            types, e.g. ``['Conv']``, which OpenVINO runs fastest. Defaults
-            to None (every type onnxruntime quantizes).
+            types, e.g. ``['Conv']``. Defaults to None (all it can).
 
     Returns:
         QuantizeReport: The measured agreement and the nodes kept in float.
 
     Raises:
         AgreementError: A limit is passed; nothing is written.
-        ValueError: An unknown method, node name or op type, or nothing
-            to quantize; nothing is written.
+        ValueError: An unknown method, node or op type, or nothing to
+            quantize; nothing is written.
     """
     import onnx
     from onnxruntime.quantization import quant_pre_process

@@ -40,21 +40,19 @@ def ort_session(path: str, threads: Optional[int] = None):
 class OnnxRunner:
     """An ONNX file ready to run: ``runner(x)`` returns its numpy outputs.
 
-    ``x`` is the image batch as the data preprocessor makes it (N x 3 x H x W
-    float32); the outputs are in the file's order.
+    ``x`` is the preprocessed image batch (N x 3 x H x W float32); the
+    outputs are in the file's order.
 
     Args:
         path (str): The ``.onnx`` file (float32 or quantized QDQ).
         backend (str): ``'onnxruntime'`` or ``'openvino'``. Defaults to
             ``'onnxruntime'``.
-        precision (str): ``'fp32'``, or ``'bf16'`` (OpenVINO's inference
-            precision hint). A QDQ file runs its quantized parts in INT8 in
-            either backend. Defaults to ``'fp32'``.
-        threads (int, optional): Intra-op threads. Defaults to the
-            backend's choice (one per core).
+        precision (str): ``'fp32'``, or ``'bf16'`` (OpenVINO only).
+            Defaults to ``'fp32'``.
+        threads (int, optional): Intra-op threads. Defaults to None: the
+            backend's choice.
         shape (Sequence[int], optional): OpenVINO: compile for this input
-            shape only (faster than the file's dynamic shapes). Defaults to
-            None.
+            shape only (faster). Defaults to None.
 
     Raises:
         ValueError: An unknown backend or precision, or bf16 on a CPU

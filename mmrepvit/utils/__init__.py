@@ -1,6 +1,5 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-# Only what the models need: config and check helpers import the models, so
-# they are imported by name (mmrepvit.utils.config, mmrepvit.utils.checks).
+# config and checks import the models: imported by module name
 from .checkpoint import (
     checkpoint_problem,
     find_resume_checkpoint,

@@ -18,7 +18,6 @@ from ..models import RepViT
 from .benchmark_tables import Row
 
 BASELINE = 'resnet50'
-#: The arches a :class:`Subject` takes: RepViT's and the baseline.
 ARCHES = list(RepViT.arch_zoo) + [BASELINE]
 
 
@@ -31,7 +30,7 @@ def _backbone(arch: str) -> nn.Module:
     torch.manual_seed(0)
     if arch != BASELINE:
         return RepViT(arch).eval()
-    from mmdet.models.backbones import ResNet  # MMDetection's
+    from mmdet.models.backbones import ResNet
     model = ResNet(depth=50)
     model.eval()   # its train() returns None
     return model
@@ -65,19 +64,7 @@ def _image(inputs) -> torch.Tensor:
 
 def flop_analyzer(model: nn.Module, inputs,
                   task: str = 'forward') -> FlopAnalyzer:
-    """Count a task call's MACs with MMEngine's ``FlopAnalyzer``, quietly.
-
-    As in MMDetection's and MMSegmentation's ``get_flops.py``, a predict is
-    traced in ``mode='tensor'``.
-
-    Args:
-        model (nn.Module): The model.
-        inputs (Tensor | dict): Its inputs (after its data preprocessor).
-        task (str): A task of :data:`TASKS`. Defaults to ``'forward'``.
-
-    Returns:
-        FlopAnalyzer: ``total()`` MACs, ``by_module()``, ``unsupported_ops()``.
-    """
+    """Quiet ``FlopAnalyzer`` of a task call (predict: as get_flops.py)."""
     model.forward = TASKS[task][1](model, inputs)   # keeps module names
     try:
         with torch.no_grad():
@@ -114,11 +101,7 @@ def _cuda_fp16(make):
 
 def _onnx(backend: str = 'onnxruntime', precision: str = 'fp32',
           int8: bool = False, op_types: Optional[Sequence[str]] = None):
-    """The form running the exported deploy form in ``backend`` on the CPU.
-
-    ``int8`` calibrates on the benchmark's input: for speed only. The form
-    is None where there is no export or the CPU has no bf16.
-    """
+    """The form running the exported deploy form in ``backend`` on the CPU."""
     def make(model, inputs, task):
         if next(model.parameters()).is_cuda:
             return None
@@ -134,7 +117,7 @@ def _onnx(backend: str = 'onnxruntime', precision: str = 'fp32',
             apis.export_onnx(model, fp32, x.shape[2:], part=part, labels=part
                              == 'segmentor', check_shapes=[x.shape])
             path = osp.join(tmp, 'int8.onnx') if int8 else fp32
-            if int8:
+            if int8:   # calibrated on the timed input: for speed only
                 apis.quantize_onnx(fp32, path, [x], op_types=op_types)
             try:
                 runner = apis.OnnxRunner(path, backend, precision,
@@ -148,9 +131,8 @@ def _onnx(backend: str = 'onnxruntime', precision: str = 'fp32',
     return make
 
 
-#: Ways to run a model, name: (make, fused). ``make(model, inputs, task)``
-#: prepares both (in place) and returns the callable timed, or None where
-#: the form does not apply; ``fused``: fuse first (inference only).
+#: name: (make, fuse first). ``make(model, inputs, task)`` prepares both in
+#: place; returns the timed callable, or None where the form does not apply.
 FORMS = {
     'training': (_as_built, False),
     'channels_last': (_channels_last, False),
@@ -172,8 +154,7 @@ CPU_FORMS = ('onnxruntime', 'onnxruntime+int8', 'openvino', 'openvino+bf16',
 
 @dataclass
 class Subject:
-    """A model to measure: ``build()`` returns a fresh copy (seeded random
-    weights, eval mode); ``cfg``: its config, None for a bare backbone."""
+    """A model to time; ``cfg``: its config, None for a bare backbone."""
     name: str
     build: Callable[[], nn.Module]
     cfg: Any = None
@@ -181,16 +162,7 @@ class Subject:
 
     @classmethod
     def of(cls, source, baseline: bool = False) -> 'Subject':
-        """Make the subject of an arch (its bare backbone) or a config.
-
-        Args:
-            source (str | Config): An arch of :data:`ARCHES` or a config.
-            baseline (bool): Compare the others with it (always so for
-                'resnet50'). Defaults to ``False``.
-
-        Returns:
-            Subject: Named 'RepViT-M1.1', 'RepViT-M1.1 MaskRCNN', ...
-        """
+        """The subject of an arch of :data:`ARCHES` or of a config."""
         if isinstance(source, str):
             return cls(_display_name(source), partial(_backbone, source),
                        baseline=baseline or source == BASELINE)
@@ -203,18 +175,7 @@ class Subject:
 
     def inputs(self, model: nn.Module, batch: int, size: Sequence[int],
                training: bool = False):
-        """Make seeded random inputs on the model's device, as it takes them.
-
-        Args:
-            model (nn.Module): A model :attr:`build` returned.
-            batch (int): Images.
-            size (Sequence[int]): Their height and width.
-            training (bool): Preprocess for training. Defaults to ``False``.
-
-        Returns:
-            Tensor | dict: A backbone's batch, or a config's data
-            preprocessor output (with ground truth).
-        """
+        """Seeded random inputs on the model's device, as it takes them."""
         gen, shape = torch.Generator().manual_seed(0), tuple(size)
         if self.cfg is None:
             return torch.randn(batch, 3, *shape, generator=gen).to(
@@ -246,29 +207,7 @@ def run_benchmark(subjects: Sequence[Subject], forms: Sequence[str],
                   min_run_time: float = 1.0, rounds: int = 3,
                   with_macs: bool = True,
                   log: Callable[[str], Any] = print) -> List[Row]:
-    """Time every subject in every form on each task.
-
-    Per thread count, input size and batch size, the cases run in interleaved
-    rounds, so that drift in the machine's load hits them alike. A fused form
-    of a model with nothing to fuse (ResNet-50) is its unfused form.
-
-    Args:
-        subjects (Sequence[Subject]): The models.
-        forms (Sequence[str]): Names in :data:`FORMS`.
-        tasks (Sequence[str]): Names in :data:`TASKS`.
-        batches (Sequence[int]): Batch sizes.
-        sizes (Sequence[Sequence[int]]): Input heights and widths.
-        threads (Sequence[int]): Thread counts.
-        device (str): ``'cpu'`` or a CUDA device. Defaults to ``'cpu'``.
-        warmup (int): Untimed calls of each case. Defaults to 2.
-        min_run_time (float): Seconds per case and round. Defaults to 1.0.
-        rounds (int): Rounds. Defaults to 3.
-        with_macs (bool): Count MACs. Defaults to ``True``.
-        log (Callable): Takes notes and times. Defaults to ``print``.
-
-    Returns:
-        list[Row]: The cases, their rounds' samples merged.
-    """
+    """Time every subject in every form on each task; rows of the cases."""
     rows = []
     for n, size, batch in itertools.product(threads, sizes, batches):
         torch.set_num_threads(n)
@@ -306,6 +245,7 @@ def run_benchmark(subjects: Sequence[Subject], forms: Sequence[str],
             log(f'  note: {note}')
         for _, fn in cases * warmup:
             fn()
+        # interleaved rounds: drift in the machine's load hits all alike
         timed = [[Timer('fn()', globals={'fn': fn}, num_threads=n)
                   .blocked_autorange(min_run_time=min_run_time)
                   for _, fn in cases] for _ in range(rounds)]

@@ -49,14 +49,7 @@ def _training(rows, row, subject=None) -> Optional[Row]:
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
-    """Tabulate each row's median and IQR, speed-ups and GMAC/s.
-
-    Args:
-        rows (Sequence[Row]): Measured rows.
-
-    Returns:
-        str: A Markdown table.
-    """
+    """Markdown table of each row's median and IQR, speed-ups and GMAC/s."""
     base = next((r.subject.split()[0] for r in rows if r.baseline), None)
     many = len({r.task for r in rows}) > 1
     with_macs = any(r.macs for r in rows)
@@ -77,17 +70,7 @@ def markdown_table(rows: Sequence[Row]) -> str:
 
 
 def split_table(rows: Sequence[Row]) -> str:
-    """Tabulate where each model's time goes: backbone, neck and heads.
-
-    Neck = features - backbone, heads = predict - features; a part that
-    noise makes negative or above the whole is 'n/a'.
-
-    Args:
-        rows (Sequence[Row]): Measured rows of the :data:`SPLIT_TASKS`.
-
-    Returns:
-        str: A Markdown table.
-    """
+    """Markdown table of where time goes: backbone, neck and heads."""
     by = {(r.subject, r.form, r.input, r.threads, r.task): r for r in rows}
     name = next((r.subject.split()[0] for r in rows if r.baseline),
                 'ResNet-50')
@@ -100,7 +83,7 @@ def split_table(rows: Sequence[Row]) -> str:
         ms = [p and p.median_ms for p in parts]
         whole = ms[2] or ms[1]
         cells = list(key)
-        for a, b in zip([0] + ms, ms):
+        for a, b in zip([0] + ms, ms):   # neck: features - backbone, ...
             v = b - a if a is not None and b is not None else None
             if v is not None and (v < 0 or (whole and v > whole)):
                 noisy = True

@@ -1,7 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Reading checkpoint files without running code from them, and choosing
-the one ``--resume`` continues from; what is wrong with a file is told by
-:func:`mmrepvit.utils.checks.checkpoint_problem`."""
+the one ``--resume`` continues from."""
 import glob
 import logging
 import os
@@ -23,16 +22,11 @@ _CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 
 
 def read_checkpoint(filename: str, map_location='cpu') -> dict:
-    """Read a checkpoint without executing code from it.
-
-    PyTorch files load with ``torch.load(..., weights_only=True)`` (before
-    PyTorch 2.4, a restricted unpickler: :mod:`mmrepvit.utils.compat`); URLs
-    are cached where ``torch.hub`` keeps checkpoints; a local
-    ``.safetensors`` file (timm's weights on the Hugging Face Hub) is read
-    as the dict of its tensors.
+    """Read a checkpoint (``weights_only``) without executing code from it.
 
     Args:
-        filename (str): A local path or an http(s) URL.
+        filename (str): A local ``.pth`` or ``.safetensors`` file, or an
+            http(s) URL (cached where ``torch.hub`` keeps checkpoints).
         map_location: Where the tensors are loaded. Defaults to ``'cpu'``.
 
     Returns:
@@ -41,14 +35,11 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
     Raises:
         FileNotFoundError: The local path does not exist.
         ConnectionError: The URL cannot be downloaded.
-        ValueError: The file is not a whole PyTorch or safetensors
-            checkpoint (truncated, corrupted, or an HTML page saved as .pth).
-        RuntimeError: The file holds objects other than tensors and plain
-            containers, which only an unsafe unpickling could read.
+        ValueError: The file is not a whole PyTorch or safetensors file.
+        RuntimeError: It holds objects other than tensors and containers.
     """
     filename = str(filename)
     if re.match(r'^https?://', filename):
-        # torch.hub's cache, as load_state_dict_from_url keeps it
         cached = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(
             urllib.parse.urlparse(filename).path))
         if not osp.isfile(cached):
@@ -106,15 +97,13 @@ def _not_a_checkpoint(filename: str, why: str) -> ValueError:
 
 
 def _torch_load(filename: str, path: str, map_location):
-    """Safe ``torch.load`` of ``path`` (``filename``, or its download), with
-    errors that say what is wrong with ``filename`` and what to do."""
+    """Safe ``torch.load`` of ``path``, ``filename`` or its download."""
     try:
         return torch.load(path, map_location=map_location,
                           **compat.SAFE_LOAD_KWARGS)
     except pickle.UnpicklingError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        # Refusals name the global or call (ours say 'Refusing ...'); a
-        # broken file fails on a byte that is no pickle opcode.
+        # Refusals name a GLOBAL or call; a broken file, a bad opcode.
         refused = next((ln for ln in lines if 'GLOBAL' in ln or
                         'Refusing' in ln or 'reduce' in ln), None)
         if refused is None:
@@ -136,28 +125,21 @@ def _torch_load(filename: str, path: str, map_location):
     except EOFError as e:   # an empty pickle
         raise _not_a_checkpoint(filename, 'the file is empty') from e
     except RuntimeError as e:
-        if 'PytorchStreamReader' not in str(e):
-            raise   # an error of another kind
-        # A zip archive cut short or damaged: torch names the part it could
-        # not read.
+        if 'PytorchStreamReader' not in str(e):   # not a damaged archive
+            raise
         raise _not_a_checkpoint(filename, str(e).splitlines()[0]) from e
     except OSError as e:
-        # An archive cut within its first kilobytes: a bare OSError that
-        # says nothing useful, so ask the validator.
+        # An archive cut in its first kilobytes: a bare, unhelpful OSError.
         raise _not_a_checkpoint(
             filename, checkpoint_problem(path) or str(e)) from e
 
 
 def _fallbacks(directories: List[str], named: Optional[str]) -> List[str]:
-    """The ``epoch_N.pth`` / ``iter_N.pth`` files in ``directories`` to try
-    after ``named``: those of its kind saved before it, newest first; with
-    no ``named``, all of them, the last written first."""
-    found = []
-    for directory in dict.fromkeys(osp.abspath(d) for d in directories):
-        for path in glob.glob(osp.join(directory, '*.pth')):
-            match = _CHECKPOINT_NAME.match(osp.basename(path))
-            if match:
-                found.append((match.group(1), int(match.group(2)), path))
+    """Checkpoints of ``named``'s kind before it (or all), newest first."""
+    found = [(m.group(1), int(m.group(2)), path)
+             for directory in dict.fromkeys(map(osp.abspath, directories))
+             for path in glob.glob(osp.join(directory, '*.pth'))
+             if (m := _CHECKPOINT_NAME.match(osp.basename(path)))]
     if named is None:
         return sorted((path for _, _, path in found), key=osp.getmtime,
                       reverse=True)
@@ -172,18 +154,14 @@ def _fallbacks(directories: List[str], named: Optional[str]) -> List[str]:
 def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     """The checkpoint that ``--resume`` (without a path) continues from.
 
-    MMEngine's choice, the file named in ``WORK_DIR/last_checkpoint``, if it
-    is whole (:func:`checkpoint_problem`); where it is gone, the file of that
-    name in ``work_dir`` (a moved work dir); otherwise, with a warning, the
-    newest whole checkpoint saved before it (or, if ``last_checkpoint``
-    names nothing, the whole checkpoint written last).
+    The file ``last_checkpoint`` names if whole, else (with a warning) the
+    newest whole checkpoint before it, in its directory or ``work_dir``.
 
     Args:
         work_dir (str): The training run's work directory.
 
     Returns:
-        str | None: The checkpoint, or None when there is no
-        ``last_checkpoint`` (training starts from scratch, as in MMEngine).
+        str | None: The checkpoint, or None without ``last_checkpoint``.
 
     Raises:
         RuntimeError: No checkpoint is whole.

@@ -1,7 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Checks of a config before a run (neck widths, data paths, ``load_from``):
-a mistake is reported at once, with the setting to change, instead of as a
-traceback from a dataloader, a convolution or a loop minutes later."""
+"""Checks of a config before a run (neck widths, data paths, ``load_from``)
+that name the setting to change, instead of a traceback minutes later."""
 import difflib
 import inspect
 import os
@@ -50,18 +49,14 @@ def _consumers(model: dict) -> Iterator[Tuple[str, dict]]:
 
 
 def check_neck_widths(model: dict) -> None:
-    """Raise if the neck or heads expect other widths than the backbone gives.
-
-    A neck's ``in_channels`` (a list) must equal the backbone's output
-    widths; a head without a neck (MMSegmentation) must expect the widths of
-    the outputs its ``in_index`` selects. Other backbones pass unchecked.
+    """Raise if the neck or heads expect other widths than a RepViT gives.
 
     Args:
         model (dict): A model config (``cfg.model``).
 
     Raises:
-        ValueError: The widths differ, or ``in_index`` selects no output;
-            the message gives the backbone's widths and the value to set.
+        ValueError: A neck's ``in_channels`` list, or a neckless head's for
+            its ``in_index``, differs, or ``in_index`` selects no output.
     """
     backbone = model.get('backbone') or {}
     if backbone.get('type') not in ('RepViT', 'mmrepvit.RepViT'):
@@ -94,13 +89,7 @@ def check_neck_widths(model: dict) -> None:
 
 
 def leaf_datasets(dataset: dict, where: str) -> Iterator[Tuple[str, dict]]:
-    """Yield ``(dotted path, config)`` of each leaf dataset config.
-
-    Args:
-        dataset (dict): A dataset config; wrappers (``dataset=``) and
-            concatenations (``datasets=[...]``) are descended into.
-        where (str): Its dotted path, e.g. ``'train_dataloader.dataset'``.
-    """
+    """``(dotted path, config)`` of each dataset inside wrappers."""
     if 'dataset' in dataset:
         yield from leaf_datasets(dataset['dataset'], f'{where}.dataset')
     elif 'datasets' in dataset:
@@ -132,11 +121,10 @@ def _image_suffix(dataset: dict, scope: str):
     return default if isinstance(default, str) else None
 
 
-def _dataset_problems(where: str, dataset: dict,
-                      scope: str) -> Iterator[str]:
+def _dataset_problems(where: str, dataset: dict, scope: str) -> Iterator[str]:
     root = dataset.get('data_root') or ''
     if dataset.get('backend_args') or _is_remote(root):
-        return     # files on another storage backend: not checked here
+        return     # another storage backend
     fix = (f'Put the data there or point the config at it, e.g. '
            f'--cfg-options {where}.data_root=/path/to/data.')
     if root and not osp.isdir(root):
@@ -164,8 +152,7 @@ def _dataset_problems(where: str, dataset: dict,
                 yield _missing(path, f'data_prefix.{key} directory', where,
                                f'Check {where}.data_prefix and data_root.')
                 return
-    # A dataset without ann_file lists its image directory (MMSegmentation);
-    # finding nothing there, it would fail building with an unrelated error.
+    # Without ann_file, MMSegmentation lists img_path: empty, it fails oddly.
     images = prefixes.get('img_path')
     if ann_file or not images or _is_remote(images):
         return
@@ -189,19 +176,7 @@ def _evaluator_problems(where: str, evaluator) -> Iterator[str]:
 
 
 def check_data_paths(cfg, loaders: Sequence[str]) -> None:
-    """Raise if a data or annotation path the run reads does not exist.
-
-    Checked: data roots, annotation files and ``data_prefix`` directories
-    (local ones), and that a dataset listing a directory finds images there.
-
-    Args:
-        cfg (Config): The config of the run.
-        loaders (Sequence[str]): The dataloaders to check, e.g.
-            ``['train_dataloader', 'val_dataloader']``.
-
-    Raises:
-        FileNotFoundError: Naming the missing paths and the settings to fix.
-    """
+    """Raise FileNotFoundError if local data ``loaders`` read are missing."""
     problems = []
     for loader in loaders:
         if not cfg.get(loader) or not cfg[loader].get('dataset'):
@@ -218,19 +193,15 @@ def check_data_paths(cfg, loaders: Sequence[str]) -> None:
 
 
 def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
-    """Why ``path`` is not a whole checkpoint file, or None if it is.
-
-    Nothing is unpickled; an old-style pickle checkpoint is accepted as is.
+    """Why ``path`` is not a whole checkpoint file; nothing is unpickled.
 
     Args:
         path (str): A local file.
-        full (bool): Check every member of the zip archive (what
-            ``torch.save`` writes) against its CRC-32, reading the whole
-            file; otherwise only its central directory. Defaults to
-            ``True``.
+        full (bool): Check each zip member's CRC-32 (reading the whole
+            file), else only the central directory. Defaults to ``True``.
 
     Returns:
-        str | None: The problem, in words, or None.
+        str | None: The problem, in words, or None (a pre-zip pickle passes).
     """
     if osp.isdir(path):
         return 'it is a directory, not a checkpoint file in it'
@@ -249,21 +220,12 @@ def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
             bad = archive.testzip() if full else None
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         return f'its archive is damaged ({e})'
-    if bad is not None:
-        return f'its member {bad!r} is corrupted (CRC mismatch)'
-    return None
+    return None if bad is None else \
+        f'its member {bad!r} is corrupted (CRC mismatch)'
 
 
 def check_load_from(cfg) -> None:
-    """Raise if ``cfg.load_from`` is a local path but no whole checkpoint.
-
-    Args:
-        cfg (Config): The config of the run.
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        ValueError: The file is empty, cut short or corrupted.
-    """
+    """Raise if ``cfg.load_from`` is a local path but no whole checkpoint."""
     path = cfg.get('load_from')
     if not path or _is_remote(path):
         return
@@ -276,13 +238,7 @@ def check_load_from(cfg) -> None:
 
 
 def check_config(cfg, loaders: Sequence[str]) -> None:
-    """Run the checks ``tools/train.py`` and ``tools/test.py`` run.
-
-    Args:
-        cfg (Config): The config of the run.
-        loaders (Sequence[str]): The dataloaders the run uses, e.g.
-            ``['train_dataloader', 'val_dataloader']``.
-    """
+    """Run the checks ``tools/train.py`` and ``tools/test.py`` run."""
     check_neck_widths(cfg.model)
     check_load_from(cfg)
     check_data_paths(cfg, loaders)

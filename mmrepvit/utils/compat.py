@@ -1,35 +1,32 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Workarounds for upstream bugs and limits, in one place; each says the
-upstream version it is for and how to tell that it can go.
+"""Workarounds for upstream bugs and limits: the version each is for, and
+when it can go.
 
 - :func:`allow_mmengine_checkpoints`: MMEngine 0.10.7 calls ``torch.load``
-  without ``weights_only``, which PyTorch >= 2.6 defaults to True, so its
-  training checkpoints fail to load (resume). Rather than falling back to
-  unsafe unpickling, the data types they hold besides tensors (the message
-  hub's ``HistoryBuffer``, numpy arrays and scalars) are allow-listed, and
-  ``getattr`` only resolves ``HistoryBuffer`` statistics
-  (:func:`history_buffer_getattr`). Can go once MMEngine loads its own
-  checkpoints under ``weights_only=True``.
+  without ``weights_only`` (True by default from PyTorch 2.6), so resume
+  fails; allow-lists ``HistoryBuffer``, numpy arrays and scalars, and
+  ``getattr`` of ``HistoryBuffer`` statistics only. Can go once MMEngine
+  loads its own checkpoints under ``weights_only=True``.
 - :func:`safe_load_kwargs`: PyTorch < 2.4 has no ``add_safe_globals``; a
   restricted unpickler with the same allow-list reads there. Can go with
   support for PyTorch < 2.4.
 - :func:`end_gloo_job`: with gloo, PyTorch 2.1 to 2.13 on Python 3.11+
-  aborts at interpreter exit after a finished job ("terminate called
-  without an active exception"). Can go when a CPU ``tools/dist_train.sh``
-  run exits 0 without it.
+  aborts at exit after a finished job ("terminate called without an active
+  exception"). Can go when CPU ``tools/dist_train.sh`` exits 0 without it.
 - :func:`write_test_metrics_on_rank0_only`: MMEngine 0.10.7's LoggerHook
   writes the test metrics JSON on every rank, into one file. Can go once
   ``LoggerHook.after_test_epoch`` writes on the main process only.
 - :func:`use_cpu_distributed`: MMEngine 0.10.7's pytorch launcher assumes
-  CUDA, and PyTorch's SyncBatchNorm does not run on CPU. Can go when
-  MMEngine launches CPU processes itself.
-- :func:`torchscript_onnx_export`: PyTorch 2.9+ exports with dynamo by
+  CUDA; PyTorch's SyncBatchNorm does not run on CPU. Can go when MMEngine
+  launches CPU processes itself.
+- :func:`onnx_export_kwargs`: PyTorch 2.9+ exports with dynamo by
   default, < 2.5 has no ``dynamo`` argument. Can go with support for
   PyTorch < 2.5 (then pass ``dynamo=False``).
-- :func:`calibration_cache_kwargs`: onnxruntime 1.23.2 (the last for
-  Python 3.10) has no ``calibration_cache_path``; there each quantization
-  calibrates again. Can go with support for Python 3.10.
+- :func:`calibration_cache_kwargs`: onnxruntime 1.23.2 (the last for Python
+  3.10) has no ``calibration_cache_path``; each quantization calibrates
+  again. Can go with support for Python 3.10.
 """
+import atexit
 import codecs
 import collections
 import functools
@@ -37,45 +34,40 @@ import inspect
 import logging
 import os
 import pickle
+import sys
 from types import SimpleNamespace
 
 import torch
+import torch.distributed as dist
 from mmengine.logging import print_log
 
 
 def history_buffer_getattr(obj, name: str):
-    """The only ``getattr`` a weights-only MMEngine checkpoint may call: a
-    statistics method of ``HistoryBuffer`` (``mean``, ``max``, ...)."""
+    """The only ``getattr`` allowed: a ``HistoryBuffer`` statistics method."""
     from mmengine.logging import HistoryBuffer
-
     # The four defaults are registered lazily, by the first HistoryBuffer.
-    allowed = {'min', 'max', 'current', 'mean'}
-    allowed.update(HistoryBuffer._statistics_methods)
+    allowed = {'min', 'max', 'current', 'mean'}.union(
+        HistoryBuffer._statistics_methods)
     if obj is HistoryBuffer and name in allowed:
         return getattr(obj, name)
     raise pickle.UnpicklingError(
         f'Refusing getattr({obj!r}, {name!r}) while loading a checkpoint: '
-        f'only '
-        f'HistoryBuffer statistics methods are allowed.')
+        f'only HistoryBuffer statistics methods are allowed.')
 
 
 def _mmengine_checkpoint_types() -> list:
     import numpy as np
     from mmengine.logging import HistoryBuffer
-
     types = [HistoryBuffer, np.ndarray, np.dtype]
-    # numpy pickles arrays through this reconstructor (np.core in numpy 1.x,
-    # np._core in numpy 2.x).
+    # numpy's array reconstructor: np._core in numpy 2.x, np.core in 1.x.
     for mod in ('numpy._core.multiarray', 'numpy.core.multiarray'):
         try:
             module = __import__(mod, fromlist=['_reconstruct'])
-            types.append(module._reconstruct)
-            types.append(module.scalar)
+            types += [module._reconstruct, module.scalar]
             break
         except (ImportError, AttributeError):
-            continue
-    # dtype classes such as numpy.dtypes.Float64DType (numpy >= 1.25).
-    dtypes = getattr(np, 'dtypes', None)
+            pass
+    dtypes = getattr(np, 'dtypes', None)   # numpy >= 1.25: Float64DType, ...
     if dtypes is not None:
         types += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith(
             'DType') and isinstance(getattr(dtypes, n), type)]
@@ -83,12 +75,11 @@ def _mmengine_checkpoint_types() -> list:
 
 
 def allow_mmengine_checkpoints() -> bool:
-    """Allow-list the data types MMEngine checkpoints contain for
-    ``torch.load(weights_only=True)`` (see the module's docstring).
+    """Allow-list MMEngine checkpoints' types for ``weights_only`` loads.
 
     Returns:
-        bool: False where this PyTorch has no ``add_safe_globals`` (< 2.4,
-        which does not default to ``weights_only``), else True.
+        bool: False where PyTorch has no ``add_safe_globals`` (< 2.4), else
+        True.
     """
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is None:
@@ -101,9 +92,7 @@ def allow_mmengine_checkpoints() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _allowed_globals() -> dict:
-    """What a checkpoint may name: PyTorch's own weights-only globals and
-    the data types of MMEngine checkpoints (under both numpy module paths),
-    by ``module.qualname``."""
+    """PyTorch's weights-only globals and MMEngine's types, by full name."""
     from torch import _weights_only_unpickler
     allowed = dict(_weights_only_unpickler._get_allowed_globals())
     for obj in _mmengine_checkpoint_types():
@@ -115,8 +104,7 @@ def _allowed_globals() -> dict:
                 allowed[b + path[len(a):]] = obj
     for name in ('builtins.getattr', '__builtin__.getattr'):
         allowed[name] = history_buffer_getattr
-    # what PyTorch >= 2.4 allows too: containers, and bytes as pickle
-    # protocol 2 (torch.save's) writes them, codecs.encode(str, 'latin1')
+    # As PyTorch >= 2.4; protocol 2 writes bytes as codecs.encode(str, ...).
     allowed.update({'_codecs.encode': codecs.encode,
                     'builtins.bytearray': bytearray,
                     'builtins.complex': complex, 'builtins.set': set,
@@ -125,7 +113,6 @@ def _allowed_globals() -> dict:
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only :func:`_allowed_globals`."""
 
     def find_class(self, module, name):
         allowed = _allowed_globals()
@@ -142,64 +129,39 @@ _RESTRICTED_PICKLE = SimpleNamespace(
 
 
 def safe_load_kwargs() -> dict:
-    """``torch.load`` arguments that unpickle no code.
-
-    Returns:
-        dict: ``weights_only=True`` (with :func:`allow_mmengine_checkpoints`
-        applied); before PyTorch 2.4, a restricted unpickler with the same
-        allow-list.
-    """
+    """``torch.load`` arguments that unpickle no code."""
     if hasattr(torch.serialization, 'add_safe_globals'):
         return dict(weights_only=True)
     return dict(weights_only=False, pickle_module=_RESTRICTED_PICKLE)
 
 
-#: What :func:`mmrepvit.utils.read_checkpoint` passes to ``torch.load``
-#: (the PyTorch version does not change while a process runs).
+#: What :func:`mmrepvit.utils.read_checkpoint` passes to ``torch.load``.
 SAFE_LOAD_KWARGS = safe_load_kwargs()
 
 
-def torchscript_onnx_export(*args, **kwargs) -> None:
-    """``torch.onnx.export`` with the TorchScript-based exporter, on every
-    PyTorch (2.9+ defaults to the dynamo exporter, which emits opset 18
-    and could not convert RepViT's graph to 17; < 2.5 has no ``dynamo``)."""
-    if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
-        kwargs['dynamo'] = False
-    torch.onnx.export(*args, **kwargs)
+def onnx_export_kwargs(export=None) -> dict:
+    """``torch.onnx.export`` (or ``export``) arguments that pick the
+    TorchScript exporter on any PyTorch."""
+    # dynamo emits opset 18 and could not convert RepViT's graph to 17.
+    params = inspect.signature(export or torch.onnx.export).parameters
+    return dict(dynamo=False) if 'dynamo' in params else {}
 
 
 def calibration_cache_kwargs(path: str) -> dict:
-    """``quantize_static`` arguments that calibrate once and keep the
-    ranges in ``path`` for later calls, where onnxruntime can."""
+    """``quantize_static`` arguments caching calibration in ``path``."""
     from onnxruntime.quantization import quantize_static
-    params = inspect.signature(quantize_static).parameters
-    return {'calibration_cache_path': path} if \
-        'calibration_cache_path' in params else {}
+    return {'calibration_cache_path': path} if 'calibration_cache_path' in \
+        inspect.signature(quantize_static).parameters else {}
 
 
 def end_gloo_job() -> None:
-    """End this process with status 0 if it is a rank of a gloo process
-    group, after a barrier, the group's destruction, the ``atexit``
-    handlers and a flush, but without the interpreter's finalisation; else
-    do nothing. :class:`mmrepvit.engine.DistributedJobHook` calls it once a
-    job finished.
-
-    Why: gloo's worker threads drop the last reference to a collective's
-    tensor after completing it, which needs the GIL; once the main thread
-    is finalising, Python 3.11+ ends such a thread with ``pthread_exit``,
-    whose unwinding meets a ``noexcept`` destructor: ``std::terminate``.
-    ``destroy_process_group`` does not stop those threads (DDP and
-    PyTorch's registries keep the group alive), so the only way not to race
-    them is not to finalise while they exist.
-    """
-    import atexit
-    import sys
-
-    import torch.distributed as dist
+    """Exit 0 without finalising, if this is a rank of a gloo group."""
+    # gloo threads still hold tensors; Python 3.11+ finalising pthread_exits
+    # them into a noexcept destructor: std::terminate. So never finalise.
     if not (dist.is_available() and dist.is_initialized()) or \
             dist.get_backend() != 'gloo':
         return
-    dist.barrier()   # nothing left in flight between ranks
+    dist.barrier()
     dist.destroy_process_group()
     atexit._run_exitfuncs()   # what finalisation would run: logging, ...
     sys.stdout.flush()
@@ -208,10 +170,8 @@ def end_gloo_job() -> None:
 
 
 def write_test_metrics_on_rank0_only(runner) -> None:
-    """MMEngine 0.10.7's LoggerHook writes the test metrics JSON on every
-    rank, all to the same file (the timestamp is shared), so concurrent
-    writes of different lengths can leave it corrupt ('Extra data'). Other
-    ranks keep logging the line but no longer write the file."""
+    """Make LoggerHooks of ranks other than 0 log test metrics, not write."""
+    # Concurrent writes to the one file can leave it corrupt ('Extra data').
     from mmengine.dist import is_main_process
     from mmengine.hooks import LoggerHook
     if is_main_process():
@@ -227,14 +187,8 @@ def write_test_metrics_on_rank0_only(runner) -> None:
 
 
 def use_cpu_distributed(cfg) -> None:
-    """Run distributed jobs on CPU processes with the gloo backend.
-
-    MMEngine's pytorch launcher calls torch.cuda.set_device and wraps the
-    model with device_ids=[LOCAL_RANK]; neither works without CUDA. The process
-    group is created here (so the Runner does not create it) and DDP gets
-    device_ids=None, as PyTorch requires for CPU modules.
-    """
-    import torch.distributed as dist
+    """Run distributed jobs on CPU processes with the gloo backend."""
+    # Not MMEngine's launcher (it sets a CUDA device); CPU DDP: device_ids=None
     cfg.env_cfg = cfg.get('env_cfg', {})
     cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
     if cfg.launcher == 'pytorch' and not dist.is_initialized():
@@ -244,24 +198,17 @@ def use_cpu_distributed(cfg) -> None:
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
-    # PyTorch's SyncBatchNorm synchronises only CUDA tensors and raises on CPU
-    # tensors in a process group, so CPU processes use per-process BN.
+    # SyncBatchNorm raises on CPU tensors in a process group.
     if replace_syncbn(cfg.model):
         print_log('No CUDA: SyncBN layers run as BN in each CPU process.',
                   logger='current', level=logging.WARNING)
 
 
 def replace_syncbn(node) -> bool:
-    """Turn every ``type='SyncBN'`` in a (nested) model config into 'BN', in
-    place; returns whether there was one."""
-    found = False
-    if isinstance(node, dict):
-        if node.get('type') == 'SyncBN':
-            node['type'] = 'BN'
-            found = True
-        for value in node.values():
-            found |= replace_syncbn(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            found |= replace_syncbn(value)
-    return found
+    """Turn ``type='SyncBN'`` into 'BN' in place; True if there was one."""
+    found = isinstance(node, dict) and node.get('type') == 'SyncBN'
+    if found:
+        node['type'] = 'BN'
+    children = node.values() if isinstance(node, dict) else \
+        node if isinstance(node, (list, tuple)) else ()
+    return any([replace_syncbn(child) for child in children]) or found

@@ -1,7 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Configs as the tools read them: the config loader (warning about
-``--cfg-options`` keys that would change nothing), and the flags and
-settings that ``tools/train.py`` and ``tools/test.py`` share."""
+"""Configs as the tools read them: loading (warning about ``--cfg-options``
+that change nothing), and the flags that ``tools/train.py`` and
+``tools/test.py`` share."""
 import argparse
 import difflib
 import inspect
@@ -16,10 +16,8 @@ from mmengine.logging import print_log
 
 from .compat import use_cpu_distributed
 
-# Top-level config keys that MMEngine's Runner (or the tools: tta_* with
-# tools/test.py --tta) read besides the arguments of Runner.__init__; any
-# other top-level key is a variable of the config file, used only while the
-# file is parsed.
+# Top-level keys read besides Runner.__init__'s arguments (tta_*: test.py
+# --tta); any other is a variable of the config file, used only in parsing.
 _READ_BY_RUNNER = {
     'custom_imports', 'runner_type', 'model_wrapper_cfg', 'sync_bn',
     'find_unused_parameters', 'activation_checkpointing',
@@ -28,22 +26,7 @@ _READ_BY_RUNNER = {
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
-    """Load an MMDetection or MMSegmentation config.
-
-    Args:
-        config (str): A file, or a package path such as
-            ``mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py``.
-        cfg_options (dict, optional): Settings merged in, as
-            ``--cfg-options`` gives them, with a warning for each key that
-            would change nothing. Defaults to ``None``.
-
-    Returns:
-        Config: The config.
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        ValueError: Its ``default_scope`` is neither ``mmdet`` nor ``mmseg``.
-    """
+    """Load an MMDetection or MMSegmentation config (file or ``pkg::path``)."""
     if '::' in config:
         from mmengine.hub import get_config
         cfg = get_config(config)
@@ -63,8 +46,7 @@ def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
 
 
 def checked(kind, ok, what):
-    """An argparse type for the tools: ``kind(text)`` where ``ok`` of it,
-    else an argparse error 'expected {what}, got TEXT'."""
+    """An argparse type: ``kind(text)`` if ``ok`` of it, else an error."""
     def parse(text):
         try:
             value = kind(text)
@@ -77,8 +59,7 @@ def checked(kind, ok, what):
 
 
 def config_only(text: str) -> str:
-    """An argparse type for the analysis tools' CONFIG arguments: a
-    checkpoint (MMDetection's tools take CONFIG CHECKPOINT) is an error."""
+    """An argparse type for CONFIG that refuses a checkpoint file."""
     if text.endswith(('.pth', '.pt', '.safetensors', '.onnx')):
         raise argparse.ArgumentTypeError(
             f'{text!r} is a checkpoint, not a config: this tool takes '
@@ -102,8 +83,7 @@ def add_common_args(parser):
 
 
 class ConfigOptionsAction(DictAction):
-    """MMEngine's ``DictAction`` (``KEY=VALUE`` pairs into a dict), with a
-    malformed pair a usage error (exit status 2) instead of a traceback."""
+    """``DictAction`` with a malformed pair a usage error, not a traceback."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         for pair in values or ():
@@ -117,26 +97,14 @@ class ConfigOptionsAction(DictAction):
 
 
 def parse_tool_args(parser, argv=None):
-    """Parse the command line with the shared flags and load the config.
-
-    Args:
-        parser (argparse.ArgumentParser): The tool's own arguments.
-        argv (list[str], optional): The arguments to parse. Defaults to
-            ``None`` (the command line).
-
-    Returns:
-        tuple[argparse.Namespace, Config]: The arguments and the config.
-    """
+    """Parse ``argv`` with the shared flags: ``(args, config)``."""
     add_common_args(parser)
     args = parser.parse_args(argv)
     return args, tool_config(args)
 
 
 def tool_config(args) -> Config:
-    """The config of ``tools/train.py`` / ``tools/test.py`` with
-    ``--cfg-options``, ``--work-dir`` and ``--launcher`` applied: a
-    distributed run gets :class:`~mmrepvit.engine.DistributedJobHook`, and
-    moves to gloo on a machine without CUDA."""
+    """The config with the shared flags applied (gloo where no CUDA)."""
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     cfg = load_config(args.config, args.cfg_options)
@@ -155,8 +123,7 @@ def tool_config(args) -> Config:
 
 
 def _find(cfg, parts: List[str]):
-    """Follow ``parts`` into ``cfg``: (the deepest node reached, how many
-    parts were found)."""
+    """Follow ``parts`` into ``cfg``: (deepest node, parts found)."""
     node = cfg
     for depth, part in enumerate(parts):
         if isinstance(node, dict) and part in node:
@@ -180,21 +147,7 @@ def _paths(node, prefix: str = '') -> Iterator[str]:
 
 
 def warn_ineffective_options(cfg, options: dict) -> List[str]:
-    """Warn about ``--cfg-options`` keys that would change nothing.
-
-    Those are a key not in the config where one with a similar name is (a
-    typo, such as ``model.backbone.with_cpp``), a new top-level key that
-    MMEngine's Runner does not read, and an existing top-level key that it
-    does not read (such as ``max_iters``): a variable of the config file,
-    already substituted where the file uses it.
-
-    Args:
-        cfg (Config | dict): The config, before ``options`` are merged in.
-        options (dict): The ``--cfg-options``.
-
-    Returns:
-        list[str]: The warnings.
-    """
+    """Warn about ``--cfg-options`` keys that change nothing; return those."""
     from mmengine.runner import Runner
     runner_keys = _READ_BY_RUNNER | (
         set(inspect.signature(Runner.__init__).parameters) - {'self'})
@@ -205,10 +158,8 @@ def warn_ineffective_options(cfg, options: dict) -> List[str]:
         node, found = _find(cfg, parts)
         if found < len(parts):
             name = parts[found]
-            siblings = [str(k) for k in node] if isinstance(node, dict) \
-                else []
-            close = difflib.get_close_matches(name, siblings, n=3,
-                                              cutoff=0.75)
+            siblings = [str(k) for k in node] if isinstance(node, dict) else []
+            close = difflib.get_close_matches(name, siblings, n=3, cutoff=0.75)
             similar = ', '.join('.'.join(parts[:found] + [c]) for c in close)
             if found == 0 and name not in runner_keys:
                 warnings.append(

@@ -33,15 +33,7 @@ class TrainingLog:
                 if k not in _NOT_METRICS]
 
     def series(self, key: str, x: str = 'iter') -> Tuple[list, list]:
-        """Get the values of a key against 'iter' or 'epoch'.
-
-        Args:
-            key (str): A loss, ``lr``, a metric...
-            x (str): ``'iter'`` or ``'epoch'``. Defaults to ``'iter'``.
-
-        Returns:
-            tuple[list, list]: x and the values (empty where not logged).
-        """
+        """x ('iter' or 'epoch') and the values of a key where logged."""
         records = self.val if key in self.metric_keys() else self.train
         points = [(r[x], r[key]) for r in records
                   if key in r and r.get(x) is not None]
@@ -49,17 +41,7 @@ class TrainingLog:
 
 
 def load_log(path: str, name: Optional[str] = None) -> TrainingLog:
-    """Read a log of either format.
-
-    Args:
-        path (str): A log file, or a run's or work dir's directory (the
-            newest ``vis_data/scalars.json``, else the last ``*.log.json``).
-        name (str, optional): The run's name. Defaults to ``None``: from
-            the path ('demo_det/20261128_164948', 'repvit_m1_1_coco').
-
-    Returns:
-        TrainingLog: The run.
-    """
+    """Read a log file, or the newest under a directory, of either format."""
     if osp.isdir(path):
         for pattern in ('**/vis_data/scalars.json', '**/*.log.json'):
             found = sorted(glob.glob(osp.join(path, pattern), recursive=True))
@@ -99,9 +81,8 @@ def _scalars(record: dict) -> dict:
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-# Both parsers return (by_epoch, train, val, ends): training records with a
-# global 'iter' and, epoch-based, an integer 'epoch'; validation records
-# with both; ends: epoch -> its last iteration.
+# Parsers return (by_epoch, train, val, ends): records with a global 'iter'
+# and, epoch-based, an integer 'epoch'; ends: epoch -> its last iteration.
 def _mmengine(records: List[dict]):
     by_iter, val = {}, []
     for values in map(_scalars, records):
@@ -149,18 +130,9 @@ def _mmcv1(records: List[dict]):
 
 
 def summarize(log: TrainingLog) -> dict:
-    """Summarise a run (for :func:`format_summary`).
-
-    Args:
-        log (TrainingLog): The run.
-
-    Returns:
-        dict: Iterations, epochs, median seconds per iteration, peak memory,
-        final loss; final and best value of each metric, and where.
-    """
+    """Summarise a run (for :func:`format_summary`)."""
     def logged(key):
         return [r[key] for r in log.train if key in r]
-
     metrics = {}
     for key in log.metric_keys():
         points = [r for r in log.val if key in r]
@@ -179,16 +151,7 @@ def summarize(log: TrainingLog) -> dict:
 
 def format_summary(summary: dict,
                    metrics: Optional[Sequence[str]] = None) -> str:
-    """Write a :func:`summarize` result as a few lines.
-
-    Args:
-        summary (dict): The summary.
-        metrics (Sequence[str], optional): The metrics shown. Defaults to
-            ``None``: the :data:`DEFAULT_METRICS` logged, else all.
-
-    Returns:
-        str: The lines (what was not logged is left out).
-    """
+    """Write a :func:`summarize` result as a few lines."""
     s, found = summary, list(summary['metrics'])
     lines = [f'{s["name"]} ({s["format"]} log): {s["iterations"]} '
              'iterations' + (f', {s["epochs"]} epochs' if s['epochs'] else '')]
@@ -216,19 +179,7 @@ def _default_keys(log: TrainingLog) -> List[str]:
 def plot_logs(logs: Sequence[TrainingLog], out: str,
               keys: Optional[Sequence[str]] = None, x: str = 'iter',
               title: Optional[str] = None) -> str:
-    """Plot runs into a PNG: the losses in one panel, each other key alone.
-
-    Args:
-        logs (Sequence[TrainingLog]): The runs.
-        out (str): The PNG to write.
-        keys (Sequence[str], optional): What to plot. Defaults to ``None``:
-            the losses, ``lr`` and the :data:`DEFAULT_METRICS` logged.
-        x (str): ``'iter'`` or ``'epoch'``. Defaults to ``'iter'``.
-        title (str, optional): A title. Defaults to ``None``.
-
-    Returns:
-        str: ``out``.
-    """
+    """Plot runs into PNG ``out``: the losses in one panel, each other key."""
     from matplotlib.figure import Figure  # not pyplot: no GUI backend
     keys = list(keys or dict.fromkeys(
         k for log in logs for k in _default_keys(log)))

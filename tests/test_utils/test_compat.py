@@ -9,7 +9,7 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 from mmrepvit.utils import compat, read_checkpoint
-from mmrepvit.utils.compat import safe_load_kwargs, torchscript_onnx_export
+from mmrepvit.utils.compat import onnx_export_kwargs, safe_load_kwargs
 
 
 class _CallsSystem:
@@ -48,7 +48,7 @@ def test_checkpoints_without_add_safe_globals(tmp_path, monkeypatch):
         read_checkpoint(str(tmp_path / 'evil.pth'))
 
 
-def test_onnx_export_is_torchscript_with_and_without_dynamo(monkeypatch):
+def test_onnx_export_is_torchscript_with_and_without_dynamo():
     calls = []
 
     def without_dynamo(model, args, f, opset_version=None):
@@ -58,8 +58,8 @@ def test_onnx_export_is_torchscript_with_and_without_dynamo(monkeypatch):
         calls.append(dict(opset_version=opset_version, dynamo=dynamo))
 
     for export in (without_dynamo, with_dynamo):
-        monkeypatch.setattr(torch.onnx, 'export', export)
-        torchscript_onnx_export(None, (), 'x.onnx', opset_version=17)
+        export(None, (), 'x.onnx', opset_version=17,
+               **onnx_export_kwargs(export))
     assert calls == [dict(opset_version=17),
                      dict(opset_version=17, dynamo=False)]
 

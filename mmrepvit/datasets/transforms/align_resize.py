@@ -11,26 +11,19 @@ from mmengine.registry import TRANSFORMS
 class AlignResize(BaseTransform):
     """The RepViT paper's ADE20K test-time resize, in the official two steps.
 
-    1. Rescale keeping the aspect ratio to fit ``scale``, as mmcv's
-       ``imrescale``.
-    2. Resize again so that height and width each go **up** to the next
-       multiple of ``size_divisor`` (a resize, not a pad).
+    1. Rescale keeping the aspect ratio to fit ``scale`` (``imrescale``).
+    2. Resize so height and width go **up** to multiples of ``size_divisor``.
 
-    Images use ``interpolation`` in both steps, segmentation maps nearest
-    neighbour. Two interpolations give other pixels than one resize to the
-    final size, and the released ADE20K checkpoints were evaluated with two.
-    Registered in MMEngine's root ``TRANSFORMS``, so MMSegmentation pipelines
-    build it as ``dict(type='AlignResize', scale=(2048, 512))``.
+    Images use ``interpolation`` in both steps, segmentation maps nearest; the
+    released ADE20K checkpoints were evaluated so (not as one resize).
 
-    Required keys: ``img``. Modified keys: ``img``, ``img_shape``,
-    ``gt_seg_map`` (if present). Added keys: ``scale_factor`` (w, h relative
-    to the input), ``keep_ratio``.
+    Required keys: ``img``. Modified: ``img``, ``img_shape``, ``gt_seg_map``
+    (if present). Added: ``scale_factor`` (w, h), ``keep_ratio``.
 
     Args:
         scale (tuple[int, int]): The box to fit, its long and short side in
             either order. Defaults to ``(2048, 512)``, as in the paper.
-        size_divisor (int): Height and width are rounded up to a multiple of
-            it. Defaults to ``32``.
+        size_divisor (int): Sides go up to a multiple. Defaults to ``32``.
         interpolation (str): Image interpolation. Defaults to ``'bilinear'``.
         backend (str): mmcv image backend. Defaults to ``'cv2'``.
 
@@ -50,10 +43,8 @@ class AlignResize(BaseTransform):
         if size_divisor <= 0:
             raise ValueError(
                 f'size_divisor must be positive, got {size_divisor}.')
-        self.scale = tuple(scale)
-        self.size_divisor = size_divisor
-        self.interpolation = interpolation
-        self.backend = backend
+        self.scale, self.size_divisor = tuple(scale), size_divisor
+        self.interpolation, self.backend = interpolation, backend
 
     def target_size(self, h: int, w: int) -> Tuple[int, int]:
         """The ``(h, w)`` an input of size ``(h, w)`` is resized to."""
@@ -61,12 +52,10 @@ class AlignResize(BaseTransform):
         return self._aligned(new_h, new_w)
 
     def _aligned(self, h: int, w: int) -> Tuple[int, int]:
-        """``(h, w)`` rounded up to multiples of ``size_divisor``."""
         d = self.size_divisor
         return math.ceil(h / d) * d, math.ceil(w / d) * d
 
     def _resize(self, image, interpolation: str):
-        """Both steps, on an image or a segmentation map."""
         image = mmcv.imrescale(image, self.scale, interpolation=interpolation,
                                backend=self.backend)
         h, w = self._aligned(*image.shape[:2])

@@ -23,8 +23,7 @@ class AtomicLocalBackend(LocalBackend):
             f.flush()
             os.fsync(f.fileno())
         os.replace(partial, filepath)
-        # Make the rename itself durable (a crash of the machine right after
-        # it could otherwise bring back the old directory entry).
+        # fsync the directory too, or a machine crash can undo the rename
         directory = os.open(osp.dirname(osp.abspath(filepath)), os.O_RDONLY)
         try:
             os.fsync(directory)
@@ -36,24 +35,20 @@ class AtomicLocalBackend(LocalBackend):
 class AtomicCheckpointHook(CheckpointHook):
     """``CheckpointHook`` that a kill cannot leave without a whole checkpoint.
 
-    MMEngine 0.10.7's ``CheckpointHook`` writes straight into the final file
-    and, with ``max_keep_ckpts``, deletes the oldest kept checkpoint before
-    writing the new one: a kill during the write leaves a truncated newest
-    file and no older one. Here local checkpoints are written through
-    :class:`AtomicLocalBackend` (unless ``backend_args`` or
-    ``file_client_args`` choose another backend), the checkpoint that
-    ``max_keep_ckpts`` drops is deleted only after the new one is written,
-    and ``*.pth.part`` files of a killed write are deleted when training
-    starts.
+    MMEngine 0.10.7's hook writes into the final file and, with
+    ``max_keep_ckpts``, first deletes the oldest one: a kill leaves a
+    truncated newest file and no older one. Here local checkpoints are
+    written atomically (:class:`AtomicLocalBackend`), dropped ones deleted
+    after the new one exists, and a killed write's ``*.pth.part`` files when
+    training starts.
 
     Args:
         *args: ``CheckpointHook``'s positional arguments (``interval``, ...).
-        backend_args (dict, optional): File backend arguments; by default
-            the atomic local backend. Defaults to ``None``.
-        file_client_args (dict, optional): Deprecated in MMEngine, as in
+        backend_args (dict, optional): File backend arguments. Defaults to
+            ``None``: the atomic backend for a local ``out_dir``.
+        file_client_args (dict, optional): Deprecated, as in
             ``CheckpointHook``. Defaults to ``None``.
-        **kwargs: ``CheckpointHook``'s keyword arguments (``max_keep_ckpts``,
-            ``out_dir``, ...).
+        **kwargs: ``CheckpointHook``'s keyword arguments.
     """
 
     def __init__(self, *args, backend_args: Optional[dict] = None,
@@ -66,15 +61,13 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
-        if isinstance(self.file_backend, LocalBackend) and \
-                runner.rank == 0:
+        if isinstance(self.file_backend, LocalBackend) and runner.rank == 0:
             for partial in glob.glob(osp.join(self.out_dir, '*.pth.part')):
                 os.remove(partial)
 
     def _save_checkpoint_with_step(self, runner, step, meta):
-        # MMEngine's method removes the checkpoint that falls out of
-        # max_keep_ckpts before saving the new one: defer those removals
-        # until the new checkpoint (and last_checkpoint) exist.
+        # MMEngine removes what falls out of max_keep_ckpts before saving:
+        # defer that until the new checkpoint (and last_checkpoint) exist.
         backend, dropped = self.file_backend, []
         backend.remove = lambda path: dropped.append((path, False))
         backend.rmtree = lambda path: dropped.append((path, True))

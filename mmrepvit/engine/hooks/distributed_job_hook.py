@@ -7,12 +7,11 @@ from ...utils.compat import end_gloo_job, write_test_metrics_on_rank0_only
 
 @HOOKS.register_module()
 class DistributedJobHook(Hook):
-    """Run and end a distributed job as MMEngine 0.10.7 and PyTorch's gloo
-    backend need (workarounds in :mod:`mmrepvit.utils.compat`).
+    """Run and end a distributed job as MMEngine 0.10.7 and gloo need.
 
-    The test metrics file is written on rank 0 only, and a gloo job that
-    finished ends its processes with status 0 after every other hook's
-    ``after_run``. The tools add it to ``custom_hooks`` with ``--launcher``.
+    Writes the test metrics file on rank 0 only and, after every other hook's
+    ``after_run``, ends a finished gloo job's processes with status 0 (see
+    :mod:`mmrepvit.utils.compat`). The tools add it with ``--launcher``.
     """
 
     priority = 'LOWEST'

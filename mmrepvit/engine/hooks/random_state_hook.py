@@ -27,18 +27,11 @@ def _set_random_state(state: dict, torch_only: bool = False) -> None:
 class RandomStateHook(Hook):
     """Save the random generators' states in checkpoints; restore on resume.
 
-    A resumed run thus draws the random numbers the interrupted run would
-    have drawn. The states are put back where training continues: before the
-    next epoch (epoch-based loops: torch, numpy and Python's ``random``) or
-    before the next iteration (iteration-based loops: torch only, because
-    MMEngine's loop replays the data pipeline, and with it the numpy and
-    ``random`` draws of the augmentations, to skip the batches already
-    trained). The uninterrupted run puts the same states back at the same
-    place (a no-op unless, e.g., validation drew random numbers in between),
-    so both continue identically.
-
-    Not restored: the generators of ``persistent_workers`` dataloader
-    processes, and of ranks other than 0 (only rank 0 saves checkpoints).
+    States go back before the next epoch (torch, numpy, ``random``) or, in
+    iteration-based loops, iteration (torch only: MMEngine replays the data
+    pipeline to skip trained batches), in the resumed and uninterrupted run
+    alike, so both draw the same numbers. Not restored: the generators of
+    ``persistent_workers`` processes and of ranks other than 0.
     """
 
     priority = 'VERY_HIGH'

@@ -10,30 +10,22 @@ from ...apis import unwrap_model
 class RefuseUnfitCheckpointHook(Hook):
     """Make the run's load of ``checkpoint`` raise where MMEngine warns.
 
-    MMEngine would go on with the weights a checkpoint does not provide,
-    i.e. random ones; the load raises ``ValueError`` instead. Set up before
-    the run loads the checkpoint (``load_from`` or the resumed one), the
-    check runs once, on each rank, as part of the load (after a fused
-    checkpoint has switched the backbone to its deploy form). The tools add
-    it to ``custom_hooks``.
+    MMEngine would go on with the weights a checkpoint lacks, i.e. random
+    ones. The check runs once per rank, in the load (after a fused checkpoint
+    has switched the backbone to deploy form). The tools add this hook.
 
     Args:
-        checkpoint (str): The checkpoint the runner loads, named in the
-            error.
+        checkpoint (str): The checkpoint the runner loads, named in errors.
         whole (bool): Every weight must come from it, in the model's shape
             (testing, resuming); else at least one (``load_from`` to
-            fine-tune, where a head may be left out on purpose). Defaults
-            to ``True``.
+            fine-tune, a head may be left out). Defaults to ``True``.
         resume (bool): The run resumes from it, so it must hold a training
-            state (``meta`` and ``message_hub``), not weights only, where
-            MMEngine fails with a bare ``KeyError``. Defaults to ``False``.
+            state, not weights only. Defaults to ``False``.
     """
 
     def __init__(self, checkpoint: str, whole: bool = True,
                  resume: bool = False):
-        self.checkpoint = checkpoint
-        self.whole = whole
-        self.resume = resume
+        self.checkpoint, self.whole, self.resume = checkpoint, whole, resume
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         meta = checkpoint.get('meta')
@@ -82,10 +74,8 @@ def _unfit(model, seen: dict, whole: bool):
     unfit = len(missing) + len(shapes)
     if not unfit or (not whole and unfit < len(weights)):
         return None
-    what = []
-    if missing:
-        what.append(f'{len(missing)} not in the checkpoint (e.g. '
-                    f'{", ".join(missing[:3])})')
+    what = [f'{len(missing)} not in the checkpoint (e.g. '
+            f'{", ".join(missing[:3])})'] if missing else []
     if shapes:
         what.append(f'{len(shapes)} of another shape (e.g. '
                     f'{shapes[0].rstrip(".")})')

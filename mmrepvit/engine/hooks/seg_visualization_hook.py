@@ -9,21 +9,17 @@ from mmengine.registry import HOOKS
 class SegTestVisualizationHook(Hook):
     """mmseg's ``SegVisualizationHook``, for tests without training data.
 
-    What ``tools/test.py --show/--show-dir`` uses for MMSegmentation configs,
-    with the same arguments, names and files as mmseg's hook. mmseg 1.2's
-    hook passes ``runner.iter`` as the step, and reading it builds the train
-    loop, hence the training dataloader: a test run failed with
-    FileNotFoundError where the training images are not there. Here the step
-    is 0, which ``runner.iter`` is in a test-only run.
+    Same arguments and files, but step 0 (``runner.iter`` in a test-only run):
+    mmseg 1.2's hook reads ``runner.iter``, which builds the train dataloader.
 
     Args:
         draw (bool): Whether to draw. Defaults to ``False``.
         interval (int): Draw every ``interval``-th image. Defaults to ``50``.
-        show (bool): Show each drawn image in a window (and store nothing).
+        show (bool): Show each drawn image in a window, store nothing.
             Defaults to ``False``.
         wait_time (float): Seconds each image is shown. Defaults to ``0.``.
-        backend_args (dict, optional): Arguments of the file backend that
-            reads the images. Defaults to ``None``.
+        backend_args (dict, optional): File backend arguments to read the
+            images. Defaults to ``None``.
     """
 
     def __init__(self, draw=False, interval=50, show=False, wait_time=0.,
@@ -32,13 +28,10 @@ class SegTestVisualizationHook(Hook):
         if interval < 1:
             raise ValueError(f'interval must be >= 1, got {interval}.')
         self._visualizer = Visualizer.get_current_instance()
-        self.draw = draw
-        self.interval = interval
-        self.show = show
-        self.wait_time = wait_time
-        self.backend_args = backend_args
+        self.draw, self.interval, self.show = draw, interval, show
+        self.wait_time, self.backend_args = wait_time, backend_args
         self._count = 0
-        if show:   # shown only, as mmseg's hook does: nothing is stored
+        if show:   # as mmseg's hook: shown only, nothing is stored
             self._visualizer._vis_backends = {}
 
     def before_test(self, runner) -> None:

@@ -12,7 +12,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from ...utils.checkpoint import read_checkpoint
-from ..layers import (
+from ..layers.repvit_blocks import (
     build_features,
     custom_arch,
     fuse_modules,
@@ -26,54 +26,42 @@ from ..utils.ckpt_convert import FUSED_KEYS, UNFUSED_KEYS
 
 @MODELS.register_module()
 class RepViT(BaseModule):
-    """RepViT backbone for dense prediction.
+    """RepViT backbone from `RepViT: Revisiting Mobile CNN From ViT
+    Perspective <https://arxiv.org/abs/2307.09283>`_ (CVPR 2024).
 
-    A re-parameterisable mobile CNN from `RepViT: Revisiting Mobile CNN
-    From ViT Perspective <https://arxiv.org/abs/2307.09283>`_ (CVPR 2024).
-    Parameter names follow the official ``features.{i}`` layout (``features.0``
-    the stem, ``features.i`` the i-th block), so official checkpoints load
-    without conversion; timm-layout ones are converted in memory.
-
-    Four stages at strides 4, 8, 16 and 32; every stage after the first
-    starts with a stride-2 block, preceded by a *pre-block*.
+    Parameters follow the official ``features.{i}`` layout (0: the stem);
+    timm-layout checkpoints are converted on load. Four stages at strides
+    4, 8, 16 and 32, each after the first starting with a stride-2 block.
 
     Args:
-        arch (str | dict): One of :attr:`arch_zoo` (``'m0_6'`` ...
-            ``'m2_3'``), or a dict with ``widths`` (even output channels per
-            stage) and ``depths`` (blocks per stage, the stride-2 block
-            included; at least 2 in every stage but the last); SE and
-            downsampling follow :func:`block_settings`.
+        arch (str | dict): One of :attr:`arch_zoo`, or a dict of
+            ``widths`` (even) and ``depths`` (blocks per stage, >= 2 but in
+            the last) per stage (see :func:`block_settings`).
             Defaults to ``'m1_1'``.
         in_channels (int): Input image channels. Defaults to ``3``.
         out_indices (int | Sequence[int]): Stages whose outputs are returned;
             negative indices count from the end. Defaults to ``(0, 1, 2, 3)``.
-        stage_ends (str): Where stages end (and so what ``frozen_stages``
-            freezes): ``'before_pre_block'`` as the paper's detection code and
-            timm (m1_1 taps ``features`` 2, 6, 20, 24) or
-            ``'before_downsample'`` as its segmentation code (3, 7, 21, 24);
-            the widths and strides are the same.
+        stage_ends (str): ``'before_pre_block'`` as the paper's detection
+            code and timm (m1_1 taps ``features`` 2, 6, 20, 24), or
+            ``'before_downsample'`` as its segmentation code (3, 7, 21, 24).
             Defaults to ``'before_pre_block'``.
         frozen_stages (int): ``-1`` freezes nothing, ``0`` the stem, ``k`` the
             stem and the first ``k`` stages (no gradients, norms in eval
             mode). Defaults to ``-1``.
-        norm_eval (bool): Keep every BatchNorm in eval mode during training
-            (frozen statistics, affine parameters still learn), as the
-            official detection and segmentation code does.
-            Defaults to ``False``.
+        norm_eval (bool): Keep BatchNorms in eval mode while training (as
+            the official code does). Defaults to ``False``.
         norm_cfg (dict): Config for mmcv's ``build_norm_layer``, e.g.
             ``dict(type='SyncBN')``; only BatchNorm can be fused.
             Defaults to ``dict(type='BN')``.
         drop_path_rate (float): Stochastic depth of the channel mixers, rising
             linearly from 0 over the blocks (the official network uses none).
             Defaults to ``0.``.
-        with_cp (bool): Gradient checkpointing per block: the same outputs,
-            gradients and BatchNorm statistics for less activation memory and
-            about one more forward pass. Defaults to ``False``.
+        with_cp (bool): Gradient checkpointing per block (same results, less
+            memory, one more forward). Defaults to ``False``.
         deploy (bool): Build the fused form directly, for checkpoints saved
             after :meth:`switch_to_deploy`. Defaults to ``False``.
-        init_cfg (dict | list[dict] | None): Initialisation config; a
-            ``dict(type='Pretrained', checkpoint=..., prefix=...)`` entry
-            loads with :meth:`load_pretrained`. Defaults to ``None``.
+        init_cfg (dict | list[dict] | None): A ``Pretrained`` entry loads
+            with :meth:`load_pretrained`. Defaults to ``None``.
 
     Example:
         >>> import torch
@@ -171,8 +159,7 @@ class RepViT(BaseModule):
         outs = {}
         for index, layer in enumerate(self.features):
             if self.with_cp and torch.is_grad_enabled() and index > 0:
-                # Non-reentrant checkpoint; the recomputation restores the
-                # BatchNorm statistics so they are updated once per step.
+                # BatchNorm statistics restored after the recomputation
                 x = checkpoint(
                     layer, x, use_reentrant=False,
                     context_fn=lambda m=layer: (contextlib.nullcontext(),
@@ -209,8 +196,8 @@ class RepViT(BaseModule):
         return self
 
     def init_weights(self):
-        """Apply ``init_cfg``, a ``Pretrained`` entry last (as MMEngine does)
-        and with :meth:`load_pretrained`."""
+        """Apply ``init_cfg``; a ``Pretrained`` entry last, by
+        :meth:`load_pretrained`."""
         cfg = self.init_cfg
         entries = list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
         pretrained = [c for c in entries
@@ -241,12 +228,9 @@ class RepViT(BaseModule):
                         prefix: Optional[str] = None, map_location='cpu',
                         logger='current', source: Optional[str] = None
                         ) -> BackboneState:
-        """Load backbone weights; the one loading path of mmrepvit.
-
-        The checkpoint is read safely (:func:`mmrepvit.utils.read_checkpoint`)
-        and its backbone tensors (see :func:`backbone_state_dict`) are checked
-        against this backbone, then loaded with ``load_state_dict``, whose
-        :meth:`_load_from_state_dict` adapts the form.
+        """Load backbone weights: read safely, convert the layout, check
+        the fit, then ``load_state_dict`` (whose
+        :meth:`_load_from_state_dict` adapts the form).
 
         Args:
             checkpoint (str | dict): A local path, an http(s) URL, or a
@@ -259,8 +243,8 @@ class RepViT(BaseModule):
                 dict. Defaults to ``None``.
 
         Returns:
-            BackboneState: The tensors loaded, the file's layout, and the keys
-            dropped (classification heads), missing and unexpected.
+            BackboneState: Tensors loaded, layout, keys dropped, missing and
+            unexpected.
 
         Raises:
             ValueError: No tensor matches, shapes differ (another arch or
@@ -305,14 +289,8 @@ class RepViT(BaseModule):
                           norm_cfg=self.norm_cfg)
 
     def switch_to_deploy(self) -> 'RepViT':
-        """Fuse every Conv2d-BN and RepVGGDW into one convolution, in place.
-
-        The BatchNorm running statistics are folded in, so the result matches
-        this network in eval mode only (training mode warns). A fused network
-        is left as it is.
-
-        Returns:
-            RepViT: ``self``.
+        """Fuse every Conv2d-BN and RepVGGDW into one convolution, in place
+        (BatchNorm statistics folded in: equal in eval mode). Returns self.
         """
         if self.deploy:
             return self
@@ -331,10 +309,7 @@ class RepViT(BaseModule):
         self._freeze_stages()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Load either form into either form (the one place that adapts it):
-        fused weights switch a training-form backbone to the deploy form,
-        training-form weights are fused on their way into a deploy-form one.
-        """
+        """Load either form into either: the one place that adapts it."""
         own = {k[len(prefix):]: v for k, v in state_dict.items()
                if k.startswith(prefix)}
         name = prefix[:-1] or type(self).__name__
@@ -358,8 +333,7 @@ class RepViT(BaseModule):
         """Fuse training-form weights through a training-form twin."""
         training = self._training_form()
         result = training.load_state_dict(state, strict=False)
-        # Only keys load_pretrained reported missing may be absent: fusing
-        # without the others would silently use random weights.
+        # fusing without an unreported key would use random weights
         may_miss = getattr(self, '_fill_missing', ())
         missing = [k for k in result.missing_keys if k not in may_miss
                    and not k.endswith('num_batches_tracked')]

@@ -5,17 +5,8 @@ from .repvit_blocks import (
     RepViTBlock,
     SqueezeExcite,
     block_settings,
-    build_features,
-    conv_bn,
-    custom_arch,
     fuse_modules,
-    parse_out_indices,
-    preserved_norm_stats,
-    stage_outputs,
 )
 
-__all__ = [
-    'Conv2dBN', 'RepVGGDW', 'RepViTBlock', 'SqueezeExcite', 'block_settings',
-    'build_features', 'conv_bn', 'custom_arch', 'fuse_modules',
-    'parse_out_indices', 'preserved_norm_stats', 'stage_outputs'
-]
+__all__ = ['Conv2dBN', 'RepVGGDW', 'RepViTBlock', 'SqueezeExcite',
+           'block_settings', 'fuse_modules']

@@ -1,10 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Building blocks of RepViT and their re-parameterisation.
-
-Every fusable module has a ``fuse()`` method returning the module that replaces
-it in deploy form. Child names (``c``/``bn``, ``conv``/``conv1``/``bn``,
-``fc1``/``fc2``, ``m``) follow the official checkpoints.
-"""
+"""RepViT's blocks; each fusable one has ``fuse()`` returning its deploy
+form. Child names follow the official checkpoints."""
 import contextlib
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
@@ -30,10 +26,8 @@ def build_norm(norm_cfg: Optional[dict], num_features: int) -> nn.Module:
 
 def _fold_bn(weight: torch.Tensor, bias: Optional[torch.Tensor],
              bn: _BatchNorm):
-    """Fold an eval-mode BatchNorm into the preceding conv's weight and bias.
-
-    Computed and returned in float64, so that :func:`_make_conv` rounds once.
-    """
+    """Fold an eval-mode BatchNorm into a conv's weight and bias, in float64
+    (so that :func:`_make_conv` rounds once)."""
     if not isinstance(bn, _BatchNorm):
         raise TypeError(
             f'Only BatchNorm folds into a convolution; this RepViT uses '
@@ -91,8 +85,8 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1,
 
 
 class RepVGGDW(nn.Module):
-    """Re-parameterisable depthwise token mixer ``bn(conv(x) + conv1(x) + x)``
-    (``conv`` a 3x3 depthwise Conv2dBN, ``conv1`` a 1x1 depthwise conv)."""
+    """Depthwise token mixer ``bn(conv(x) + conv1(x) + x)``: 3x3 Conv2dBN
+    and 1x1 conv."""
 
     def __init__(self, channels: int, norm_cfg: Optional[dict] = None):
         super().__init__()
@@ -119,9 +113,8 @@ class RepVGGDW(nn.Module):
 
 
 class SqueezeExcite(nn.Module):
-    """Squeeze-and-excitation: mean pool, 1x1 conv ``fc1``, ReLU, 1x1 conv
-    ``fc2``, sigmoid gate. As in the official networks the reduced width is
-    ``channels / 4`` rounded to the nearest multiple of 8 (halves up), >= 8."""
+    """Squeeze-and-excitation; the reduced width is ``channels / 4`` rounded
+    to the nearest multiple of 8 (halves up), >= 8, as officially."""
 
     def __init__(self, channels: int, rd_ratio: float = 0.25,
                  divisor: int = 8):
@@ -162,12 +155,10 @@ def block_settings(widths: Sequence[int],
                    depths: Sequence[int]) -> List[BlockSetting]:
     """The blocks of a RepViT given its widths and depths per stage.
 
-    Every stage but the first starts with a stride-2 block that changes the
-    width. SE follows one rule in all official arches: counting the stride-1
-    blocks after each downsampling (the stem, or a stride-2 block) from 0,
-    the even ones have SE, except the *pre-block* (the last block of a stage
-    that is followed by another stage), which has none; stride-2 blocks have
-    none either.
+    Every stage but the first starts with a stride-2 block. SE, as in all
+    official arches: the even stride-1 blocks counted from 0 after each
+    downsampling have it, except the *pre-block* (a stage's last block when
+    another stage follows); stride-2 blocks have none.
 
     Args:
         widths (Sequence[int]): Output channels of each stage.
@@ -192,8 +183,7 @@ STAGE_ENDS = ('before_pre_block', 'before_downsample')
 
 
 def stage_outputs(depths: Sequence[int], stage_ends: str) -> List[int]:
-    """The index in ``features`` (0 the stem) of each stage's output block,
-    for ``stage_ends`` in :data:`STAGE_ENDS`."""
+    """The index in ``features`` of each stage's output block."""
     if stage_ends not in STAGE_ENDS:
         raise ValueError(f'stage_ends must be one of {STAGE_ENDS}, got '
                          f'{stage_ends!r}.')
@@ -204,8 +194,7 @@ def stage_outputs(depths: Sequence[int], stage_ends: str) -> List[int]:
 
 
 def custom_arch(arch: dict) -> dict:
-    """Check a custom arch dict (``widths`` and ``depths`` per stage) and
-    return it with tuples; :func:`block_settings` turns it into blocks."""
+    """Check a custom arch dict and return it with tuples."""
     if not isinstance(arch, dict):
         raise TypeError(
             f'arch must be a str or a dict, got {type(arch).__name__}.')
@@ -233,14 +222,9 @@ def custom_arch(arch: dict) -> dict:
 
 
 class RepViTBlock(nn.Module):
-    """One RepViT block: a token mixer then a residual channel mixer (1x1 conv
-    expanding by 2, GELU, 1x1 conv).
-
-    With ``stride=1`` (``in_channels == out_channels``) the token mixer is
-    ``RepVGGDW`` then optional SE. With ``stride=2`` it is a 3x3 depthwise
-    Conv2dBN with stride 2, optional SE, then a 1x1 Conv2dBN to
-    ``out_channels``.
-    """
+    """A token mixer (stride 1: RepVGGDW, SE; stride 2: 3x3 depthwise
+    Conv2dBN, SE, 1x1 Conv2dBN), then a residual channel mixer (1x1 conv
+    expanding by 2, GELU, 1x1 conv)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int,
                  use_se: bool, drop_path_rate: float = 0.0,
@@ -281,9 +265,8 @@ class RepViTBlock(nn.Module):
 
 def build_features(arch: dict, in_channels: int, norm_cfg: Optional[dict],
                    deploy: bool, drop_path_rate: float) -> nn.ModuleList:
-    """RepViT's ``features``: the stem (two stride-2 3x3 Conv2dBN with GELU
-    between), then the blocks of ``arch`` with stochastic depth rising
-    linearly to ``drop_path_rate``."""
+    """RepViT's ``features``: the stem (two stride-2 3x3 Conv2dBN, GELU
+    between), then the blocks, drop path rising to ``drop_path_rate``."""
     blocks = block_settings(**arch)
     width = blocks[0].width
     stem = nn.Sequential(
@@ -291,7 +274,7 @@ def build_features(arch: dict, in_channels: int, norm_cfg: Optional[dict],
                 deploy=deploy), nn.GELU(),
         conv_bn(width // 2, width, 3, 2, 1, norm_cfg=norm_cfg,
                 deploy=deploy))
-    # On the CPU even under torch.device('meta') (RepViT._training_form).
+    # on the CPU even under torch.device('meta')
     drop_rates = torch.linspace(0, drop_path_rate, len(blocks),
                                 device='cpu').tolist()
     features = [stem]
@@ -305,8 +288,7 @@ def build_features(arch: dict, in_channels: int, norm_cfg: Optional[dict],
 
 def parse_out_indices(out_indices, num_stages: int,
                       arch: str) -> Tuple[int, ...]:
-    """``out_indices`` (an int or a sequence, negative from the end) as
-    stage indices in ``[0, num_stages)``; raises for anything else."""
+    """``out_indices`` as stage indices in ``[0, num_stages)``."""
     if isinstance(out_indices, int):
         out_indices = [out_indices]
     if not isinstance(out_indices, Sequence) or not out_indices or \
@@ -324,9 +306,8 @@ def parse_out_indices(out_indices, num_stages: int,
 
 
 def fuse_modules(module: nn.Module) -> int:
-    """Replace, in place and recursively, every child that has a ``fuse()``
-    method by what it returns, in the child's mode (training or eval).
-    Returns how many modules were fused."""
+    """Replace every child with ``fuse()`` by what it returns, recursively,
+    in place; returns how many."""
     count = 0
     for name, child in list(module.named_children()):
         if hasattr(child, 'fuse'):
@@ -339,11 +320,8 @@ def fuse_modules(module: nn.Module) -> int:
 
 @contextlib.contextmanager
 def preserved_norm_stats(module: nn.Module):
-    """Restore the running statistics of ``module``'s norm layers on exit.
-
-    Around the recomputation of gradient checkpointing, so that a block in
-    training mode updates them once per step, as without checkpointing.
-    """
+    """Restore the norm layers' running statistics on exit (around a
+    checkpointed recomputation: updated once per step)."""
     saved = [(buf, buf.clone()) for m in module.modules()
              if isinstance(m, nn.modules.batchnorm._NormBase)
              for buf in m.buffers()]

@@ -1,8 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""RepViT state dicts: official <-> timm layout, fused-form detection, the
-backbone part of a checkpoint and its fit to a backbone. Reading files is
-:mod:`mmrepvit.utils.checkpoint`'s job, loading
-:meth:`mmrepvit.RepViT.load_pretrained`'s."""
+"""RepViT state dicts: official <-> timm layout, form detection, the
+backbone part of a checkpoint and its fit to a backbone."""
 import re
 from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Optional, Tuple
@@ -10,11 +8,9 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import torch
 
 HEAD_PREFIXES = ('classifier.', 'head.')
-#: The stem's first convolution in training form.
 STEM_KEY = 'features.0.0.c.weight'
-#: Keys that only the training form / only the fused form has: every
-#: Conv2dBN has a conv ``c`` in training form; fused, a conv with bias stands
-#: in its place (the stem's two, a block's token and channel mixers).
+#: Keys only the training / only the fused form has (a Conv2dBN's ``c``;
+#: fused, a conv in its place).
 UNFUSED_KEYS = re.compile(r'features\.\d+\..*\.c\.weight$')
 FUSED_KEYS = re.compile(r'features\.(0|\d+\.(token_mixer|channel_mixer\.m))'
                         r'\.[02]\.weight$')
@@ -35,10 +31,8 @@ _TOP_MAP = (('features.0.0.', 'stem.conv1.'), ('features.0.2.', 'stem.conv2.'),
 
 def extract_state_dict(ckpt: dict, prefix: Optional[str] = None,
                        source: str = 'checkpoint') -> StateDict:
-    """The tensors of a checkpoint: its ``state_dict`` entry (MMEngine), its
-    ``model`` entry (official RepViT) or itself (plain state dict), DDP's
-    ``module.`` stripped; with ``prefix``, only keys under it, prefix removed.
-    """
+    """The tensors of a checkpoint (its ``state_dict`` or ``model`` entry,
+    or itself), DDP's ``module.`` stripped, only those under ``prefix``."""
     if not isinstance(ckpt, dict):
         raise TypeError(f'{source} holds a {type(ckpt).__name__}, not a dict '
                         f'of tensors.')
@@ -76,7 +70,6 @@ def detect_layout(state: Dict[str, torch.Tensor]) -> str:
 
 
 def _rename(key: str, table, reverse: bool = False) -> Optional[str]:
-    """Rename ``key`` by the first matching prefix pair of ``table``."""
     for a, b in table:
         src, dst = (b, a) if reverse else (a, b)
         if key.startswith(src):
@@ -87,8 +80,6 @@ def _rename(key: str, table, reverse: bool = False) -> Optional[str]:
 def official_to_timm(state: Dict[str, torch.Tensor]) -> StateDict:
     """Convert an official-layout RepViT state dict to timm's layout.
 
-    Stride-2 blocks are found by their ``token_mixer.2``, so no arch is needed.
-
     Args:
         state (dict): ``features.{i}`` keys (and ``classifier.`` ones).
 
@@ -96,7 +87,7 @@ def official_to_timm(state: Dict[str, torch.Tensor]) -> StateDict:
         OrderedDict: The same tensors under timm's ``stem``/``stages`` keys.
 
     Raises:
-        ValueError: a key has no place in timm's layout.
+        ValueError: A key has no place in timm's layout.
     """
     blocks = sorted({int(m.group(1)) for k in state
                      for m in [re.match(r'features\.(\d+)\.', k)] if m} - {0})
@@ -149,7 +140,7 @@ def timm_to_official(state: Dict[str, torch.Tensor]) -> StateDict:
         OrderedDict: The same tensors under ``features.{i}`` keys.
 
     Raises:
-        ValueError: a key is not one of timm's RepViT keys.
+        ValueError: A key is not one of timm's RepViT keys.
     """
     blocks: Dict[int, int] = {}
     has_down = set()
@@ -193,8 +184,7 @@ def timm_to_official(state: Dict[str, torch.Tensor]) -> StateDict:
 
 
 def is_fused(state: Dict[str, torch.Tensor]) -> bool:
-    """Whether an official-layout state dict holds a fused RepViT (any of
-    its convolutions, not only the stem's, tells)."""
+    """Whether an official-layout state dict holds a fused RepViT."""
     return any(map(FUSED_KEYS.match, state))
 
 
@@ -206,10 +196,10 @@ def is_unfused(state: Dict[str, torch.Tensor]) -> bool:
 class BackboneState(NamedTuple):
     """The backbone tensors of a checkpoint, in the official layout."""
     state: StateDict
-    layout: str                 # the layout the file was in: official / timm
-    dropped_head: List[str]     # classification-head keys that were dropped
-    missing: List[str]          # backbone keys the checkpoint lacks
-    unexpected: List[str]       # its keys the backbone does not have
+    layout: str                 # official / timm
+    dropped_head: List[str]
+    missing: List[str]
+    unexpected: List[str]
 
 
 def backbone_state_dict(ckpt: dict, prefix: Optional[str] = None,
@@ -221,17 +211,13 @@ def backbone_state_dict(ckpt: dict, prefix: Optional[str] = None,
         ckpt (dict): A checkpoint as read by
             :func:`mmrepvit.utils.read_checkpoint`.
         prefix (str, optional): Key prefix of the backbone, e.g.
-            ``'backbone.'`` for a whole detector. Defaults to ``None``.
-        source (str): How errors name the checkpoint.
-            Defaults to ``'checkpoint'``.
-        check (dict, optional): Arguments of :func:`check_backbone_fit` but
-            ``state`` and ``source``, to check the tensors against that
-            backbone. Defaults to ``None`` (no check).
+            ``'backbone.'``. Defaults to ``None``.
+        source (str): How errors name it. Defaults to ``'checkpoint'``.
+        check (dict, optional): :func:`check_backbone_fit`'s other
+            arguments, to check the fit. Defaults to ``None`` (no check).
 
     Returns:
-        BackboneState: The tensors (timm layout converted, DDP's ``module.``
-        and ``prefix`` stripped, classification heads dropped), the file's
-        layout, the dropped head keys and, with ``check``, the missing and
+        BackboneState: Tensors (heads dropped), layout, dropped, missing and
         unexpected keys.
     """
     state = extract_state_dict(ckpt, prefix, source)
@@ -255,20 +241,19 @@ def check_backbone_fit(state: Dict[str, torch.Tensor],
 
     Args:
         state (dict): The weights to load (official layout).
-        training (dict): The state dict of the backbone's training form.
-        deploy (dict, optional): That of its deploy form; None for a
-            training-form backbone, which fused weights cannot initialise.
+        training (dict): The backbone's training-form state dict.
+        deploy (dict, optional): Its deploy-form one; None for a
+            training-form backbone.
         source (str): How errors name the checkpoint.
-        arch (str): The backbone's arch name, for errors.
-        in_channels (int): The backbone's input channels, for errors.
+        arch (str): The arch name, for errors.
+        in_channels (int): The input channels, for errors.
 
     Returns:
-        tuple[list[str], list[str]]: The backbone's keys that ``state`` lacks,
-        and the keys of ``state`` that the backbone does not have.
+        tuple[list[str], list[str]]: Missing keys and unexpected keys.
 
     Raises:
-        ValueError: A shape differs (another arch, or other input channels),
-            no key matches, or fused weights meet a training-form backbone.
+        ValueError: A shape differs, no key matches, or fused weights meet
+            a training-form backbone.
     """
     fused = is_fused(state)
     if fused and deploy is None:
