@@ -1,7 +1,8 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """RepViT backbones for MMDetection 3.x and MMSegmentation 1.x: importing
 registers ``RepViT``, ``AlignResize`` and the hooks in MMEngine's root
-registries, and lets MMEngine checkpoints load with ``weights_only=True``."""
+registries, and makes MMEngine's checkpoint loads read weights only (no
+code runs from a file) on every PyTorch."""
 from .apis import export_onnx, fuse_model, switch_to_deploy
 from .datasets import AlignResize
 from .engine import (
@@ -19,10 +20,12 @@ from .models.utils import (
 )
 from .utils import allow_mmengine_checkpoints, read_checkpoint
 from .utils.checks import check_neck_widths
+from .utils.compat import safe_mmengine_loads
 
 __version__ = '0.1.0'
 
 allow_mmengine_checkpoints()
+safe_mmengine_loads(read_checkpoint)
 
 __all__ = ['RepViT', 'block_settings', 'switch_to_deploy', 'AlignResize',
            'fuse_model', 'export_onnx', 'FuseModelHook',

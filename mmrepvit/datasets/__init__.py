@@ -1,4 +1,2 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-from .transforms import AlignResize
-
-__all__ = ['AlignResize']
+from .transforms import *  # noqa: F401,F403

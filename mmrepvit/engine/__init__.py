@@ -1,13 +1,2 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-from .hooks import (
-    AtomicCheckpointHook,
-    DistributedJobHook,
-    FuseModelHook,
-    RandomStateHook,
-    RefuseUnfitCheckpointHook,
-    SegTestVisualizationHook,
-)
-
-__all__ = ['AtomicCheckpointHook', 'DistributedJobHook', 'FuseModelHook',
-           'RandomStateHook', 'RefuseUnfitCheckpointHook',
-           'SegTestVisualizationHook']
+from .hooks import *  # noqa: F401,F403

@@ -75,7 +75,8 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
         try:
-            return load_file(filename, device=str(map_location))
+            return load_file(filename, device=str(map_location) if isinstance(
+                map_location, (str, torch.device)) else 'cpu')
         except (SafetensorError, ValueError, RuntimeError) as e:
             raise _not_a_checkpoint(
                 filename, f'a broken safetensors file: {e}') from e

@@ -7,6 +7,11 @@ when it can go.
   fails; allow-lists ``HistoryBuffer``, numpy arrays and scalars, and
   ``getattr`` of ``HistoryBuffer`` statistics only. Can go once MMEngine
   loads its own checkpoints under ``weights_only=True``.
+- :func:`safe_mmengine_loads`: MMEngine 0.10.7's ``CheckpointLoader``
+  (``load_from``, resume, ``tools/test.py``, ``init_detector``) calls
+  ``torch.load`` with its default, which before PyTorch 2.6 unpickles
+  anything; there local files and http(s) URLs are read with mmrepvit's safe
+  reader instead. Can go with support for PyTorch < 2.6.
 - :func:`safe_load_kwargs`: PyTorch < 2.4 has no ``add_safe_globals``; a
   restricted unpickler with the same allow-list reads there. Can go with
   support for PyTorch < 2.4.
@@ -137,6 +142,35 @@ def safe_load_kwargs() -> dict:
 
 #: What :func:`mmrepvit.utils.read_checkpoint` passes to ``torch.load``.
 SAFE_LOAD_KWARGS = safe_load_kwargs()
+
+
+def safe_mmengine_loads(reader) -> bool:
+    """Make MMEngine's ``CheckpointLoader`` read local files and http(s) URLs
+    with ``reader(filename, map_location)`` where ``torch.load`` unpickles
+    anything by default (PyTorch < 2.6); returns whether it did."""
+    from mmengine.dist import get_dist_info
+    from mmengine.runner import CheckpointLoader
+    from mmengine.utils import digit_version
+    if digit_version(torch.__version__) >= digit_version('2.6.0'):
+        return False
+
+    # named as MMEngine's loaders, whose names it logs
+    def load_from_local(filename, map_location=None):
+        return reader(filename, map_location)
+
+    def load_from_http(filename, map_location=None):
+        rank, world_size = get_dist_info()   # rank 0 downloads, as MMEngine
+        checkpoint = reader(filename, map_location) if rank == 0 else None
+        if world_size > 1:
+            dist.barrier()
+            if rank > 0:
+                checkpoint = reader(filename, map_location)
+        return checkpoint
+
+    CheckpointLoader.register_scheme('', force=True)(load_from_local)
+    CheckpointLoader.register_scheme(('http://', 'https://'),
+                                     force=True)(load_from_http)
+    return True
 
 
 def onnx_export_kwargs(export=None) -> dict:

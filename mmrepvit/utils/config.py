@@ -58,6 +58,10 @@ def checked(kind, ok, what):
     return parse
 
 
+#: An argparse type for input sizes (H, W): positive integers.
+positive_size = checked(int, lambda v: v >= 1, 'a positive size')
+
+
 def config_only(text: str) -> str:
     """An argparse type for CONFIG that refuses a checkpoint file."""
     if text.endswith(('.pth', '.pt', '.safetensors', '.onnx')):

@@ -48,6 +48,45 @@ def test_checkpoints_without_add_safe_globals(tmp_path, monkeypatch):
         read_checkpoint(str(tmp_path / 'evil.pth'))
 
 
+def test_mmengine_loads_are_safe_before_pytorch_2_6(tmp_path, monkeypatch):
+    """Before PyTorch 2.6 (torch.load unpickles anything by default)
+    MMEngine's CheckpointLoader, which load_from, resume and tools/test.py
+    use, reads local files and URLs with read_checkpoint: code is refused,
+    tensors and MMEngine's own state load; from 2.6 nothing is replaced."""
+    from mmengine.runner import CheckpointLoader, load_checkpoint
+    monkeypatch.setattr(CheckpointLoader, '_schemes',
+                        dict(CheckpointLoader._schemes))
+    local = CheckpointLoader._schemes['']
+    monkeypatch.setattr(torch, '__version__', '2.6.0')
+    assert compat.safe_mmengine_loads(read_checkpoint) is False
+    assert CheckpointLoader._schemes[''] is local
+    monkeypatch.setattr(torch, '__version__', '2.1.2+cu121')
+    assert compat.safe_mmengine_loads(read_checkpoint) is True
+    for path in ('x.pth', 'https://a/x.pth'):   # named as MMEngine logs them
+        loader = CheckpointLoader._get_checkpoint_loader(path)
+        assert loader is not local and loader.__module__ == compat.__name__
+        assert loader.__name__ == 'load_from_' + ('http' if ':' in path
+                                                  else 'local')
+
+    torch.save({'x': _CallsSystem()}, tmp_path / 'evil.pth')
+    with pytest.raises(RuntimeError, match=r'Refusing to load.*evil\.pth'):
+        CheckpointLoader.load_checkpoint(str(tmp_path / 'evil.pth'))
+    history = HistoryBuffer()
+    history.update(1.5)
+    model = torch.nn.Linear(2, 3)
+    torch.save({'state_dict': model.state_dict(),
+                'message_hub': {'loss': history}}, tmp_path / 'iter_1.pth')
+    target = torch.nn.Linear(2, 3)
+    ckpt = load_checkpoint(target, str(tmp_path / 'iter_1.pth'),
+                           map_location='cpu', strict=True)
+    assert torch.equal(target.weight, model.weight)
+    assert ckpt['message_hub']['loss'].mean() == 1.5
+    (tmp_path / 'cut.pth').write_bytes(
+        (tmp_path / 'iter_1.pth').read_bytes()[:100])
+    with pytest.raises(ValueError, match='not a valid PyTorch checkpoint'):
+        CheckpointLoader.load_checkpoint(str(tmp_path / 'cut.pth'))
+
+
 def test_onnx_export_is_torchscript_with_and_without_dynamo():
     calls = []
 

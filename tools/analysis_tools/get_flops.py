@@ -37,9 +37,9 @@ from mmrepvit import switch_to_deploy
 from mmrepvit.utils import benchmark as bm
 from mmrepvit.utils.config import (
     ConfigOptionsAction,
-    checked,
     config_only,
     load_config,
+    positive_size,
 )
 
 # The paper's compute of the ImageNet classifiers (deploy form, with head,
@@ -83,10 +83,11 @@ def parse_args():
     parser.add_argument('--arch', nargs='+', default=[],
                         choices=bm.ARCHES, metavar='ARCH',
                         help=f'ImageNet classifiers: {", ".join(bm.ARCHES)}')
-    parser.add_argument('--shape', nargs='+', metavar='SIZE', type=checked(
-        int, lambda v: v >= 1, 'a positive size'), help='input size: H W, '
-        'or one value for a square (default: 224 224 for --arch, 800 1333 '
-        'for MMDetection, 512 512 for MMSegmentation configs)')
+    parser.add_argument(
+        '--shape', nargs='+', metavar='SIZE', type=positive_size,
+        help='input size: H W, or one value for a square (default: 224 224 '
+        'for --arch, 800 1333 for MMDetection, 512 512 for MMSegmentation '
+        'configs)')
     form = parser.add_mutually_exclusive_group()
     form.add_argument('--deploy', action='store_true',
                       help='the deploy form only (mmrepvit.switch_to_deploy)')

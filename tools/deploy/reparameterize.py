@@ -14,7 +14,7 @@ fused weights and builds its deploy form by itself.
 import argparse
 
 from mmrepvit.apis import fuse_checkpoint
-from mmrepvit.utils.config import checked
+from mmrepvit.utils.config import positive_size
 
 
 def main():
@@ -23,7 +23,7 @@ def main():
     parser.add_argument('checkpoint')
     parser.add_argument('out')
     parser.add_argument('--check-size', nargs=2, default=(256, 320),
-                        type=checked(int, lambda v: v >= 1, 'a positive size'),
+                        type=positive_size,
                         metavar=('H', 'W'),
                         help='input size of the equivalence check')
     args = parser.parse_args()
