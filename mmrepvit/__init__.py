@@ -1,8 +1,8 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """RepViT backbones for MMDetection 3.x and MMSegmentation 1.x: importing
 registers ``RepViT``, ``AlignResize`` and the hooks in MMEngine's root
-registries, and makes MMEngine's checkpoint loads read weights only (no
-code runs from a file) on every PyTorch."""
+registries, and makes MMEngine read local and http(s) checkpoints as
+weights only (no code runs from a file) on every PyTorch."""
 from .apis import export_onnx, fuse_model, switch_to_deploy
 from .datasets import AlignResize
 from .engine import (

@@ -207,7 +207,25 @@ def run_benchmark(subjects: Sequence[Subject], forms: Sequence[str],
                   min_run_time: float = 1.0, rounds: int = 3,
                   with_macs: bool = True,
                   log: Callable[[str], Any] = print) -> List[Row]:
-    """Time every subject in every form on each task; rows of the cases."""
+    """Time every subject in every form on each task.
+
+    A fused form of a model with nothing to fuse (ResNet-50) is its
+    unfused form; forms that do not apply are logged as notes.
+
+    Args:
+        subjects (Sequence[Subject]): The models.
+        forms, tasks (Sequence[str]): Names in :data:`FORMS`, :data:`TASKS`.
+        batches, sizes, threads: Batch sizes, (H, W) sizes, thread counts.
+        device (str): ``'cpu'`` or a CUDA device. Defaults to ``'cpu'``.
+        warmup (int): Untimed calls per case. Defaults to 2.
+        min_run_time (float): Seconds per case and round. Defaults to 1.0.
+        rounds (int): Interleaved rounds. Defaults to 3.
+        with_macs (bool): Count MACs. Defaults to ``True``.
+        log (Callable): Takes notes and times. Defaults to ``print``.
+
+    Returns:
+        list[Row]: The cases, their rounds' samples merged.
+    """
     rows = []
     for n, size, batch in itertools.product(threads, sizes, batches):
         torch.set_num_threads(n)

@@ -26,7 +26,9 @@ _READ_BY_RUNNER = {
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
-    """Load an MMDetection or MMSegmentation config (file or ``pkg::path``)."""
+    """Load an MMDetection or MMSegmentation config (file or ``pkg::path``)
+    with ``cfg_options`` merged in; raises for a missing file or another
+    ``default_scope``."""
     if '::' in config:
         from mmengine.hub import get_config
         cfg = get_config(config)
@@ -151,7 +153,10 @@ def _paths(node, prefix: str = '') -> Iterator[str]:
 
 
 def warn_ineffective_options(cfg, options: dict) -> List[str]:
-    """Warn about ``--cfg-options`` keys that change nothing; return those."""
+    """Warn about ``--cfg-options`` keys that would change nothing, and
+    return the warnings: a new key beside a similar one (a typo), a new
+    top-level key nothing reads, or a top-level variable of the config file
+    (already substituted where the file uses it)."""
     from mmengine.runner import Runner
     runner_keys = _READ_BY_RUNNER | (
         set(inspect.signature(Runner.__init__).parameters) - {'self'})

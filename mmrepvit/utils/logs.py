@@ -41,7 +41,17 @@ class TrainingLog:
 
 
 def load_log(path: str, name: Optional[str] = None) -> TrainingLog:
-    """Read a log file, or the newest under a directory, of either format."""
+    """Read a log of either format.
+
+    Args:
+        path (str): A log file, or a directory holding one (the newest
+            ``vis_data/scalars.json``, else the last ``*.log.json``).
+        name (str, optional): The run's name. Defaults to ``None``: from
+            the path.
+
+    Returns:
+        TrainingLog: The run.
+    """
     if osp.isdir(path):
         for pattern in ('**/vis_data/scalars.json', '**/*.log.json'):
             found = sorted(glob.glob(osp.join(path, pattern), recursive=True))
@@ -179,7 +189,16 @@ def _default_keys(log: TrainingLog) -> List[str]:
 def plot_logs(logs: Sequence[TrainingLog], out: str,
               keys: Optional[Sequence[str]] = None, x: str = 'iter',
               title: Optional[str] = None) -> str:
-    """Plot runs into PNG ``out``: the losses in one panel, each other key."""
+    """Plot runs into a PNG: the losses in one panel, each other key alone.
+
+    Args:
+        logs (Sequence[TrainingLog]): The runs.
+        out (str): The PNG to write (returned).
+        keys (Sequence[str], optional): What to plot. Defaults to ``None``:
+            the losses, ``lr`` and the :data:`DEFAULT_METRICS` logged.
+        x (str): ``'iter'`` or ``'epoch'``. Defaults to ``'iter'``.
+        title (str, optional): A title. Defaults to ``None``.
+    """
     from matplotlib.figure import Figure  # not pyplot: no GUI backend
     keys = list(keys or dict.fromkeys(
         k for log in logs for k in _default_keys(log)))
