@@ -245,4 +245,6 @@ def replace_syncbn(node) -> bool:
         node['type'] = 'BN'
     children = node.values() if isinstance(node, dict) else \
         node if isinstance(node, (list, tuple)) else ()
-    return any([replace_syncbn(child) for child in children]) or found
+    for child in children:
+        found |= replace_syncbn(child)
+    return found
