@@ -46,11 +46,6 @@ class AlignResize(BaseTransform):
         self.scale, self.size_divisor = tuple(scale), size_divisor
         self.interpolation, self.backend = interpolation, backend
 
-    def target_size(self, h: int, w: int) -> Tuple[int, int]:
-        """The ``(h, w)`` an input of size ``(h, w)`` is resized to."""
-        new_w, new_h = mmcv.rescale_size((w, h), self.scale)
-        return self._aligned(new_h, new_w)
-
     def _aligned(self, h: int, w: int) -> Tuple[int, int]:
         d = self.size_divisor
         return math.ceil(h / d) * d, math.ceil(w / d) * d
