@@ -2,6 +2,7 @@
 """Export the deploy form of a RepViT model to ONNX, with a parity check
 against PyTorch in onnxruntime."""
 import contextlib
+import io
 import json
 import os
 import os.path as osp
@@ -277,35 +278,38 @@ def export_onnx(model: nn.Module, out: str,
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randn(*s, generator=generator) for s in check_shapes]
     names, dynamic = _names_and_axes(wrapper, kind, labels, inputs[0])
-    tmp = f'{out}.tmp'
+    buffer = io.BytesIO()   # the file is written once, after the checks
+    with warnings.catch_warnings(), _dynamic_upsampling(wrapper):
+        # Channel-axis shape checks rightly trace as constants; the parity
+        # check at a second size tests the other axes.
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        warnings.simplefilter('ignore', DeprecationWarning)
+        torch.onnx.export(
+            wrapper, (inputs[0], ), buffer, opset_version=opset,
+            input_names=['input'], output_names=names,
+            dynamic_axes=dynamic, **_EXPORT_KWARGS)
+    proto = onnx.load_from_string(buffer.getvalue())
+    record = onnx_record(net)
+    if kind != 'segmentor':
+        record.pop('classes', None)
+    onnx.helper.set_model_props(proto, {'mmrepvit': json.dumps(record)})
+    onnx.checker.check_model(proto, full_check=True)
+    data = proto.SerializeToString()
+    diffs = _parity(wrapper, data, inputs, labels)
+    report = OnnxReport(kind, opset, names, diffs)
+    worst = max(diffs.values())
+    if not worst <= tolerance:
+        per_shape = ', '.join(f'{"x".join(map(str, s))}: {d:.2e}'
+                              for s, d in diffs.items())
+        raise ParityError(
+            f'onnxruntime differs from PyTorch by {worst:.2e} relative '
+            f'(tolerance {tolerance:.0e}; per input shape: {per_shape}); '
+            f'{out} not written.', report)
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    tmp = f'{out}.tmp'
     try:
-        with warnings.catch_warnings(), _dynamic_upsampling(wrapper):
-            # Channel-axis shape checks rightly trace as constants; the
-            # parity check at a second size tests the other axes.
-            warnings.simplefilter('ignore', torch.jit.TracerWarning)
-            warnings.simplefilter('ignore', DeprecationWarning)
-            torch.onnx.export(
-                wrapper, (inputs[0], ), tmp, opset_version=opset,
-                input_names=['input'], output_names=names,
-                dynamic_axes=dynamic, **_EXPORT_KWARGS)
-        proto = onnx.load(tmp)
-        record = onnx_record(net)
-        if kind != 'segmentor':
-            record.pop('classes', None)
-        onnx.helper.set_model_props(proto, {'mmrepvit': json.dumps(record)})
-        onnx.checker.check_model(proto, full_check=True)
-        onnx.save(proto, tmp)
-        diffs = _parity(wrapper, tmp, inputs, labels)
-        report = OnnxReport(kind, opset, names, diffs)
-        worst = max(diffs.values())
-        if not worst <= tolerance:
-            per_shape = ', '.join(f'{"x".join(map(str, s))}: {d:.2e}'
-                                  for s, d in diffs.items())
-            raise ParityError(
-                f'onnxruntime differs from PyTorch by {worst:.2e} relative '
-                f'(tolerance {tolerance:.0e}; per input shape: '
-                f'{per_shape}); {out} not written.', report)
+        with open(tmp, 'wb') as f:
+            f.write(data)
         os.replace(tmp, out)
     finally:
         if osp.exists(tmp):
@@ -313,10 +317,12 @@ def export_onnx(model: nn.Module, out: str,
     return report
 
 
-def _parity(wrapper, path, inputs, labels) -> Dict[Tuple[int, ...], float]:
+def _parity(wrapper, model: bytes, inputs,
+            labels) -> Dict[Tuple[int, ...], float]:
     """Per input shape, how far onnxruntime's outputs are from PyTorch's."""
     import onnxruntime as ort
-    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    session = ort.InferenceSession(model,
+                                   providers=['CPUExecutionProvider'])
     diffs = {}
     for x in inputs:
         with torch.no_grad():
