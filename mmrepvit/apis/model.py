@@ -14,13 +14,8 @@ from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner.checkpoint import load_state_dict
 
 from ..models import RepViT
-from ..models.utils import (
-    detect_layout,
-    extract_state_dict,
-    is_fused,
-    is_unfused,
-)
-from ..utils.checkpoint import read_checkpoint
+from ..models.utils import detect_layout, is_fused, is_unfused
+from ..utils.checkpoint import extract_state_dict, read_checkpoint
 from .fuse import find_repvits, switch_to_deploy
 from .onnx_export import rel_diff
 
@@ -85,7 +80,7 @@ def init_model(config: Union[str, Config], checkpoint: str,
 
 
 def load_model_weights(model: nn.Module, checkpoint: str,
-                       contents: Optional[dict] = None) -> dict:
+                       contents: Optional[dict] = None) -> None:
     """Load a whole model's checkpoint strictly, with MMEngine's loader.
 
     Args:
@@ -94,15 +89,12 @@ def load_model_weights(model: nn.Module, checkpoint: str,
         contents (dict, optional): The file as read already.
             Defaults to ``None``: read ``checkpoint``.
 
-    Returns:
-        dict: The checkpoint.
-
     Raises:
         ValueError: No key matches the model.
     """
-    ckpt = read_checkpoint(checkpoint) if contents is None else contents
     source = f'checkpoint {checkpoint!r}'
-    state = extract_state_dict(ckpt, source=source)
+    state = extract_state_dict(checkpoint if contents is None else contents,
+                               source=source)
     own = model.state_dict()
     if own and not own.keys() & state.keys():
         bare = (detect_layout(state) == 'timm' or is_fused(state)
@@ -117,7 +109,6 @@ def load_model_weights(model: nn.Module, checkpoint: str,
                 'tools/deploy/export_onnx.py ARCH_OR_CONFIG CKPT OUT.onnx '
                 '--backbone-only.' if bare else ''))
     load_state_dict(model, state, strict=True)
-    return ckpt
 
 
 def fuse_checkpoint(config: Union[str, Config], checkpoint: str, out: str,

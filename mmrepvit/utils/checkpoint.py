@@ -1,6 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Reading checkpoint files without running code from them, and choosing
-the one ``--resume`` continues from."""
+"""Reading checkpoint files without running code from them, their tensors,
+and choosing the one ``--resume`` continues from."""
 import glob
 import logging
 import os
@@ -9,7 +9,8 @@ import pickle
 import re
 import urllib.error
 import urllib.parse
-from typing import List, Optional
+from collections import OrderedDict
+from typing import Dict, List, Optional, Union
 
 import torch
 from mmengine.logging import print_log
@@ -133,6 +134,63 @@ def _torch_load(filename: str, path: str, map_location):
         # An archive cut in its first kilobytes: a bare, unhelpful OSError.
         raise _not_a_checkpoint(
             filename, checkpoint_problem(path) or str(e)) from e
+
+
+def extract_state_dict(checkpoint: Union[str, dict],
+                       prefix: Optional[str] = None,
+                       source: Optional[str] = None,
+                       map_location='cpu') -> Dict[str, torch.Tensor]:
+    """The tensors of a checkpoint: its ``state_dict`` or ``model`` entry, or
+    itself, DDP's ``module.`` stripped, only those under ``prefix``.
+
+    Args:
+        checkpoint (str | dict): A file or URL (read with
+            :func:`read_checkpoint`), or a checkpoint read already.
+        prefix (str, optional): Keep the keys under it, without it, e.g.
+            ``'backbone.'``. Defaults to ``None``: all.
+        source (str, optional): How errors name it. Defaults to ``None``:
+            ``"checkpoint 'PATH'"``, or ``'checkpoint'`` for a dict.
+        map_location: Where a file's tensors are loaded. Defaults to
+            ``'cpu'``.
+
+    Returns:
+        OrderedDict: Key -> tensor.
+
+    Raises:
+        TypeError: It holds something other than tensors.
+        KeyError: No key starts with ``prefix``.
+    """
+    if isinstance(checkpoint, str):
+        source = source or f'checkpoint {checkpoint!r}'
+        checkpoint = read_checkpoint(checkpoint, map_location)
+    ckpt, source = checkpoint, source or 'checkpoint'
+    if not isinstance(ckpt, dict):
+        raise TypeError(f'{source} holds a {type(ckpt).__name__}, not a dict '
+                        f'of tensors.')
+    for key in ('state_dict', 'model', 'module'):
+        if isinstance(ckpt.get(key), dict):
+            ckpt = ckpt[key]
+            break
+    state = OrderedDict()
+    for k, v in ckpt.items():
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(
+                f'{source}: entry {k!r} is a {type(v).__name__}, not a '
+                f'tensor; expected a state dict or a dict with a "state_dict" '
+                f'or "model" entry (top-level keys: {list(ckpt)[:8]}).')
+        state[k[7:] if k.startswith('module.') else k] = v
+    if prefix:
+        if not prefix.endswith('.'):
+            prefix += '.'
+        kept = OrderedDict((k[len(prefix):], v) for k, v in state.items()
+                           if k.startswith(prefix))
+        if not kept:
+            roots = sorted({k.split('.')[0] + '.' for k in state})
+            raise KeyError(
+                f'{source}: no key starts with prefix {prefix!r}; its keys '
+                f'start with {roots[:10]}.')
+        state = kept
+    return state
 
 
 def _fallbacks(directories: List[str], named: Optional[str]) -> List[str]:

@@ -180,16 +180,17 @@ def run_tool(monkeypatch, *args):
     """tools/deploy/export_onnx.py ARGS. It reads the checkpoint file at
     most once, whatever the path (arch, config, config with --backbone-only
     and a whole or a bare checkpoint), and once when it succeeds."""
-    import mmrepvit.apis.model
     import mmrepvit.utils
+    import mmrepvit.utils.checkpoint
     reads = []
 
     def counted(filename, *args, **kwargs):
         reads.append(filename)
         return read_checkpoint(filename, *args, **kwargs)
     read_checkpoint = mmrepvit.utils.read_checkpoint
-    # the tool reads it (backbones), or apis.model.init_model (whole models)
-    for module in (mmrepvit.utils, mmrepvit.apis.model):
+    # the tool reads it (backbones), or utils.extract_state_dict (whole
+    # models, through apis.model.init_model)
+    for module in (mmrepvit.utils, mmrepvit.utils.checkpoint):
         monkeypatch.setattr(module, 'read_checkpoint', counted)
     monkeypatch.setattr(sys, 'argv', ['export_onnx.py', *map(str, args)])
     try:

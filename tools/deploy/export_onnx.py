@@ -33,8 +33,7 @@ from mmengine.registry import MODELS
 from mmrepvit import RepViT
 from mmrepvit.apis import ParityError, export_onnx, repvit_backbone_cfg
 from mmrepvit.apis.model import init_model
-from mmrepvit.models.utils import extract_state_dict
-from mmrepvit.utils import read_checkpoint
+from mmrepvit.utils import extract_state_dict, read_checkpoint
 from mmrepvit.utils.config import load_config
 
 #: Top-level modules of a whole detector's or segmentor's state dict.

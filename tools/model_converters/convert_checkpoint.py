@@ -32,11 +32,10 @@ import torch
 
 from mmrepvit.models.utils import (
     detect_layout,
-    extract_state_dict,
     official_to_timm,
     timm_to_official,
 )
-from mmrepvit.utils import read_checkpoint
+from mmrepvit.utils import extract_state_dict
 
 #: The top-level modules of a RepViT state dict: backbone, then the head.
 LAYOUT_ROOTS = {'official': ('features.', 'classifier.'),
@@ -98,8 +97,7 @@ def main():
     parser, args = parse_args()
     source = f'checkpoint {args.src!r}'
     try:
-        state = extract_state_dict(read_checkpoint(args.src), args.prefix,
-                                   source)
+        state = extract_state_dict(args.src, args.prefix, source)
     except (KeyError, TypeError) as e:   # no such prefix; not tensors
         parser.error(e.args[0])
     problem = refusal(state, args.src, args.prefix)

@@ -11,7 +11,6 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from ...utils.checkpoint import read_checkpoint
 from ..layers.repvit_blocks import (
     build_features,
     custom_arch,
@@ -252,7 +251,6 @@ class RepViT(BaseModule):
         """
         if isinstance(checkpoint, str):
             source = source or checkpoint
-            checkpoint = read_checkpoint(source, map_location)
         name = f'checkpoint {source!r}'
         own = self.state_dict()
         training = (self._training_form('meta').state_dict() if self.deploy
@@ -260,7 +258,8 @@ class RepViT(BaseModule):
         state, layout, dropped, missing, unexpected = backbone_state_dict(
             checkpoint, prefix, name, check=dict(
                 training=training, deploy=own if self.deploy else None,
-                arch=self.arch_name, in_channels=self.in_channels))
+                arch=self.arch_name, in_channels=self.in_channels),
+            map_location=map_location)
         matched = {k: v for k, v in state.items() if k not in unexpected}
         self._fill_missing = missing   # _load_from_state_dict fuses these too
         try:

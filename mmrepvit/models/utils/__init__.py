@@ -4,7 +4,6 @@ from .ckpt_convert import (
     backbone_state_dict,
     check_backbone_fit,
     detect_layout,
-    extract_state_dict,
     is_fused,
     is_unfused,
     official_to_timm,
@@ -13,6 +12,6 @@ from .ckpt_convert import (
 
 __all__ = [
     'BackboneState', 'backbone_state_dict', 'check_backbone_fit',
-    'detect_layout', 'extract_state_dict', 'is_fused', 'is_unfused',
+    'detect_layout', 'is_fused', 'is_unfused',
     'official_to_timm', 'timm_to_official'
 ]

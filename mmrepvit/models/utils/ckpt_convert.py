@@ -3,9 +3,11 @@
 backbone part of a checkpoint and its fit to a backbone."""
 import re
 from collections import OrderedDict
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
+
+from ...utils.checkpoint import extract_state_dict
 
 HEAD_PREFIXES = ('classifier.', 'head.')
 STEM_KEY = 'features.0.0.c.weight'
@@ -27,39 +29,6 @@ _STRIDE2_MAP = (('token_mixer.0.', 'spatial_downsample.'),
 _TOP_MAP = (('features.0.0.', 'stem.conv1.'), ('features.0.2.', 'stem.conv2.'),
             ('classifier.classifier.', 'head.head.'),
             ('classifier.classifier_dist.', 'head.head_dist.'))
-
-
-def extract_state_dict(ckpt: dict, prefix: Optional[str] = None,
-                       source: str = 'checkpoint') -> StateDict:
-    """The tensors of a checkpoint (its ``state_dict`` or ``model`` entry,
-    or itself), DDP's ``module.`` stripped, only those under ``prefix``."""
-    if not isinstance(ckpt, dict):
-        raise TypeError(f'{source} holds a {type(ckpt).__name__}, not a dict '
-                        f'of tensors.')
-    for key in ('state_dict', 'model', 'module'):
-        if isinstance(ckpt.get(key), dict):
-            ckpt = ckpt[key]
-            break
-    state = OrderedDict()
-    for k, v in ckpt.items():
-        if not isinstance(v, torch.Tensor):
-            raise TypeError(
-                f'{source}: entry {k!r} is a {type(v).__name__}, not a '
-                f'tensor; expected a state dict or a dict with a "state_dict" '
-                f'or "model" entry (top-level keys: {list(ckpt)[:8]}).')
-        state[k[7:] if k.startswith('module.') else k] = v
-    if prefix:
-        if not prefix.endswith('.'):
-            prefix += '.'
-        kept = OrderedDict((k[len(prefix):], v) for k, v in state.items()
-                           if k.startswith(prefix))
-        if not kept:
-            roots = sorted({k.split('.')[0] + '.' for k in state})
-            raise KeyError(
-                f'{source}: no key starts with prefix {prefix!r}; its keys '
-                f'start with {roots[:10]}.')
-        state = kept
-    return state
 
 
 def detect_layout(state: Dict[str, torch.Tensor]) -> str:
@@ -202,25 +171,28 @@ class BackboneState(NamedTuple):
     unexpected: List[str]
 
 
-def backbone_state_dict(ckpt: dict, prefix: Optional[str] = None,
+def backbone_state_dict(ckpt: Union[str, dict], prefix: Optional[str] = None,
                         source: str = 'checkpoint',
-                        check: Optional[dict] = None) -> BackboneState:
+                        check: Optional[dict] = None,
+                        map_location='cpu') -> BackboneState:
     """The RepViT backbone tensors of a checkpoint, in the official layout.
 
     Args:
-        ckpt (dict): A checkpoint as read by
-            :func:`mmrepvit.utils.read_checkpoint`.
+        ckpt (str | dict): A checkpoint file or URL, or a checkpoint read
+            already (:func:`mmrepvit.utils.extract_state_dict` takes both).
         prefix (str, optional): Key prefix of the backbone, e.g.
             ``'backbone.'``. Defaults to ``None``.
         source (str): How errors name it. Defaults to ``'checkpoint'``.
         check (dict, optional): :func:`check_backbone_fit`'s other
             arguments, to check the fit. Defaults to ``None`` (no check).
+        map_location: Where a file's tensors are loaded. Defaults to
+            ``'cpu'``.
 
     Returns:
         BackboneState: Tensors (heads dropped), layout, dropped, missing and
         unexpected keys.
     """
-    state = extract_state_dict(ckpt, prefix, source)
+    state = extract_state_dict(ckpt, prefix, source, map_location)
     layout = detect_layout(state)
     if layout == 'timm':
         state = timm_to_official(state)
