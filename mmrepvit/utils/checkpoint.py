@@ -53,8 +53,9 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
                     f'Could not download the checkpoint {filename} '
                     f'({e.reason}). Download it by hand (from a machine that '
                     f'can reach it) and give its local path instead, e.g. '
-                    f'init_cfg.checkpoint=/path/to/'
-                    f'{filename.rsplit("/", 1)[-1]}.') from e
+                    f'/path/to/{filename.rsplit("/", 1)[-1]} as a tool\'s '
+                    f'checkpoint argument or as init_cfg.checkpoint or '
+                    f'load_from in a config.') from e
         return _torch_load(filename, cached, map_location)
     if '://' in filename:
         raise ValueError(

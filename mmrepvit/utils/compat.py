@@ -8,10 +8,13 @@ when it can go.
   ``getattr`` of ``HistoryBuffer`` statistics only. Can go once MMEngine
   loads its own checkpoints under ``weights_only=True``.
 - :func:`safe_mmengine_loads`: MMEngine 0.10.7's ``CheckpointLoader``
-  (``load_from``, resume, ``tools/test.py``, ``init_detector``) calls
-  ``torch.load`` with its default, which before PyTorch 2.6 unpickles
-  anything; there local files and http(s) URLs are read with mmrepvit's safe
-  reader instead. Can go with support for PyTorch < 2.6.
+  (``load_from``, resume, ``tools/test.py``, ``init_detector``, other
+  modules' ``Pretrained`` init) downloads with
+  ``torch.hub.load_state_dict_from_url``, whose ``weights_only`` defaults to
+  False on every PyTorch (2.13 too), and reads local files with
+  ``torch.load``'s default, which unpickles anything before PyTorch 2.6;
+  those are read with mmrepvit's safe reader instead. Can go once MMEngine
+  downloads with ``weights_only=True`` and PyTorch < 2.6 is unsupported.
 - :func:`safe_load_kwargs`: PyTorch < 2.4 has no ``add_safe_globals``; a
   restricted unpickler with the same allow-list reads there. Can go with
   support for PyTorch < 2.4.
@@ -145,31 +148,27 @@ SAFE_LOAD_KWARGS = safe_load_kwargs()
 
 
 def safe_mmengine_loads(reader) -> bool:
-    """Make MMEngine's ``CheckpointLoader`` read local files and http(s) URLs
-    with ``reader(filename, map_location)`` where ``torch.load`` unpickles
-    anything by default (PyTorch < 2.6); returns whether it did."""
-    from mmengine.dist import get_dist_info
+    """Make MMEngine's ``CheckpointLoader`` read with ``reader(filename,
+    map_location)`` where it would unpickle anything: downloads (http(s),
+    ``open-mmlab://``, ``torchvision://``) on every PyTorch, local files
+    before PyTorch 2.6; returns whether local files are read so."""
     from mmengine.runner import CheckpointLoader
+    from mmengine.runner import checkpoint as mmengine_checkpoint
     from mmengine.utils import digit_version
+
+    # what its load_from_http calls, on rank 0 first (model_dir: cached
+    # where torch.hub keeps checkpoints, as MMEngine's callers leave it)
+    def load_url(url, model_dir=None, map_location=None, **kwargs):
+        return reader(url, map_location)
+
+    mmengine_checkpoint.load_url = load_url
     if digit_version(torch.__version__) >= digit_version('2.6.0'):
         return False
 
-    # named as MMEngine's loaders, whose names it logs
-    def load_from_local(filename, map_location=None):
+    def load_from_local(filename, map_location=None):   # named as MMEngine's
         return reader(filename, map_location)
 
-    def load_from_http(filename, map_location=None):
-        rank, world_size = get_dist_info()   # rank 0 downloads, as MMEngine
-        checkpoint = reader(filename, map_location) if rank == 0 else None
-        if world_size > 1:
-            dist.barrier()
-            if rank > 0:
-                checkpoint = reader(filename, map_location)
-        return checkpoint
-
     CheckpointLoader.register_scheme('', force=True)(load_from_local)
-    CheckpointLoader.register_scheme(('http://', 'https://'),
-                                     force=True)(load_from_http)
     return True
 
 

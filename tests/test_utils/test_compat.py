@@ -19,6 +19,17 @@ class _CallsSystem:
         return (os.system, ('echo pwned', ))
 
 
+class _Touches:
+    """Unpickled, it creates the file ``path``."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f'touch {self.path}', ))
+
+
 def test_checkpoints_without_add_safe_globals(tmp_path, monkeypatch):
     """Before PyTorch 2.4 (no add_safe_globals; a weights-only unpickler
     that cannot rebuild MMEngine's objects) a restricted unpickler reads
@@ -51,22 +62,23 @@ def test_checkpoints_without_add_safe_globals(tmp_path, monkeypatch):
 def test_mmengine_loads_are_safe_before_pytorch_2_6(tmp_path, monkeypatch):
     """Before PyTorch 2.6 (torch.load unpickles anything by default)
     MMEngine's CheckpointLoader, which load_from, resume and tools/test.py
-    use, reads local files and URLs with read_checkpoint: code is refused,
-    tensors and MMEngine's own state load; from 2.6 nothing is replaced."""
+    use, reads local files with read_checkpoint: code is refused, tensors
+    and MMEngine's own state load; from 2.6 its local reading is kept."""
     from mmengine.runner import CheckpointLoader, load_checkpoint
+    from mmengine.runner import checkpoint as mmengine_checkpoint
     monkeypatch.setattr(CheckpointLoader, '_schemes',
                         dict(CheckpointLoader._schemes))
+    monkeypatch.setattr(mmengine_checkpoint, 'load_url',
+                        mmengine_checkpoint.load_url)
     local = CheckpointLoader._schemes['']
     monkeypatch.setattr(torch, '__version__', '2.6.0')
     assert compat.safe_mmengine_loads(read_checkpoint) is False
     assert CheckpointLoader._schemes[''] is local
     monkeypatch.setattr(torch, '__version__', '2.1.2+cu121')
     assert compat.safe_mmengine_loads(read_checkpoint) is True
-    for path in ('x.pth', 'https://a/x.pth'):   # named as MMEngine logs them
-        loader = CheckpointLoader._get_checkpoint_loader(path)
-        assert loader is not local and loader.__module__ == compat.__name__
-        assert loader.__name__ == 'load_from_' + ('http' if ':' in path
-                                                  else 'local')
+    loader = CheckpointLoader._get_checkpoint_loader('x.pth')
+    assert loader is not local and loader.__module__ == compat.__name__
+    assert loader.__name__ == 'load_from_local'   # named as MMEngine logs it
 
     torch.save({'x': _CallsSystem()}, tmp_path / 'evil.pth')
     with pytest.raises(RuntimeError, match=r'Refusing to load.*evil\.pth'):
@@ -85,6 +97,59 @@ def test_mmengine_loads_are_safe_before_pytorch_2_6(tmp_path, monkeypatch):
         (tmp_path / 'iter_1.pth').read_bytes()[:100])
     with pytest.raises(ValueError, match='not a valid PyTorch checkpoint'):
         CheckpointLoader.load_checkpoint(str(tmp_path / 'cut.pth'))
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """An http server on 127.0.0.1 serving ``tmp_path / 'served'``; URL
+    downloads are cached in ``tmp_path / 'hub'``."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    root = tmp_path / 'served'
+    root.mkdir()
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    server = ThreadingHTTPServer(
+        ('127.0.0.1', 0), functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield root, f'http://127.0.0.1:{server.server_address[1]}'
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_mmengine_downloads_are_safe_on_every_pytorch(served, tmp_path):
+    """MMEngine 0.10.7 downloads (load_from or tools/test.py with a URL,
+    open-mmlab:// and torchvision:// names, other modules' Pretrained init)
+    with torch.hub.load_state_dict_from_url, whose weights_only is False on
+    every PyTorch: after importing mmrepvit a downloaded pickle that calls
+    os.system is refused, and weights and MMEngine's state load."""
+    from mmengine.runner import CheckpointLoader, load_checkpoint
+    root, url = served
+    flag = tmp_path / 'ran'
+    torch.save({'x': _Touches(str(flag))}, root / 'evil.pth')
+    with pytest.raises(RuntimeError, match=r'Refusing to load .*evil\.pth'):
+        CheckpointLoader.load_checkpoint(f'{url}/evil.pth')
+    assert not flag.exists()
+    history = HistoryBuffer()
+    history.update(1.5)
+    model = torch.nn.Linear(2, 3)
+    torch.save({'state_dict': model.state_dict(),
+                'message_hub': {'loss': history}}, root / 'iter_1.pth')
+    target = torch.nn.Linear(2, 3)
+    ckpt = load_checkpoint(target, f'{url}/iter_1.pth', map_location='cpu',
+                           strict=True)
+    assert torch.equal(target.weight, model.weight)
+    assert ckpt['message_hub']['loss'].mean() == 1.5
+    with pytest.raises(ConnectionError, match=r'Could not download the '
+                       r'checkpoint .*/missing\.pth .*/path/to/missing\.pth'):
+        CheckpointLoader.load_checkpoint(f'{url}/missing.pth')
 
 
 def test_onnx_export_is_torchscript_with_and_without_dynamo():
