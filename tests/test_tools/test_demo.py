@@ -504,6 +504,25 @@ def test_a_checkpoint_that_leaves_weights_random_is_refused():
             loaded(unrelated, whole)
 
 
+def test_a_checkpoint_with_a_model_entry_is_named():
+    """The official ImageNet releases hold {'model': state dict}: given to
+    tools/test.py (or as load_from) MMEngine would load none of it, and the
+    refusal says where such a checkpoint goes, not '1 tensors ... (e.g.
+    model)'."""
+    from mmrepvit import RepViT
+    from mmrepvit.engine import RefuseUnfitCheckpointHook
+    official = {'model': RepViT('m0_6').state_dict()}
+    for whole in (True, False):
+        with pytest.raises(ValueError, match=(
+                r"^The checkpoint 'x.pth' holds its tensors under \"model\" "
+                r".*model.backbone.init_cfg=dict\(type='Pretrained'")):
+            RefuseUnfitCheckpointHook('x.pth', whole).after_load_checkpoint(
+                None, official)
+    # MMEngine reads "state_dict" where there is one: not refused here
+    RefuseUnfitCheckpointHook('x.pth').after_load_checkpoint(
+        None, dict(official, state_dict={}))
+
+
 @pytest.mark.parametrize('tool', ['test', 'train'])
 def test_tools_refuse_a_checkpoint_of_another_model(tool, tiny_config,
                                                     tmp_path):

@@ -28,6 +28,16 @@ class RefuseUnfitCheckpointHook(Hook):
         self.checkpoint, self.whole, self.resume = checkpoint, whole, resume
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if 'state_dict' not in checkpoint and isinstance(
+                checkpoint.get('model'), dict):
+            # MMEngine reads 'state_dict' or the top level: nothing loads
+            raise ValueError(
+                f'The checkpoint {self.checkpoint!r} holds its tensors under '
+                f'"model" (as the official RepViT ImageNet releases do), '
+                f'where MMEngine reads none: a checkpoint of this config\'s '
+                f'model holds them under "state_dict". A RepViT backbone '
+                f'checkpoint goes in model.backbone.init_cfg=dict(type='
+                f'\'Pretrained\', checkpoint=...), to train from it.')
         meta = checkpoint.get('meta')
         if self.resume and not ('message_hub' in checkpoint and isinstance(
                 meta, dict) and 'iter' in meta):
