@@ -12,13 +12,6 @@ from mmrepvit.utils import compat, read_checkpoint
 from mmrepvit.utils.compat import onnx_export_kwargs, safe_load_kwargs
 
 
-class _CallsSystem:
-
-    def __reduce__(self):
-        import os
-        return (os.system, ('echo pwned', ))
-
-
 class _Touches:
     """Unpickled, it creates the file ``path``."""
 
@@ -53,10 +46,33 @@ def test_checkpoints_without_add_safe_globals(tmp_path, monkeypatch):
     assert ckpt['message_hub']['steps'].tolist() == [0, 1, 2]
     assert ckpt['message_hub']['lr'] == 0.5
     assert ckpt['message_hub']['seen'] == Counter(a=2)
-    torch.save({'x': _CallsSystem()}, tmp_path / 'evil.pth')
+    torch.save({'x': _Touches(str(tmp_path / 'ran'))}, tmp_path / 'evil.pth')
     with pytest.raises(RuntimeError, match=r'Refusing to load.*'
                        r'Refusing GLOBAL \w+\.system'):
         read_checkpoint(str(tmp_path / 'evil.pth'))
+
+
+def _check_mmengine_reads(directory, location):
+    """Through MMEngine's loaders, a pickle that runs a command is refused
+    (the command does not run), and a training checkpoint loads with
+    MMEngine's state; ``location(name)``: where ``directory / name`` is
+    read from."""
+    from mmengine.runner import CheckpointLoader, load_checkpoint
+    flag = directory / 'ran'
+    torch.save({'x': _Touches(str(flag))}, directory / 'evil.pth')
+    with pytest.raises(RuntimeError, match=r'Refusing to load .*evil\.pth'):
+        CheckpointLoader.load_checkpoint(location('evil.pth'))
+    assert not flag.exists()
+    history = HistoryBuffer()
+    history.update(1.5)
+    model = torch.nn.Linear(2, 3)
+    torch.save({'state_dict': model.state_dict(),
+                'message_hub': {'loss': history}}, directory / 'iter_1.pth')
+    target = torch.nn.Linear(2, 3)
+    ckpt = load_checkpoint(target, location('iter_1.pth'), map_location='cpu',
+                           strict=True)
+    assert torch.equal(target.weight, model.weight)
+    assert ckpt['message_hub']['loss'].mean() == 1.5
 
 
 def test_mmengine_loads_are_safe_before_pytorch_2_6(tmp_path, monkeypatch):
@@ -64,7 +80,7 @@ def test_mmengine_loads_are_safe_before_pytorch_2_6(tmp_path, monkeypatch):
     MMEngine's CheckpointLoader, which load_from, resume and tools/test.py
     use, reads local files with read_checkpoint: code is refused, tensors
     and MMEngine's own state load; from 2.6 its local reading is kept."""
-    from mmengine.runner import CheckpointLoader, load_checkpoint
+    from mmengine.runner import CheckpointLoader
     from mmengine.runner import checkpoint as mmengine_checkpoint
     monkeypatch.setattr(CheckpointLoader, '_schemes',
                         dict(CheckpointLoader._schemes))
@@ -80,19 +96,7 @@ def test_mmengine_loads_are_safe_before_pytorch_2_6(tmp_path, monkeypatch):
     assert loader is not local and loader.__module__ == compat.__name__
     assert loader.__name__ == 'load_from_local'   # named as MMEngine logs it
 
-    torch.save({'x': _CallsSystem()}, tmp_path / 'evil.pth')
-    with pytest.raises(RuntimeError, match=r'Refusing to load.*evil\.pth'):
-        CheckpointLoader.load_checkpoint(str(tmp_path / 'evil.pth'))
-    history = HistoryBuffer()
-    history.update(1.5)
-    model = torch.nn.Linear(2, 3)
-    torch.save({'state_dict': model.state_dict(),
-                'message_hub': {'loss': history}}, tmp_path / 'iter_1.pth')
-    target = torch.nn.Linear(2, 3)
-    ckpt = load_checkpoint(target, str(tmp_path / 'iter_1.pth'),
-                           map_location='cpu', strict=True)
-    assert torch.equal(target.weight, model.weight)
-    assert ckpt['message_hub']['loss'].mean() == 1.5
+    _check_mmengine_reads(tmp_path, lambda name: str(tmp_path / name))
     (tmp_path / 'cut.pth').write_bytes(
         (tmp_path / 'iter_1.pth').read_bytes()[:100])
     with pytest.raises(ValueError, match='not a valid PyTorch checkpoint'):
@@ -130,23 +134,9 @@ def test_mmengine_downloads_are_safe_on_every_pytorch(served, tmp_path):
     with torch.hub.load_state_dict_from_url, whose weights_only is False on
     every PyTorch: after importing mmrepvit a downloaded pickle that calls
     os.system is refused, and weights and MMEngine's state load."""
-    from mmengine.runner import CheckpointLoader, load_checkpoint
+    from mmengine.runner import CheckpointLoader
     root, url = served
-    flag = tmp_path / 'ran'
-    torch.save({'x': _Touches(str(flag))}, root / 'evil.pth')
-    with pytest.raises(RuntimeError, match=r'Refusing to load .*evil\.pth'):
-        CheckpointLoader.load_checkpoint(f'{url}/evil.pth')
-    assert not flag.exists()
-    history = HistoryBuffer()
-    history.update(1.5)
-    model = torch.nn.Linear(2, 3)
-    torch.save({'state_dict': model.state_dict(),
-                'message_hub': {'loss': history}}, root / 'iter_1.pth')
-    target = torch.nn.Linear(2, 3)
-    ckpt = load_checkpoint(target, f'{url}/iter_1.pth', map_location='cpu',
-                           strict=True)
-    assert torch.equal(target.weight, model.weight)
-    assert ckpt['message_hub']['loss'].mean() == 1.5
+    _check_mmengine_reads(root, lambda name: f'{url}/{name}')
     with pytest.raises(ConnectionError, match=r'Could not download the '
                        r'checkpoint .*/missing\.pth .*/path/to/missing\.pth'):
         CheckpointLoader.load_checkpoint(f'{url}/missing.pth')
