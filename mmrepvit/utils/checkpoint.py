@@ -45,6 +45,7 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
             urllib.parse.urlparse(filename).path))
         if not osp.isfile(cached):
             os.makedirs(osp.dirname(cached), exist_ok=True)
+            print_log(f'Downloading {filename} to {cached}', logger='current')
             try:
                 torch.hub.download_url_to_file(filename, cached,
                                                progress=False)
