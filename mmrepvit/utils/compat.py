@@ -168,6 +168,8 @@ def safe_mmengine_loads(reader) -> bool:
     def load_from_local(filename, map_location=None):   # named as MMEngine's
         return reader(filename, map_location)
 
+    # registered, and as the name its open-mmlab:// loader calls
+    mmengine_checkpoint.load_from_local = load_from_local
     CheckpointLoader.register_scheme('', force=True)(load_from_local)
     return True
 

@@ -84,17 +84,20 @@ def test_mmengine_loads_are_safe_before_pytorch_2_6(tmp_path, monkeypatch):
     from mmengine.runner import checkpoint as mmengine_checkpoint
     monkeypatch.setattr(CheckpointLoader, '_schemes',
                         dict(CheckpointLoader._schemes))
-    monkeypatch.setattr(mmengine_checkpoint, 'load_url',
-                        mmengine_checkpoint.load_url)
+    for name in ('load_url', 'load_from_local'):
+        monkeypatch.setattr(mmengine_checkpoint, name,
+                            getattr(mmengine_checkpoint, name))
     local = CheckpointLoader._schemes['']
     monkeypatch.setattr(torch, '__version__', '2.6.0')
     assert compat.safe_mmengine_loads(read_checkpoint) is False
     assert CheckpointLoader._schemes[''] is local
+    assert mmengine_checkpoint.load_from_local is local
     monkeypatch.setattr(torch, '__version__', '2.1.2+cu121')
     assert compat.safe_mmengine_loads(read_checkpoint) is True
     loader = CheckpointLoader._get_checkpoint_loader('x.pth')
     assert loader is not local and loader.__module__ == compat.__name__
     assert loader.__name__ == 'load_from_local'   # named as MMEngine logs it
+    assert mmengine_checkpoint.load_from_local is loader   # open-mmlab://
 
     _check_mmengine_reads(tmp_path, lambda name: str(tmp_path / name))
     (tmp_path / 'cut.pth').write_bytes(
