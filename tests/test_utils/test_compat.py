@@ -8,6 +8,7 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer
 
+from helpers import REPO
 from mmrepvit.utils import compat, read_checkpoint
 from mmrepvit.utils.compat import onnx_export_kwargs, safe_load_kwargs
 
@@ -189,3 +190,17 @@ def test_quantization_without_a_calibration_cache(monkeypatch, tmp_path):
     for a, b in zip(OnnxRunner(str(tmp_path / 'cached.onnx'))(x),
                     OnnxRunner(str(tmp_path / 'old.onnx'))(x)):
         assert np.array_equal(a, b)
+
+
+def test_cpu_distributed_replaces_syncbn():
+    """Without CUDA, the gloo fallback turns SyncBN into BN (PyTorch's
+    SyncBatchNorm raises on CPU tensors in a process group)."""
+    from mmengine.config import Config
+
+    from mmrepvit.utils.compat import replace_syncbn
+    cfg = Config.fromfile(str(REPO / 'configs/seg/repvit_m1_1_fpn_ade20k.py'))
+    assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'
+    assert replace_syncbn(cfg.model)
+    assert cfg.model.decode_head.norm_cfg.type == 'BN'
+    assert cfg.model.backbone.norm_cfg.type == 'BN'
+    assert not replace_syncbn(cfg.model)
