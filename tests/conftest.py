@@ -31,6 +31,31 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, 'connect', guarded)
 
 
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """An http server on 127.0.0.1 serving ``tmp_path / 'served'``; URL
+    downloads are cached in ``tmp_path / 'hub'``."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    root = tmp_path / 'served'
+    root.mkdir()
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    server = ThreadingHTTPServer(
+        ('127.0.0.1', 0), functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield root, f'http://127.0.0.1:{server.server_address[1]}'
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture(scope='session')
 def demo_data(tmp_path_factory):
     """Each tiny demo dataset (4 train / 2 val images of 128x128), generated

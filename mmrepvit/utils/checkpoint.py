@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Union
 
 import torch
 from mmengine.logging import print_log
-from mmengine.runner import find_latest_checkpoint
+from mmengine.runner import CheckpointLoader, find_latest_checkpoint
 
 from . import compat
 from .checks import checkpoint_problem
@@ -147,7 +147,9 @@ def extract_state_dict(checkpoint: Union[str, dict],
 
     Args:
         checkpoint (str | dict): A file or URL (read with
-            :func:`read_checkpoint`), or a checkpoint read already.
+            :func:`read_checkpoint`; a URL through MMEngine's
+            ``CheckpointLoader``, so that rank 0 downloads first), or a
+            checkpoint read already.
         prefix (str, optional): Keep the keys under it, without it, e.g.
             ``'backbone.'``. Defaults to ``None``: all.
         source (str, optional): How errors name it. Defaults to ``None``:
@@ -164,7 +166,11 @@ def extract_state_dict(checkpoint: Union[str, dict],
     """
     if isinstance(checkpoint, str):
         source = source or f'checkpoint {checkpoint!r}'
-        checkpoint = read_checkpoint(checkpoint, map_location)
+        # a URL through MMEngine's loader: in a distributed job rank 0
+        # downloads first (compat.safe_mmengine_loads: with read_checkpoint)
+        read = (CheckpointLoader.load_checkpoint
+                if re.match(r'^https?://', checkpoint) else read_checkpoint)
+        checkpoint = read(checkpoint, map_location)
     ckpt, source = checkpoint, source or 'checkpoint'
     if not isinstance(ckpt, dict):
         raise TypeError(f'{source} holds a {type(ckpt).__name__}, not a dict '

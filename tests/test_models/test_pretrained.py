@@ -473,6 +473,32 @@ def test_unreachable_url_names_it_and_suggests_a_local_path(
         pretrained(url).init_weights()
 
 
+def test_url_is_downloaded_by_rank_0_first(served, monkeypatch, source):
+    """In a distributed job a Pretrained URL is read as MMEngine reads its
+    own downloads: rank 0 downloads it while the other ranks wait at a
+    barrier, then they read it (from the cache on the same machine)."""
+    import torch.distributed
+    from mmengine.runner import checkpoint as mmengine_checkpoint
+    root, url = served
+    torch.save({'model': source.state_dict()}, root / 'm0_6.pth')
+    events = []
+    read = mmengine_checkpoint.load_url   # mmrepvit's safe reader
+    monkeypatch.setattr(mmengine_checkpoint, 'load_url', lambda *args, **kw:
+                        events.append('read') or read(*args, **kw))
+    monkeypatch.setattr(torch.distributed, 'barrier',
+                        lambda *args, **kw: events.append('barrier'))
+    monkeypatch.setattr(mmengine_checkpoint, 'get_dist_info', lambda: (1, 2))
+    model = pretrained(f'{url}/m0_6.pth')
+    model.init_weights()
+    assert events == ['barrier', 'read']
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, source.state_dict()[k]), k
+    events.clear()
+    monkeypatch.setattr(mmengine_checkpoint, 'get_dist_info', lambda: (0, 2))
+    pretrained(f'{url}/m0_6.pth').init_weights()
+    assert events == ['read', 'barrier']
+
+
 def test_checkpoint_without_backbone_tensors(tmp_path):
     # A detector checkpoint whose keys are all neck / head ones.
     torch.save({'state_dict': {'neck.conv.weight': torch.zeros(1),

@@ -107,31 +107,6 @@ def test_mmengine_loads_are_safe_before_pytorch_2_6(tmp_path, monkeypatch):
         CheckpointLoader.load_checkpoint(str(tmp_path / 'cut.pth'))
 
 
-@pytest.fixture
-def served(tmp_path, monkeypatch):
-    """An http server on 127.0.0.1 serving ``tmp_path / 'served'``; URL
-    downloads are cached in ``tmp_path / 'hub'``."""
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    root = tmp_path / 'served'
-    root.mkdir()
-    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
-    server = ThreadingHTTPServer(
-        ('127.0.0.1', 0), functools.partial(Quiet, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield root, f'http://127.0.0.1:{server.server_address[1]}'
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_mmengine_downloads_are_safe_on_every_pytorch(served, tmp_path):
     """MMEngine 0.10.7 downloads (load_from or tools/test.py with a URL,
     open-mmlab:// and torchvision:// names, other modules' Pretrained init)
