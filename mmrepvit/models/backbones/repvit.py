@@ -1,10 +1,12 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 import contextlib
+import itertools
 import warnings
 from logging import WARNING
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
@@ -12,12 +14,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from ..layers.repvit_blocks import (
-    build_features,
-    custom_arch,
+    RepViTBlock,
+    block_settings,
+    conv_bn,
     fuse_modules,
-    parse_out_indices,
-    preserved_norm_stats,
-    stage_outputs,
 )
 from ..utils import BackboneState, backbone_state_dict
 from ..utils.ckpt_convert import FUSED_KEYS, UNFUSED_KEYS
@@ -96,7 +96,14 @@ class RepViT(BaseModule):
                  deploy: bool = False,
                  init_cfg: Union[dict, List[dict], None] = None):
         super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self.parse_arch(arch)
+        if isinstance(arch, str):
+            if arch not in self.arch_zoo:
+                raise ValueError(
+                    f'Unknown RepViT arch {arch!r}; use one of '
+                    f'{sorted(self.arch_zoo)} or a widths/depths dict.')
+            self.arch_settings = self.arch_zoo[arch]
+        else:
+            self.arch_settings = _custom_arch(arch)
         self.arch_name = arch if isinstance(arch, str) else 'custom'
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(
@@ -104,20 +111,50 @@ class RepViT(BaseModule):
         self.in_channels = in_channels
         self.norm_cfg = dict(type='BN') if norm_cfg is None else norm_cfg
         self.deploy = deploy
-        self.features = build_features(self.arch_settings, in_channels,
-                                       self.norm_cfg, deploy, drop_path_rate)
 
-        self.stage_ends = stage_ends
-        self.stage_outputs = stage_outputs(self.arch_settings['depths'],
-                                           stage_ends)
-        num_stages = len(self.stage_outputs)
-        self.out_indices = parse_out_indices(out_indices, num_stages,
-                                             self.arch_name)
-        if not -1 <= frozen_stages <= num_stages:
+        blocks = block_settings(**self.arch_settings)
+        width = blocks[0].width
+        layers = [nn.Sequential(
+            conv_bn(in_channels, width // 2, 3, 2, 1, norm_cfg=self.norm_cfg,
+                    deploy=deploy), nn.GELU(),
+            conv_bn(width // 2, width, 3, 2, 1, norm_cfg=self.norm_cfg,
+                    deploy=deploy))]
+        # on the CPU even under torch.device('meta')
+        rates = torch.linspace(0, drop_path_rate, len(blocks),
+                               device='cpu').tolist()
+        for block, rate in zip(blocks, rates):
+            layers.append(RepViTBlock(width, *block, rate, self.norm_cfg,
+                                      deploy))
+            width = block.width
+        self.features = nn.ModuleList(layers)
+
+        if stage_ends not in ('before_pre_block', 'before_downsample'):
             raise ValueError(
-                f'frozen_stages must be in [-1, {num_stages}] (-1: none, 0: '
-                f'the stem, k: the stem and the first k of the {num_stages} '
-                f'stages), got {frozen_stages}.')
+                f"stage_ends must be one of ('before_pre_block', "
+                f"'before_downsample'), got {stage_ends!r}.")
+        self.stage_ends = stage_ends
+        ends = list(itertools.accumulate(self.arch_settings['depths']))
+        if stage_ends == 'before_pre_block':
+            ends = [i - 1 for i in ends[:-1]] + ends[-1:]
+        self.stage_outputs = ends
+        n = len(ends)
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        if not isinstance(out_indices, Sequence) or not out_indices or \
+                not all(isinstance(i, int) for i in out_indices):
+            raise TypeError(f'out_indices must be an int or a non-empty '
+                            f'sequence of ints, got {out_indices!r}.')
+        for i in out_indices:
+            if not -n <= i < n:
+                raise IndexError(
+                    f'out_indices entry {i} is out of range: RepViT '
+                    f'{self.arch_name!r} has {n} stages (valid: 0..{n - 1} '
+                    f'or -{n}..-1).')
+        self.out_indices = tuple(i % n for i in out_indices)
+        if not -1 <= frozen_stages <= n:
+            raise ValueError(
+                f'frozen_stages must be in [-1, {n}] (-1: none, k: the stem '
+                f'and k stages), got {frozen_stages}.')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
@@ -125,23 +162,9 @@ class RepViT(BaseModule):
         widths = self.arch_settings['widths']
         self.feature_info = [
             dict(num_chs=widths[i], reduction=4 * 2**i,
-                 module=f'features.{self.stage_outputs[i]}')
-            for i in self.out_indices
-        ]
+                 module=f'features.{ends[i]}') for i in self.out_indices]
         self.out_channels = [widths[i] for i in self.out_indices]
         self._freeze_stages()
-
-    @classmethod
-    def parse_arch(cls, arch: Union[str, dict]) -> dict:
-        """Check ``arch`` and return its ``dict(widths=..., depths=...)``."""
-        if isinstance(arch, str):
-            if arch not in cls.arch_zoo:
-                raise ValueError(
-                    f'Unknown RepViT arch {arch!r}; valid arches are '
-                    f'{sorted(cls.arch_zoo)}, or a dict with keys widths and '
-                    f'depths.')
-            return cls.arch_zoo[arch]
-        return custom_arch(arch)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if x.dim() != 4:
@@ -151,18 +174,16 @@ class RepViT(BaseModule):
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f'RepViT was built for {self.in_channels}-channel images but '
-                f'got {x.shape[1]} channels (input shape {tuple(x.shape)}); '
-                f'set in_channels={x.shape[1]} in the backbone config, or '
-                f'convert the images to {self.in_channels} channels.')
+                f'got {x.shape[1]} channels; set in_channels={x.shape[1]} in '
+                f'the backbone config or convert the images.')
         wanted = {self.stage_outputs[i]: i for i in self.out_indices}
         outs = {}
         for index, layer in enumerate(self.features):
             if self.with_cp and torch.is_grad_enabled() and index > 0:
-                # BatchNorm statistics restored after the recomputation
                 x = checkpoint(
                     layer, x, use_reentrant=False,
                     context_fn=lambda m=layer: (contextlib.nullcontext(),
-                                                preserved_norm_stats(m)))
+                                                _preserved_norm_stats(m)))
             else:
                 x = layer(x)
             if index in wanted:
@@ -181,11 +202,9 @@ class RepViT(BaseModule):
     def train(self, mode: bool = True):
         if mode and getattr(self, '_fused_by_load', False):
             raise RuntimeError(
-                'This RepViT switched to its fused (deploy) form to load a '
-                'fused checkpoint, a form for inference (an optimizer built '
-                'before still holds the replaced parameters). To fine-tune, '
-                'load the training-form checkpoint; to train the fused '
-                'network, set model.backbone.deploy=True.')
+                'This RepViT loaded a fused checkpoint, for inference only '
+                '(an optimizer built before holds replaced parameters): load '
+                'a training-form one, or set model.backbone.deploy=True.')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
@@ -295,10 +314,10 @@ class RepViT(BaseModule):
             return self
         if self.training:
             warnings.warn(
-                'RepViT.switch_to_deploy() was called in training mode. The '
-                'fused network folds in the BatchNorm running statistics, so '
-                'it matches this network in eval mode only; call model.eval() '
-                'first to compare outputs.', stacklevel=2)
+                'RepViT.switch_to_deploy() in training mode: the fused '
+                'network folds in the BatchNorm running statistics, so it '
+                'matches in eval mode only; call model.eval() first.',
+                stacklevel=2)
         self._fuse()
         return self
 
@@ -319,30 +338,63 @@ class RepViT(BaseModule):
                       f'backbone switched to its deploy form to load it.',
                       logger='current')
         elif self.deploy and any(map(UNFUSED_KEYS.match, own)):
+            training = self._training_form()
+            result = training.load_state_dict(own, strict=False)
+            # fusing without an unreported key would use random weights
+            may_miss = getattr(self, '_fill_missing', ())
+            missing = [k for k in result.missing_keys if k not in may_miss
+                       and not k.endswith('num_batches_tracked')]
+            unexpected = result.unexpected_keys
+            if missing or unexpected:
+                raise ValueError(
+                    f'{name}: the checkpoint holds training-form RepViT '
+                    f'weights that do not fit this deploy-form backbone: '
+                    f'{len(missing)} missing (e.g. {missing[:3]}), '
+                    f'{len(unexpected)} unexpected (e.g. {unexpected[:3]}). '
+                    f'Check the arch, or fuse a complete checkpoint with '
+                    f'tools/deploy/reparameterize.py.')
             for key in own:
                 del state_dict[prefix + key]
-            fused = self._fuse_state(own, name)
+            fused = training.eval().switch_to_deploy().state_dict()
             state_dict.update((prefix + k, v) for k, v in fused.items())
             print_log(f'{name}: fused the training-form RepViT weights of '
                       f'the checkpoint to load them into the deploy-form '
                       f'backbone.', logger='current')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _fuse_state(self, state: dict, name: str) -> dict:
-        """Fuse training-form weights through a training-form twin."""
-        training = self._training_form()
-        result = training.load_state_dict(state, strict=False)
-        # fusing without an unreported key would use random weights
-        may_miss = getattr(self, '_fill_missing', ())
-        missing = [k for k in result.missing_keys if k not in may_miss
-                   and not k.endswith('num_batches_tracked')]
-        if missing or result.unexpected_keys:
-            raise ValueError(
-                f'{name}: the checkpoint holds training-form RepViT weights '
-                f'that do not fit this deploy-form backbone, so they cannot '
-                f'be fused into it: {len(missing)} missing (e.g. '
-                f'{missing[:3]}), {len(result.unexpected_keys)} unexpected '
-                f'(e.g. {result.unexpected_keys[:3]}). Check the arch, or '
-                f'fuse a complete checkpoint with '
-                f'tools/deploy/reparameterize.py.')
-        return training.eval().switch_to_deploy().state_dict()
+
+def _custom_arch(arch: dict) -> dict:
+    """Check a custom arch dict; return it with tuples."""
+    if not isinstance(arch, dict):
+        raise TypeError(
+            f'arch must be a str or a dict, got {type(arch).__name__}.')
+    keys, needed = set(arch), {'widths', 'depths'}
+    if keys != needed:
+        raise ValueError(f'A custom arch dict has the keys widths and depths; '
+                         f'missing {sorted(needed - keys)}, unexpected '
+                         f'{sorted(keys - needed)}.')
+    widths, depths = tuple(arch['widths']), tuple(arch['depths'])
+    if not widths or len(widths) != len(depths):
+        raise ValueError(f'widths and depths need one entry per stage, got '
+                         f'{widths} and {depths}.')
+    if any(not isinstance(w, int) or w < 2 or w % 2 for w in widths):
+        raise ValueError(f'widths must be even ints >= 2, got {widths}.')
+    minimum = [2] * (len(depths) - 1) + [1]
+    if any(not isinstance(d, int) or d < m for d, m in zip(depths, minimum)):
+        raise ValueError(f'depths must be ints, at least 2 in every stage but '
+                         f'the last and 1 in the last, got {depths}.')
+    return dict(widths=widths, depths=depths)
+
+
+@contextlib.contextmanager
+def _preserved_norm_stats(module: nn.Module):
+    """Restore the norm running statistics on exit, so that a checkpointed
+    recomputation updates them once per step."""
+    saved = [(buf, buf.clone()) for m in module.modules()
+             if isinstance(m, nn.modules.batchnorm._NormBase)
+             for buf in m.buffers()]
+    try:
+        yield
+    finally:
+        for buf, value in saved:
+            buf.copy_(value)

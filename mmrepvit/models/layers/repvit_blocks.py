@@ -1,8 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """RepViT's blocks; each fusable one has ``fuse()`` returning its deploy
 form. Child names follow the official checkpoints."""
-import contextlib
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -13,26 +12,26 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 
 def build_norm(norm_cfg: Optional[dict], num_features: int) -> nn.Module:
-    """Build a norm layer with mmcv's :func:`~mmcv.cnn.build_norm_layer`."""
+    """A norm layer by mmcv's :func:`~mmcv.cnn.build_norm_layer`."""
     norm_cfg = norm_cfg or dict(type='BN')
     try:
         return build_norm_layer(norm_cfg, num_features)[1]
     except KeyError as e:   # mmcv's message names neither the type nor a fix
         raise KeyError(
             f'Unknown norm layer type {norm_cfg.get("type")!r} in norm_cfg; '
-            f'use one mmcv registers (BN, SyncBN, GN, LN, IN, ...) or a type '
+            f'use one mmcv registers (BN, SyncBN, GN, LN, IN, ...) or one '
             f'registered in MMEngine\'s MODELS.') from e
 
 
 def _fold_bn(weight: torch.Tensor, bias: Optional[torch.Tensor],
              bn: _BatchNorm):
-    """Fold an eval-mode BatchNorm into a conv's weight and bias, in float64
-    (so that :func:`_make_conv` rounds once)."""
+    """Fold an eval-mode BN into weight and bias, in float64 (rounded once,
+    by :func:`_make_conv`)."""
     if not isinstance(bn, _BatchNorm):
         raise TypeError(
-            f'Only BatchNorm folds into a convolution; this RepViT uses '
-            f'{type(bn).__name__} (norm_cfg), so it cannot be '
-            f're-parameterised. Train with BN or SyncBN to deploy fused.')
+            f'Only BatchNorm folds into a convolution, not '
+            f'{type(bn).__name__} (norm_cfg): train with BN or SyncBN to '
+            f'deploy fused.')
     b = 0.0 if bias is None else bias.detach().double()
     std = (bn.running_var.double() + bn.eps).sqrt()
     scale = bn.weight.detach().double() / std
@@ -68,7 +67,7 @@ class Conv2dBN(nn.Sequential):
 
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
-        """Return one Conv2d (with bias) equal to this module in eval mode."""
+        """One Conv2d (with bias) equal to this module in eval mode."""
         return _make_conv(self.c, *_fold_bn(self.c.weight, None, self.bn))
 
 
@@ -155,10 +154,10 @@ def block_settings(widths: Sequence[int],
                    depths: Sequence[int]) -> List[BlockSetting]:
     """The blocks of a RepViT given its widths and depths per stage.
 
-    Every stage but the first starts with a stride-2 block. SE, as in all
-    official arches: the even stride-1 blocks counted from 0 after each
-    downsampling have it, except the *pre-block* (a stage's last block when
-    another stage follows); stride-2 blocks have none.
+    Every stage but the first starts with a stride-2 block. As in all
+    official arches, the even stride-1 blocks (counted from 0 after each
+    stride-2 one) have SE, except a *pre-block* (the last block of a stage
+    another follows).
 
     Args:
         widths (Sequence[int]): Output channels of each stage.
@@ -179,48 +178,6 @@ def block_settings(widths: Sequence[int],
     return blocks
 
 
-STAGE_ENDS = ('before_pre_block', 'before_downsample')
-
-
-def stage_outputs(depths: Sequence[int], stage_ends: str) -> List[int]:
-    """The index in ``features`` of each stage's output block."""
-    if stage_ends not in STAGE_ENDS:
-        raise ValueError(f'stage_ends must be one of {STAGE_ENDS}, got '
-                         f'{stage_ends!r}.')
-    last_blocks = [sum(depths[:i + 1]) for i in range(len(depths))]
-    if stage_ends == 'before_pre_block':
-        return [i - 1 for i in last_blocks[:-1]] + last_blocks[-1:]
-    return last_blocks
-
-
-def custom_arch(arch: dict) -> dict:
-    """Check a custom arch dict and return it with tuples."""
-    if not isinstance(arch, dict):
-        raise TypeError(
-            f'arch must be a str or a dict, got {type(arch).__name__}.')
-    needed = {'widths', 'depths'}
-    if set(arch) != needed:
-        raise ValueError(
-            f'A custom RepViT arch dict needs exactly the keys '
-            f'{sorted(needed)}; missing {sorted(needed - set(arch))}, '
-            f'unexpected {sorted(set(arch) - needed)}.')
-    widths, depths = tuple(arch['widths']), tuple(arch['depths'])
-    if not widths or len(widths) != len(depths):
-        raise ValueError(
-            f'widths and depths of a custom RepViT arch need one entry '
-            f'per stage, got {len(widths)} widths and {len(depths)} '
-            f'depths.')
-    if any(not isinstance(w, int) or w < 2 or w % 2 for w in widths):
-        raise ValueError(f'widths must be even ints >= 2, got {widths}.')
-    minimum = [2] * (len(depths) - 1) + [1]
-    if any(not isinstance(d, int) or d < m for d, m in zip(depths, minimum)):
-        raise ValueError(
-            f'depths must be ints, at least 2 in every stage but the last '
-            f'(the stride-2 block and the pre-block) and at least 1 in '
-            f'the last, got {depths}.')
-    return dict(widths=widths, depths=depths)
-
-
 class RepViTBlock(nn.Module):
     """A token mixer (stride 1: RepVGGDW, SE; stride 2: 3x3 depthwise
     Conv2dBN, SE, 1x1 Conv2dBN), then a residual channel mixer (1x1 conv
@@ -231,25 +188,22 @@ class RepViTBlock(nn.Module):
                  norm_cfg: Optional[dict] = None, deploy: bool = False):
         super().__init__()
         se = SqueezeExcite(in_channels) if use_se else nn.Identity()
+        if stride != 2 and (stride != 1 or in_channels != out_channels):
+            raise ValueError(
+                f'A RepViT block has stride 2, or 1 keeping its width; got '
+                f'stride {stride}, {in_channels} -> {out_channels} channels.')
         if stride == 1:
-            if in_channels != out_channels:
-                raise ValueError(
-                    f'A stride-1 RepViT block keeps its width, got '
-                    f'{in_channels} -> {out_channels} channels.')
             dw = (nn.Conv2d(in_channels, in_channels, 3, 1, 1,
                             groups=in_channels) if deploy else
                   RepVGGDW(in_channels, norm_cfg))
             self.token_mixer = nn.Sequential(dw, se)
-        elif stride == 2:
+        else:
             self.token_mixer = nn.Sequential(
                 conv_bn(in_channels, in_channels, 3, 2, 1,
                         groups=in_channels, norm_cfg=norm_cfg, deploy=deploy),
                 se,
                 conv_bn(in_channels, out_channels, 1, norm_cfg=norm_cfg,
                         deploy=deploy))
-        else:
-            raise ValueError(
-                f'RepViT block stride must be 1 or 2, got {stride}.')
         hidden = 2 * out_channels
         self.channel_mixer = Residual(
             nn.Sequential(
@@ -263,50 +217,8 @@ class RepViTBlock(nn.Module):
         return self.channel_mixer(self.token_mixer(x))
 
 
-def build_features(arch: dict, in_channels: int, norm_cfg: Optional[dict],
-                   deploy: bool, drop_path_rate: float) -> nn.ModuleList:
-    """RepViT's ``features``: the stem (two stride-2 3x3 Conv2dBN, GELU
-    between), then the blocks, drop path rising to ``drop_path_rate``."""
-    blocks = block_settings(**arch)
-    width = blocks[0].width
-    stem = nn.Sequential(
-        conv_bn(in_channels, width // 2, 3, 2, 1, norm_cfg=norm_cfg,
-                deploy=deploy), nn.GELU(),
-        conv_bn(width // 2, width, 3, 2, 1, norm_cfg=norm_cfg,
-                deploy=deploy))
-    # on the CPU even under torch.device('meta')
-    drop_rates = torch.linspace(0, drop_path_rate, len(blocks),
-                                device='cpu').tolist()
-    features = [stem]
-    for block, drop_rate in zip(blocks, drop_rates):
-        features.append(RepViTBlock(width, block.width, block.stride,
-                                    block.use_se, drop_rate, norm_cfg,
-                                    deploy))
-        width = block.width
-    return nn.ModuleList(features)
-
-
-def parse_out_indices(out_indices, num_stages: int,
-                      arch: str) -> Tuple[int, ...]:
-    """``out_indices`` as stage indices in ``[0, num_stages)``."""
-    if isinstance(out_indices, int):
-        out_indices = [out_indices]
-    if not isinstance(out_indices, Sequence) or not out_indices or \
-            not all(isinstance(i, int) for i in out_indices):
-        raise TypeError(f'out_indices must be an int or a non-empty '
-                        f'sequence of ints, got {out_indices!r}.')
-    n = num_stages
-    for index in out_indices:
-        if not -n <= index < n:
-            raise IndexError(
-                f'out_indices entry {index} is out of range: RepViT '
-                f'{arch!r} has {n} stages (valid: 0..{n - 1}, or -{n}..-1 '
-                f'from the end).')
-    return tuple(index % n for index in out_indices)
-
-
 def fuse_modules(module: nn.Module) -> int:
-    """Replace every child with ``fuse()`` by what it returns, recursively,
+    """Replace every child having ``fuse()`` by what it returns, recursively,
     in place; returns how many."""
     count = 0
     for name, child in list(module.named_children()):
@@ -317,16 +229,3 @@ def fuse_modules(module: nn.Module) -> int:
             count += fuse_modules(child)
     return count
 
-
-@contextlib.contextmanager
-def preserved_norm_stats(module: nn.Module):
-    """Restore the norm layers' running statistics on exit (around a
-    checkpointed recomputation: updated once per step)."""
-    saved = [(buf, buf.clone()) for m in module.modules()
-             if isinstance(m, nn.modules.batchnorm._NormBase)
-             for buf in m.buffers()]
-    try:
-        yield
-    finally:
-        for buf, value in saved:
-            buf.copy_(value)
