@@ -1,6 +1,5 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Fuse (re-parameterise) every RepViT inside a whole model for inference,
-and run its backbone and neck in channels_last."""
+"""Fuse every RepViT in a whole model; run its backbone in channels_last."""
 import copy
 import itertools
 from typing import List

@@ -1,6 +1,5 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Build the model of a config, load a whole model's checkpoint into it, and
-write its fused checkpoint."""
+"""Build a config's model, load a whole-model checkpoint, write it fused."""
 import copy
 import logging
 from typing import Optional, Tuple, Union
@@ -21,8 +20,7 @@ from .onnx_export import rel_diff
 
 
 def repvit_backbone_cfg(cfg: Config) -> dict:
-    """The ``model.backbone`` of a config; raises ``ValueError`` if it is
-    not a RepViT."""
+    """``cfg.model.backbone``; raises ``ValueError`` if it is not RepViT."""
     backbone = cfg.model.get('backbone', {})
     if backbone.get('type') not in ('RepViT', 'mmrepvit.RepViT', RepViT):
         raise ValueError(
@@ -31,15 +29,17 @@ def repvit_backbone_cfg(cfg: Config) -> dict:
     return backbone
 
 
-def _build(cfg: Config, deploy: Optional[bool] = None) -> nn.Module:
-    """``cfg``'s model: no pretrained weights, SyncBN as BN, in ``deploy``."""
+def _build(config: Union[str, Config],
+           deploy: Optional[bool] = None) -> nn.Module:
+    """The model: no pretrained weights, SyncBN as BN, in ``deploy`` form."""
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.pop('pretrained', None)
     if model_cfg.get('backbone'):
         model_cfg.backbone.init_cfg = None
     if deploy is not None:
-        repvit_backbone_cfg(cfg)   # refuses other backbones
+        repvit_backbone_cfg(cfg)
         model_cfg.backbone.deploy = deploy
     return revert_sync_batchnorm(MODELS.build(model_cfg))
 
@@ -55,9 +55,8 @@ def build_model(config: Union[str, Config], seed: int = 0) -> nn.Module:
         nn.Module: The model in eval mode, seeded random weights (no
         pretrained ones), SyncBN as BN; the config's scope made current.
     """
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
     torch.manual_seed(seed)
-    model = _build(cfg)
+    model = _build(config)
     # MMEngine logs every parameter's initialisation at INFO: silence it
     logger = MMLogger.get_current_instance()
     level = logger.level
@@ -73,8 +72,7 @@ def init_model(config: Union[str, Config], checkpoint: str,
                deploy: Optional[bool] = None,
                contents: Optional[dict] = None) -> nn.Module:
     """The config's model in eval mode, loaded strictly from ``checkpoint``."""
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
-    model = _build(cfg, deploy).eval()
+    model = _build(config, deploy).eval()
     load_model_weights(model, checkpoint, contents)
     return model
 
@@ -103,11 +101,10 @@ def load_model_weights(model: nn.Module, checkpoint: str,
             f'No tensor of {source} matches the {type(model).__name__}: its '
             f'keys look like {list(state)[:3]}, the model\'s like '
             f'{list(own)[:3]}.' + (
-                ' It holds a bare RepViT backbone, not a whole model: give '
-                'it to the backbone config as init_cfg=dict(type='
-                '"Pretrained", checkpoint=...), or export it with '
-                'tools/deploy/export_onnx.py ARCH_OR_CONFIG CKPT OUT.onnx '
-                '--backbone-only.' if bare else ''))
+                ' It holds a bare RepViT backbone: give it to the backbone '
+                'config as init_cfg=dict(type="Pretrained", checkpoint=...), '
+                'or export it with tools/deploy/export_onnx.py ARCH_OR_CONFIG '
+                'CKPT OUT.onnx --backbone-only.' if bare else ''))
     load_state_dict(model, state, strict=True)
 
 
@@ -146,8 +143,8 @@ def fuse_checkpoint(config: Union[str, Config], checkpoint: str, out: str,
     err = rel_diff(after, before)
     if err > 1e-4:
         raise RuntimeError(f'fusion changed the backbone output by {err:.2e} '
-                           f'relative (expected float rounding, < 1e-4); '
-                           f'nothing written.')
+                           f'relative (float rounding is < 1e-4); nothing '
+                           f'written.')
     meta = dict(ckpt.get('meta', {}), mmrepvit_deploy=True)
     torch.save({'meta': meta, 'state_dict': model.state_dict()}, out)
     return err

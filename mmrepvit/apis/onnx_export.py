@@ -1,6 +1,5 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Export the deploy form of a RepViT model to ONNX, with a parity check
-against PyTorch in onnxruntime."""
+"""Export a fused RepViT model to ONNX, checked in onnxruntime."""
 import contextlib
 import io
 import json
@@ -17,9 +16,9 @@ import torch.nn.functional as F
 from ..models import RepViT
 from ..utils.compat import onnx_export_kwargs
 from .fuse import deploy_copy, find_repvits, unwrap_model
+from .runtime import ort_session
 
 PARTS = ('backbone', 'features', 'segmentor')
-_EXPORT_KWARGS = onnx_export_kwargs()
 
 
 class ParityError(RuntimeError):
@@ -39,30 +38,24 @@ class OnnxReport(NamedTuple):
     max_rel_diff: Dict[Tuple[int, ...], float]
 
 
-class DetectorFeatures(nn.Module):
-    """Image batch -> backbone + neck features of a detector or segmentor."""
+class _Exported(nn.Module):
+    """Image batch -> backbone + neck features (``kind='features'``), or a
+    segmentor's logits at the input size, or their arg-max ``labels``."""
 
-    def __init__(self, model):
+    def __init__(self, model, kind: str, labels: bool = False):
         super().__init__()
         self.model = model
+        self.kind, self.labels = kind, labels
+        # export restores train(self.training) after tracing, and a loaded
+        # fused backbone refuses to train
         self.training = model.training
 
     def forward(self, x):
-        return tuple(self.model.extract_feat(x))
-
-
-class SegmentorLogits(nn.Module):
-    """Image batch -> logits at the input size, or their arg-max labels."""
-
-    def __init__(self, model, labels: bool):
-        super().__init__()
-        self.model = model
-        self.labels = labels
-        self.training = model.training
-
-    def forward(self, x):
-        logits = self.model.decode_head(self.model.extract_feat(x))
-        logits = F.interpolate(logits, size=x.shape[2:], mode='bilinear',
+        feats = self.model.extract_feat(x)
+        if self.kind == 'features':
+            return tuple(feats)
+        logits = F.interpolate(self.model.decode_head(feats),
+                               size=x.shape[2:], mode='bilinear',
                                align_corners=self.model.align_corners)
         return logits.argmax(1) if self.labels else logits
 
@@ -82,39 +75,29 @@ def onnx_part(model: nn.Module, part: Optional[str] = None) -> str:
         ValueError: ``part`` cannot be exported, or there is no RepViT.
     """
     net = unwrap_model(model)
-    kind = _kind(net, part)
-    find_repvits(net)
-    return kind
-
-
-def _kind(net: nn.Module, part: Optional[str]) -> str:
-    """:func:`onnx_part` of an unwrapped model, whatever its backbone."""
     if part is not None and part not in PARTS:
         raise ValueError(f'part must be one of {PARTS} or None, got '
                          f'{part!r}.')
+    kind = None
     if isinstance(net, RepViT):
         kind = 'backbone'
-    elif hasattr(net, 'decode_head') and hasattr(net, 'extract_feat'):
+    elif hasattr(net, 'extract_feat') and hasattr(net, 'decode_head'):
         kind = 'segmentor'
     elif hasattr(net, 'extract_feat') and hasattr(net, 'neck'):
         kind = 'features'
-    else:
-        kind = None
-    if part == 'backbone' and isinstance(getattr(net, 'backbone', None),
-                                         RepViT):
-        kind = part
-    elif part == 'features' and kind == 'segmentor' and getattr(
-            net, 'with_neck', False):
+    has_backbone = isinstance(getattr(net, 'backbone', None), RepViT)
+    has_neck = kind == 'segmentor' and getattr(net, 'with_neck', False)
+    if part == 'backbone' and has_backbone or part == 'features' and has_neck:
         kind = part
     elif kind is None or part not in (None, kind):
         raise ValueError(
             f'Cannot export {"part " + repr(part) + " of " if part else ""}a '
-            f'{type(net).__name__}: export_onnx handles a bare RepViT '
-            f'(part="backbone"), an MMDetection detector with a RepViT '
-            f'backbone and a neck (part="features": backbone + neck, or '
-            f'"backbone") and an MMSegmentation EncoderDecoder '
-            f'(part="segmentor": the whole model, "features" if it has a '
-            f'neck, or "backbone").')
+            f'{type(net).__name__}: export_onnx takes a bare RepViT '
+            f'("backbone"), an MMDetection detector with a RepViT backbone '
+            f'and a neck ("features" or "backbone") or an MMSegmentation '
+            f'EncoderDecoder ("segmentor", "features" if it has a neck, or '
+            f'"backbone").')
+    find_repvits(net)
     return kind
 
 
@@ -125,40 +108,20 @@ def _dynamic_upsampling(model: nn.Module):
     # factor, interpolating by scale_factor is the same and stays dynamic.
     try:
         from mmseg.models.utils import Upsample
-    except ImportError:   # no mmseg: nothing to patch
-        yield
-        return
-    patched = []
-    for m in model.modules():
-        if isinstance(m, Upsample) and not m.size and isinstance(
-                m.scale_factor, float) and m.scale_factor.is_integer():
-            m.forward = lambda x, m=m: F.interpolate(
-                x, scale_factor=m.scale_factor, mode=m.mode,
-                align_corners=m.align_corners)
-            patched.append(m)
+    except ImportError:
+        Upsample = ()
+    patched = [m for m in model.modules() if isinstance(m, Upsample)
+               and not m.size and isinstance(m.scale_factor, float)
+               and m.scale_factor.is_integer()]
+    for m in patched:
+        m.forward = lambda x, m=m: F.interpolate(
+            x, scale_factor=m.scale_factor, mode=m.mode,
+            align_corners=m.align_corners)
     try:
         yield
     finally:
         for m in patched:
             del m.forward
-
-
-def _names_and_axes(wrapper, kind, labels, x):
-    """Output names, and the dynamic axes of the input and outputs."""
-    if kind == 'segmentor':
-        names = ['labels' if labels else 'logits']
-    elif kind == 'backbone':   # by stage, as out_indices counts them
-        names = [f'stage{i}' for i in wrapper.out_indices]
-    else:
-        with torch.no_grad():
-            names = [f'level{i}' for i in range(len(wrapper(x)))]
-    image = {0: 'batch', 2: 'height', 3: 'width'}
-    dynamic = {'input': image}
-    for n in names:
-        dynamic[n] = ({0: 'batch', 1: 'height', 2: 'width'} if n == 'labels'
-                      else image if n == 'logits' else
-                      {0: 'batch', 2: f'{n}_height', 3: f'{n}_width'})
-    return names, dynamic
 
 
 def onnx_record(model: nn.Module) -> dict:
@@ -190,7 +153,7 @@ def onnx_record(model: nn.Module) -> dict:
 
 
 def onnx_mismatch(proto, model: nn.Module) -> List[str]:
-    """How the model an ONNX file recorded (:func:`onnx_record`) differs.
+    """How the model an ONNX file recorded differs from the config's.
 
     Args:
         proto (onnx.ModelProto): The file, as ``onnx.load`` read it.
@@ -261,23 +224,31 @@ def export_onnx(model: nn.Module, out: str,
     """
     import onnx
     net = deploy_copy(model)
-    kind = _kind(net, part)
+    kind = onnx_part(net, part)
     if labels and kind != 'segmentor':
         raise ValueError(f'labels=True (--labels) is for a whole segmentor; '
                          f'this export is the {kind}.')
     backbone = net if isinstance(net, RepViT) else net.backbone
-    if kind == 'backbone':
-        wrapper = backbone
-    elif kind == 'features':
-        wrapper = DetectorFeatures(net)
-    else:
-        wrapper = SegmentorLogits(net, labels)
+    wrapper = backbone if kind == 'backbone' else _Exported(net, kind, labels)
+    reference = _Exported(net, kind) if labels else wrapper
     if check_shapes is None:
         c, (h, w) = backbone.in_channels, shape
         check_shapes = [(1, c, h, w), (2, c, h + 32, w + 64)]
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randn(*s, generator=generator) for s in check_shapes]
-    names, dynamic = _names_and_axes(wrapper, kind, labels, inputs[0])
+    if kind == 'segmentor':
+        names = ['labels' if labels else 'logits']
+    elif kind == 'backbone':   # by stage, as out_indices counts them
+        names = [f'stage{i}' for i in wrapper.out_indices]
+    else:
+        with torch.no_grad():
+            names = [f'level{i}' for i in range(len(wrapper(inputs[0])))]
+    image = {0: 'batch', 2: 'height', 3: 'width'}
+    dynamic = {'input': image}
+    for n in names:
+        dynamic[n] = ({0: 'batch', 1: 'height', 2: 'width'} if n == 'labels'
+                      else image if n == 'logits' else
+                      {0: 'batch', 2: f'{n}_height', 3: f'{n}_width'})
     buffer = io.BytesIO()   # the file is written once, after the checks
     with warnings.catch_warnings(), _dynamic_upsampling(wrapper):
         # Channel-axis shape checks rightly trace as constants; the parity
@@ -287,7 +258,7 @@ def export_onnx(model: nn.Module, out: str,
         torch.onnx.export(
             wrapper, (inputs[0], ), buffer, opset_version=opset,
             input_names=['input'], output_names=names,
-            dynamic_axes=dynamic, **_EXPORT_KWARGS)
+            dynamic_axes=dynamic, **onnx_export_kwargs())
     proto = onnx.load_from_string(buffer.getvalue())
     record = onnx_record(net)
     if kind != 'segmentor':
@@ -295,7 +266,14 @@ def export_onnx(model: nn.Module, out: str,
     onnx.helper.set_model_props(proto, {'mmrepvit': json.dumps(record)})
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
-    diffs = _parity(wrapper, data, inputs, labels)
+    session = ort_session(data)
+    diffs = {}
+    for x in inputs:
+        with torch.no_grad():
+            ref = reference(x)
+        ours = session.run(None, {'input': x.numpy()})
+        diffs[tuple(x.shape)] = _label_diff(ours[0], ref.numpy()) if \
+            labels else rel_diff(ours, [ref] if torch.is_tensor(ref) else ref)
     report = OnnxReport(kind, opset, names, diffs)
     worst = max(diffs.values())
     if not worst <= tolerance:
@@ -315,27 +293,3 @@ def export_onnx(model: nn.Module, out: str,
         if osp.exists(tmp):
             os.remove(tmp)
     return report
-
-
-def _parity(wrapper, model: bytes, inputs,
-            labels) -> Dict[Tuple[int, ...], float]:
-    """Per input shape, how far onnxruntime's outputs are from PyTorch's."""
-    import onnxruntime as ort
-    session = ort.InferenceSession(model,
-                                   providers=['CPUExecutionProvider'])
-    diffs = {}
-    for x in inputs:
-        with torch.no_grad():
-            if labels:
-                wrapper.labels = False
-                reference = wrapper(x)
-                wrapper.labels = True
-            else:
-                reference = wrapper(x)
-        ours = session.run(None, {'input': x.numpy()})
-        if labels:
-            diffs[tuple(x.shape)] = _label_diff(ours[0], reference.numpy())
-        else:
-            diffs[tuple(x.shape)] = rel_diff(
-                ours, [reference] if torch.is_tensor(reference) else reference)
-    return diffs

@@ -1,6 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Static INT8 quantization of exported ONNX files with onnxruntime, checked
-on held-out images, with the costliest nodes optionally kept in float."""
+on held-out images; the costliest nodes can stay in float."""
 import copy
 import os
 import os.path as osp
@@ -87,14 +87,13 @@ def _relative_errors(names, references, outputs) -> Dict[str, float]:
 
 def _label_change(names, references, outputs) -> Optional[float]:
     """Share of pixels whose ``labels`` (or arg-max ``logits``) change."""
-    if references and ('labels' in names or 'logits' in names):
-        i = names.index('labels' if 'labels' in names else 'logits')
-        pick = (lambda a: a) if names[i] == 'labels' else \
-            (lambda a: a.argmax(1))
-        changed = sum(int((pick(r[i]) != pick(o[i])).sum())
-                      for r, o in zip(references, outputs))
-        return changed / sum(pick(r[i]).size for r in references)
-    return None
+    if not references or not {'labels', 'logits'} & set(names):
+        return None
+    i = names.index('labels' if 'labels' in names else 'logits')
+    pick = (lambda a: a) if names[i] == 'labels' else (lambda a: a.argmax(1))
+    changed = sum(int((pick(r[i]) != pick(o[i])).sum())
+                  for r, o in zip(references, outputs))
+    return changed / sum(pick(r[i]).size for r in references)
 
 
 class _Reader:

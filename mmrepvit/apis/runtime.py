@@ -1,6 +1,5 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Run an exported ONNX file on the CPU: onnxruntime, or OpenVINO in float32
-or bfloat16, behind one call ``runner(x) -> outputs``."""
+"""Run an ONNX file on the CPU in onnxruntime or OpenVINO (fp32 or bf16)."""
 import os.path as osp
 from typing import List, Optional, Sequence
 
@@ -24,8 +23,9 @@ def cpu_flags(path: str = '/proc/cpuinfo') -> List[str]:
     return [f for f in ISA_FLAGS if f in flags]
 
 
-def ort_session(path: str, threads: Optional[int] = None):
-    """An optimised onnxruntime CPU session; ``threads``: intra-op threads."""
+def ort_session(path, threads: Optional[int] = None):
+    """An onnxruntime CPU session of a file or its bytes, fully optimised;
+    ``threads``: intra-op threads."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.graph_optimization_level = \
@@ -89,7 +89,7 @@ class OnnxRunner:
         core = ov.Core()
         model = core.read_model(path)
         if shape is not None:
-            model.reshape(list(shape))   # the one input
+            model.reshape(list(shape))
         config = {'INFERENCE_PRECISION_HINT': precision.replace('fp', 'f'),
                   'PERFORMANCE_HINT': 'LATENCY'}
         if threads:
