@@ -1,6 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Reading checkpoint files without running code from them, their tensors,
-and choosing the one ``--resume`` continues from."""
+"""Reading checkpoints without running code from them, their tensors, and
+the checkpoint ``--resume`` continues from."""
 import glob
 import logging
 import os
@@ -52,26 +52,23 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
             except urllib.error.URLError as e:
                 raise ConnectionError(
                     f'Could not download the checkpoint {filename} '
-                    f'({e.reason}). Download it by hand (from a machine that '
-                    f'can reach it) and give its local path instead, e.g. '
-                    f'/path/to/{filename.rsplit("/", 1)[-1]} as a tool\'s '
-                    f'checkpoint argument or as init_cfg.checkpoint or '
-                    f'load_from in a config.') from e
+                    f'({e.reason}). Download it by hand and give its local '
+                    f'path instead, e.g. /path/to/'
+                    f'{filename.rsplit("/", 1)[-1]} as the checkpoint '
+                    f'argument, init_cfg.checkpoint or load_from.') from e
         return _torch_load(filename, cached, map_location)
     if '://' in filename:
-        raise ValueError(
-            f'Unsupported checkpoint location {filename!r}: use a local '
-            f'path or an http(s) URL.')
+        raise ValueError(f'Unsupported checkpoint location {filename!r}: use '
+                         f'a local path or an http(s) URL.')
     if osp.isdir(filename):
-        raise IsADirectoryError(
-            f'Checkpoint {filename!r} is a directory; give a checkpoint file '
-            f'in it (e.g. a .pth file of a work dir).')
+        raise IsADirectoryError(f'Checkpoint {filename!r} is a directory; '
+                                f'give a checkpoint file in it.')
     if not osp.isfile(filename):
         raise FileNotFoundError(
             f'Checkpoint file {filename!r} does not exist (looked for '
-            f'{osp.abspath(filename)!r}); check the path (the '
-            f'checkpoint argument of a tool, or init_cfg.checkpoint, '
-            f'load_from or --resume in a config).')
+            f'{osp.abspath(filename)!r}); check the path (the checkpoint '
+            f'argument of a tool, or init_cfg.checkpoint, load_from or '
+            f'--resume in a config).')
     with open(filename, 'rb') as f:
         head = f.read(9)
     if len(head) == 9 and head[8:9] == b'{':   # safetensors: size, JSON
@@ -95,9 +92,8 @@ def _not_a_checkpoint(filename: str, why: str) -> ValueError:
         again += (f' (delete the cached copy in '
                   f'{osp.join(torch.hub.get_dir(), "checkpoints")} first)')
     return ValueError(
-        f'{filename!r} is not a valid PyTorch checkpoint ({why}): it is '
-        f'truncated or corrupted, or another kind of file (an HTML error '
-        f'page saved as .pth, for example). {again}.')
+        f'{filename!r} is not a valid PyTorch checkpoint ({why}): it is cut '
+        f'short, corrupted or another kind of file. {again}.')
 
 
 def _torch_load(filename: str, path: str, map_location):
@@ -113,19 +109,16 @@ def _torch_load(filename: str, path: str, map_location):
         if refused is None:
             generic = ('Weights only load failed', 'Please file an issue',
                        'Check the documentation')
-            detail = [ln for ln in lines if not ln.startswith(generic)]
-            raise _not_a_checkpoint(
-                filename, detail[0] if detail else 'unreadable pickle') from e
+            raise _not_a_checkpoint(filename, next(
+                (ln for ln in lines if not ln.startswith(generic)),
+                'unreadable pickle')) from e
         raise RuntimeError(
-            f'Refusing to load {filename!r}: it holds Python objects other '
-            f'than tensors and plain containers, and unpickling those could '
-            f'run code from the file ({refused}). mmrepvit reads weights '
-            f'with torch.load(weights_only=True). If you trust the file, save '
-            f'only its tensors and load that file instead: for a whole '
-            f'pickled model, torch.save(torch.load(path, weights_only=False)'
-            f".state_dict(), 'weights.pth'); for a dict that holds one, its "
-            f"state-dict entry, e.g. torch.save(torch.load(path, "
-            f"weights_only=False)['model'], 'weights.pth').") from e
+            f'Refusing to load {filename!r}: unpickling its objects other '
+            f'than tensors could run code ({refused}). If you trust it, '
+            f'save its tensors and load those: for a whole pickled model, '
+            f'torch.save(torch.load(path, weights_only=False).state_dict(), '
+            f"PATH); for a dict, its entry of them, e.g. torch.load(path, "
+            f"weights_only=False)['model'].") from e
     except EOFError as e:   # an empty pickle
         raise _not_a_checkpoint(filename, 'the file is empty') from e
     except RuntimeError as e:
@@ -166,8 +159,8 @@ def extract_state_dict(checkpoint: Union[str, dict],
     """
     if isinstance(checkpoint, str):
         source = source or f'checkpoint {checkpoint!r}'
-        # a URL through MMEngine's loader: in a distributed job rank 0
-        # downloads first (compat.safe_mmengine_loads: with read_checkpoint)
+        # a URL through MMEngine's loader (compat.safe_mmengine_loads): in a
+        # distributed job rank 0 downloads first
         read = (CheckpointLoader.load_checkpoint
                 if re.match(r'^https?://', checkpoint) else read_checkpoint)
         checkpoint = read(checkpoint, map_location)
@@ -175,10 +168,8 @@ def extract_state_dict(checkpoint: Union[str, dict],
     if not isinstance(ckpt, dict):
         raise TypeError(f'{source} holds a {type(ckpt).__name__}, not a dict '
                         f'of tensors.')
-    for key in ('state_dict', 'model', 'module'):
-        if isinstance(ckpt.get(key), dict):
-            ckpt = ckpt[key]
-            break
+    ckpt = next((ckpt[key] for key in ('state_dict', 'model', 'module')
+                 if isinstance(ckpt.get(key), dict)), ckpt)
     state = OrderedDict()
     for k, v in ckpt.items():
         if not isinstance(v, torch.Tensor):
@@ -188,8 +179,7 @@ def extract_state_dict(checkpoint: Union[str, dict],
                 f'or "model" entry (top-level keys: {list(ckpt)[:8]}).')
         state[k[7:] if k.startswith('module.') else k] = v
     if prefix:
-        if not prefix.endswith('.'):
-            prefix += '.'
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
         kept = OrderedDict((k[len(prefix):], v) for k, v in state.items()
                            if k.startswith(prefix))
         if not kept:

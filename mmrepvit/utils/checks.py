@@ -1,6 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Checks of a config before a run (neck widths, data paths, ``load_from``)
-that name the setting to change, instead of a traceback minutes later."""
+that name the setting to change."""
 import difflib
 import inspect
 import os
@@ -125,9 +125,9 @@ def _dataset_problems(where: str, dataset: dict, scope: str) -> Iterator[str]:
     root = dataset.get('data_root') or ''
     if dataset.get('backend_args') or _is_remote(root):
         return     # another storage backend
-    fix = (f'Put the data there or point the config at it, e.g. '
-           f'--cfg-options {where}.data_root=/path/to/data.')
     if root and not osp.isdir(root):
+        fix = (f'Put the data there or point the config at it, e.g. '
+               f'--cfg-options {where}.data_root=/path/to/data.')
         if osp.basename(osp.normpath(root)) in ('demo_ade', 'demo_coco'):
             fix += (' The demo data are written by tools/demo.py or '
                     'tools/dataset_converters/make_demo_'
@@ -139,19 +139,16 @@ def _dataset_problems(where: str, dataset: dict, scope: str) -> Iterator[str]:
         return path if osp.isabs(path) or not root else osp.join(root, path)
 
     ann_file = dataset.get('ann_file') or ''
-    if ann_file and not _is_remote(ann_file):
-        path = joined(ann_file)
-        if not osp.exists(path):
-            yield _missing(path, 'ann_file', where,
-                           f'Check {where}.ann_file and data_root.')
+    if ann_file and not _is_remote(ann_file) and \
+            not osp.exists(joined(ann_file)):
+        yield _missing(joined(ann_file), 'ann_file', where,
+                       f'Check {where}.ann_file and data_root.')
     prefixes = dataset.get('data_prefix') or {}
     for key, prefix in prefixes.items():
-        if prefix and not _is_remote(prefix):
-            path = joined(prefix)
-            if not osp.isdir(path):
-                yield _missing(path, f'data_prefix.{key} directory', where,
-                               f'Check {where}.data_prefix and data_root.')
-                return
+        if prefix and not _is_remote(prefix) and not osp.isdir(joined(prefix)):
+            yield _missing(joined(prefix), f'data_prefix.{key} directory',
+                           where, f'Check {where}.data_prefix and data_root.')
+            return
     # Without ann_file, MMSegmentation lists img_path: empty, it fails oddly.
     images = prefixes.get('img_path')
     if ann_file or not images or _is_remote(images):
@@ -167,8 +164,7 @@ def _dataset_problems(where: str, dataset: dict, scope: str) -> Iterator[str]:
 def _evaluator_problems(where: str, evaluator) -> Iterator[str]:
     metrics = evaluator if isinstance(evaluator, (list, tuple)) else \
         evaluator.get('metrics', [evaluator])
-    metrics = metrics if isinstance(metrics, (list, tuple)) else [metrics]
-    for metric in metrics:
+    for metric in metrics if isinstance(metrics, (list, tuple)) else [metrics]:
         ann_file = metric.get('ann_file') if isinstance(metric, dict) else None
         if ann_file and not _is_remote(ann_file) and not osp.isfile(ann_file):
             yield _missing(ann_file, 'ann_file', where,
@@ -193,7 +189,7 @@ def check_data_paths(cfg, loaders: Sequence[str]) -> None:
 
 
 def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
-    """Why ``path`` is not a whole checkpoint file; nothing is unpickled.
+    """Why ``path`` is not a whole checkpoint file, unpickling nothing.
 
     Args:
         path (str): A local file.

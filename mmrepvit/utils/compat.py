@@ -1,38 +1,26 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Workarounds for upstream bugs and limits: the version each is for, and
-when it can go.
+"""Workarounds for upstream bugs: the version each is for, when it can go.
 
-- :func:`allow_mmengine_checkpoints`: MMEngine 0.10.7 calls ``torch.load``
-  without ``weights_only`` (True by default from PyTorch 2.6), so resume
-  fails; allow-lists ``HistoryBuffer``, numpy arrays and scalars, and
-  ``getattr`` of ``HistoryBuffer`` statistics only. Can go once MMEngine
-  loads its own checkpoints under ``weights_only=True``.
-- :func:`safe_mmengine_loads`: MMEngine 0.10.7's ``CheckpointLoader``
-  (``load_from``, resume, ``tools/test.py``, ``init_detector``, other
-  modules' ``Pretrained`` init) downloads with
-  ``torch.hub.load_state_dict_from_url``, whose ``weights_only`` defaults to
-  False on every PyTorch (2.13 too), and reads local files with
-  ``torch.load``'s default, which unpickles anything before PyTorch 2.6;
-  those are read with mmrepvit's safe reader instead. Can go once MMEngine
-  downloads with ``weights_only=True`` and PyTorch < 2.6 is unsupported.
-- :func:`safe_load_kwargs`: PyTorch < 2.4 has no ``add_safe_globals``; a
-  restricted unpickler with the same allow-list reads there. Can go with
-  support for PyTorch < 2.4.
-- :func:`end_gloo_job`: with gloo, PyTorch 2.1 to 2.13 on Python 3.11+
-  aborts at exit after a finished job ("terminate called without an active
-  exception"). Can go when CPU ``tools/dist_train.sh`` exits 0 without it.
-- :func:`write_test_metrics_on_rank0_only`: MMEngine 0.10.7's LoggerHook
-  writes the test metrics JSON on every rank, into one file. Can go once
+- ``allow_mmengine_checkpoints``: MMEngine 0.10.7 resumes with
+  ``torch.load``'s default, weights-only from PyTorch 2.6. Can go once
+  MMEngine loads its checkpoints with ``weights_only=True``.
+- ``safe_mmengine_loads``: MMEngine 0.10.7 downloads with
+  ``weights_only=False`` (any PyTorch) and loads files with the default
+  (unsafe before PyTorch 2.6). Can go once it downloads with
+  ``weights_only=True`` and PyTorch < 2.6 is unsupported.
+- ``safe_load_kwargs``: PyTorch < 2.4 has no ``add_safe_globals``: a
+  restricted unpickler instead. Can go with PyTorch < 2.4.
+- ``end_gloo_job``: gloo jobs of PyTorch 2.1 to 2.13 on Python 3.11+ abort
+  at exit. Can go when a CPU ``tools/dist_train.sh`` exits 0 without it.
+- ``write_test_metrics_on_rank0_only``: MMEngine 0.10.7's LoggerHook writes
+  the test metrics JSON on every rank. Can go once
   ``LoggerHook.after_test_epoch`` writes on the main process only.
-- :func:`use_cpu_distributed`: MMEngine 0.10.7's pytorch launcher assumes
-  CUDA; PyTorch's SyncBatchNorm does not run on CPU. Can go when MMEngine
-  launches CPU processes itself.
-- :func:`onnx_export_kwargs`: PyTorch 2.9+ exports with dynamo by
-  default, < 2.5 has no ``dynamo`` argument. Can go with support for
-  PyTorch < 2.5 (then pass ``dynamo=False``).
-- :func:`calibration_cache_kwargs`: onnxruntime 1.23.2 (the last for Python
-  3.10) has no ``calibration_cache_path``; each quantization calibrates
-  again. Can go with support for Python 3.10.
+- ``use_cpu_distributed``: MMEngine 0.10.7's launcher assumes CUDA; SyncBN
+  does not run on CPU. Can go when MMEngine launches CPU processes itself.
+- ``onnx_export_kwargs``: PyTorch 2.9+ exports with dynamo by default, < 2.5
+  has no ``dynamo`` argument. Can go with PyTorch < 2.5 (pass dynamo=False).
+- ``calibration_cache_kwargs``: onnxruntime 1.23.2 (the last for Python
+  3.10) has no ``calibration_cache_path``. Can go with Python 3.10.
 """
 import atexit
 import codecs
@@ -47,12 +35,11 @@ from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
-from mmengine.logging import print_log
+from mmengine.logging import HistoryBuffer, print_log
 
 
 def history_buffer_getattr(obj, name: str):
     """The only ``getattr`` allowed: a ``HistoryBuffer`` statistics method."""
-    from mmengine.logging import HistoryBuffer
     # The four defaults are registered lazily, by the first HistoryBuffer.
     allowed = {'min', 'max', 'current', 'mean'}.union(
         HistoryBuffer._statistics_methods)
@@ -65,7 +52,6 @@ def history_buffer_getattr(obj, name: str):
 
 def _mmengine_checkpoint_types() -> list:
     import numpy as np
-    from mmengine.logging import HistoryBuffer
     types = [HistoryBuffer, np.ndarray, np.dtype]
     # numpy's array reconstructor: np._core in numpy 2.x, np.core in 1.x.
     for mod in ('numpy._core.multiarray', 'numpy.core.multiarray'):
@@ -75,19 +61,17 @@ def _mmengine_checkpoint_types() -> list:
             break
         except (ImportError, AttributeError):
             pass
-    dtypes = getattr(np, 'dtypes', None)   # numpy >= 1.25: Float64DType, ...
-    if dtypes is not None:
-        types += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith(
-            'DType') and isinstance(getattr(dtypes, n), type)]
-    return types
+    # numpy >= 1.25 pickles dtypes as numpy.dtypes.Float64DType, ...
+    dtypes = vars(getattr(np, 'dtypes', SimpleNamespace()))
+    return types + [t for n, t in dtypes.items()
+                    if n.endswith('DType') and isinstance(t, type)]
 
 
 def allow_mmengine_checkpoints() -> bool:
     """Allow-list MMEngine checkpoints' types for ``weights_only`` loads.
 
     Returns:
-        bool: False where PyTorch has no ``add_safe_globals`` (< 2.4), else
-        True.
+        bool: False where PyTorch has no ``add_safe_globals`` (< 2.4).
     """
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is None:
@@ -105,11 +89,9 @@ def _allowed_globals() -> dict:
     allowed = dict(_weights_only_unpickler._get_allowed_globals())
     for obj in _mmengine_checkpoint_types():
         path = f'{obj.__module__}.{obj.__qualname__}'
-        allowed[path] = obj
-        for a, b in (('numpy.core.', 'numpy._core.'),
-                     ('numpy._core.', 'numpy.core.')):
-            if path.startswith(a):
-                allowed[b + path[len(a):]] = obj
+        for alias in (path, path.replace('numpy.core.', 'numpy._core.'),
+                      path.replace('numpy._core.', 'numpy.core.')):
+            allowed[alias] = obj
     for name in ('builtins.getattr', '__builtin__.getattr'):
         allowed[name] = history_buffer_getattr
     # As PyTorch >= 2.4; protocol 2 writes bytes as codecs.encode(str, ...).
@@ -149,15 +131,13 @@ SAFE_LOAD_KWARGS = safe_load_kwargs()
 
 def safe_mmengine_loads(reader) -> bool:
     """Make MMEngine's ``CheckpointLoader`` read with ``reader(filename,
-    map_location)`` where it would unpickle anything: downloads (http(s),
-    ``open-mmlab://``, ``torchvision://``) on every PyTorch, local files
-    before PyTorch 2.6; returns whether local files are read so."""
+    map_location)`` where it would unpickle anything: downloads on every
+    PyTorch, local files before 2.6 (then True is returned)."""
     from mmengine.runner import CheckpointLoader
     from mmengine.runner import checkpoint as mmengine_checkpoint
     from mmengine.utils import digit_version
 
-    # what its load_from_http calls, on rank 0 first (model_dir: cached
-    # where torch.hub keeps checkpoints, as MMEngine's callers leave it)
+    # what load_from_http calls, on rank 0 first; cached where torch.hub is
     def load_url(url, model_dir=None, map_location=None, **kwargs):
         return reader(url, map_location)
 
@@ -233,8 +213,7 @@ def use_cpu_distributed(cfg) -> None:
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
-    # SyncBatchNorm raises on CPU tensors in a process group.
-    if replace_syncbn(cfg.model):
+    if replace_syncbn(cfg.model):   # SyncBatchNorm raises on CPU tensors
         print_log('No CUDA: SyncBN layers run as BN in each CPU process.',
                   logger='current', level=logging.WARNING)
 

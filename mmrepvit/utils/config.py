@@ -1,7 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Configs as the tools read them: loading (warning about ``--cfg-options``
-that change nothing), and the flags that ``tools/train.py`` and
-``tools/test.py`` share."""
+"""Config loading and the flags the tools share; ``--cfg-options`` that
+would change nothing are warned about."""
 import argparse
 import difflib
 import inspect
@@ -26,9 +25,8 @@ _READ_BY_RUNNER = {
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
-    """Load an MMDetection or MMSegmentation config (file or ``pkg::path``)
-    with ``cfg_options`` merged in; raises for a missing file or another
-    ``default_scope``."""
+    """Load an MMDetection or MMSegmentation config (a file or
+    ``pkg::path``) with ``cfg_options`` merged in."""
     if '::' in config:
         from mmengine.hub import get_config
         cfg = get_config(config)
@@ -42,8 +40,7 @@ def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     if cfg.get('default_scope') not in ('mmdet', 'mmseg'):
         raise ValueError(
             f"{config}: default_scope is {cfg.get('default_scope')!r}; "
-            f"these tools run MMDetection ('mmdet') and MMSegmentation "
-            f"('mmseg') configs.")
+            f"these tools run 'mmdet' and 'mmseg' configs only.")
     return cfg
 
 
@@ -69,8 +66,7 @@ def config_only(text: str) -> str:
     if text.endswith(('.pth', '.pt', '.safetensors', '.onnx')):
         raise argparse.ArgumentTypeError(
             f'{text!r} is a checkpoint, not a config: this tool takes '
-            f'configs only and measures seeded random weights (time and '
-            f'MACs do not depend on the weights)')
+            f'configs only (it measures seeded random weights)')
     return text
 
 
@@ -89,7 +85,7 @@ def add_common_args(parser):
 
 
 class ConfigOptionsAction(DictAction):
-    """``DictAction`` with a malformed pair a usage error, not a traceback."""
+    """``DictAction`` whose malformed pairs are usage errors."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         for pair in values or ():
@@ -111,8 +107,7 @@ def parse_tool_args(parser, argv=None):
 
 def tool_config(args) -> Config:
     """The config with the shared flags applied (gloo where no CUDA)."""
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     if args.work_dir is not None:
@@ -153,10 +148,8 @@ def _paths(node, prefix: str = '') -> Iterator[str]:
 
 
 def warn_ineffective_options(cfg, options: dict) -> List[str]:
-    """Warn about ``--cfg-options`` keys that would change nothing, and
-    return the warnings: a new key beside a similar one (a typo), a new
-    top-level key nothing reads, or a top-level variable of the config file
-    (already substituted where the file uses it)."""
+    """Warn about, and return, ``--cfg-options`` keys that change nothing:
+    typos, new top-level keys nothing reads, the file's variables."""
     from mmengine.runner import Runner
     runner_keys = _READ_BY_RUNNER | (
         set(inspect.signature(Runner.__init__).parameters) - {'self'})
