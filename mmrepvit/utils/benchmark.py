@@ -1,6 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Latency and MACs (MMEngine's count) of models (:class:`Subject`) run in
-several ways (:data:`FORMS`), for the analysis tools."""
+"""Latency and MACs of models (:class:`Subject`) run in several ways
+(:data:`FORMS`), for the analysis tools."""
 import itertools
 import os.path as osp
 import tempfile
@@ -89,46 +89,43 @@ def _channels_last(model, inputs, task):
     return _as_built(model, inputs, task)
 
 
-def _cuda_fp16(make):
-    """The form ``make`` under CUDA float16 autocast; None off CUDA."""
-    def fp16(model, inputs, task):
-        if next(model.parameters()).is_cuda:
-            return torch.autocast('cuda', dtype=torch.float16)(
-                make(model, inputs, task))
+def _cuda_fp16(make, model, inputs, task):
+    """``make``'s form under CUDA float16 autocast; None off CUDA."""
+    if not next(model.parameters()).is_cuda:
         return None
-    return fp16
+    return torch.autocast('cuda', dtype=torch.float16)(
+        make(model, inputs, task))
 
 
-def _onnx(backend: str = 'onnxruntime', precision: str = 'fp32',
-          int8: bool = False, op_types: Optional[Sequence[str]] = None):
-    """The form running the exported deploy form in ``backend`` on the CPU."""
-    def make(model, inputs, task):
-        if next(model.parameters()).is_cuda:
-            return None
-        part = {'predict': 'segmentor', 'features': 'features'}.get(
-            task, 'backbone')
+def _onnx(model, inputs, task, backend: str = 'onnxruntime',
+          precision: str = 'fp32', int8: bool = False,
+          op_types: Optional[Sequence[str]] = None):
+    """The exported deploy form, run in ``backend`` on the CPU."""
+    part = {'predict': 'segmentor', 'features': 'features'}.get(
+        task, 'backbone')
+    if next(model.parameters()).is_cuda:
+        return None
+    try:
+        apis.onnx_part(model, part)
+    except ValueError:
+        return None
+    x = _image(inputs).contiguous().numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = fp32 = osp.join(tmp, 'model.onnx')
+        apis.export_onnx(model, fp32, x.shape[2:], part=part,
+                         labels=part == 'segmentor', check_shapes=[x.shape])
+        if int8:   # calibrated on the timed input: for speed only
+            path = osp.join(tmp, 'int8.onnx')
+            apis.quantize_onnx(fp32, path, [x], op_types=op_types)
         try:
-            apis.onnx_part(model, part)
-        except ValueError:
+            runner = apis.OnnxRunner(path, backend, precision,
+                                     threads=torch.get_num_threads(),
+                                     shape=x.shape)
+        except ValueError:   # bf16 where the CPU runs none
+            if precision != 'bf16':
+                raise
             return None
-        x = _image(inputs).contiguous().numpy()
-        with tempfile.TemporaryDirectory() as tmp:
-            fp32 = osp.join(tmp, 'model.onnx')
-            apis.export_onnx(model, fp32, x.shape[2:], part=part, labels=part
-                             == 'segmentor', check_shapes=[x.shape])
-            path = osp.join(tmp, 'int8.onnx') if int8 else fp32
-            if int8:   # calibrated on the timed input: for speed only
-                apis.quantize_onnx(fp32, path, [x], op_types=op_types)
-            try:
-                runner = apis.OnnxRunner(path, backend, precision,
-                                         threads=torch.get_num_threads(),
-                                         shape=x.shape)
-            except ValueError:   # bf16 where the CPU runs none
-                if precision != 'bf16':
-                    raise
-                return None
-        return partial(runner, x)
-    return make
+    return partial(runner, x)
 
 
 #: name: (make, fuse first). ``make(model, inputs, task)`` prepares both in
@@ -138,14 +135,16 @@ FORMS = {
     'channels_last': (_channels_last, False),
     'deploy': (_as_built, True),
     'deploy+channels_last': (_channels_last, True),
-    'deploy+fp16': (_cuda_fp16(_as_built), True),
-    'deploy+channels_last+fp16': (_cuda_fp16(_channels_last), True),
-    'onnxruntime': (_onnx(), True),
-    'onnxruntime+int8': (_onnx(int8=True), True),
-    'openvino': (_onnx('openvino'), True),
-    'openvino+bf16': (_onnx('openvino', 'bf16'), True),
+    'deploy+fp16': (partial(_cuda_fp16, _as_built), True),
+    'deploy+channels_last+fp16': (partial(_cuda_fp16, _channels_last), True),
+    'onnxruntime': (_onnx, True),
+    'onnxruntime+int8': (partial(_onnx, int8=True), True),
+    'openvino': (partial(_onnx, backend='openvino'), True),
+    'openvino+bf16': (partial(_onnx, backend='openvino', precision='bf16'),
+                      True),
     # only Conv: the INT8 file OpenVINO runs fastest (docs/deploy.md)
-    'openvino+int8': (_onnx('openvino', int8=True, op_types=['Conv']), True),
+    'openvino+int8': (partial(_onnx, backend='openvino', int8=True,
+                              op_types=['Conv']), True),
 }
 CUDA_AMP_FORMS = ('deploy+fp16', 'deploy+channels_last+fp16')
 CPU_FORMS = ('onnxruntime', 'onnxruntime+int8', 'openvino', 'openvino+bf16',

@@ -1,6 +1,5 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""The rows :func:`mmrepvit.utils.benchmark.run_benchmark` measures, and
-their Markdown tables."""
+"""Markdown tables of :func:`mmrepvit.utils.benchmark.run_benchmark`'s rows."""
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 

@@ -1,7 +1,6 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Training logs (MMEngine's ``vis_data/scalars.json``; MMCV 1.x's
-``*.log.json``, as the official RepViT logs, in MMEngine's names and units)
-as series against a global ``iter`` and, epoch-based, ``epoch``."""
+"""MMEngine's ``scalars.json`` and MMCV 1.x's ``*.log.json`` training logs
+(the latter in MMEngine's names and units): series, summaries, plots."""
 import contextlib
 import glob
 import itertools
@@ -22,13 +21,13 @@ class TrainingLog:
     """One run's ``train`` and ``val`` records (dicts of scalars)."""
     name: str
     path: str
-    format: str                     # 'mmengine' or 'mmcv1'
+    format: str   # 'mmengine' or 'mmcv1'
     by_epoch: bool
     train: List[dict] = field(default_factory=list)
     val: List[dict] = field(default_factory=list)
 
     def metric_keys(self) -> List[str]:
-        """Returns the validation metrics, in the order first logged."""
+        """The validation metrics, in the order first logged."""
         return [k for k in dict.fromkeys(k for r in self.val for k in r)
                 if k not in _NOT_METRICS]
 
@@ -116,12 +115,11 @@ def _mmcv1(records: List[dict]):
     raw = [r for r in records if r.get('mode') in ('train', 'val')]
     its = [r['iter'] for r in raw if r['mode'] == 'train']
     by_epoch = any(b < a for a, b in zip(its, its[1:]))   # 'iter' restarts
-    lengths, ends, total = {}, {}, 0
-    # An epoch's length is its largest 'iter' (the validation line's).
+    lengths = {}   # an epoch's: its largest 'iter' (the validation line's)
     for r in raw if by_epoch else ():
         lengths[r['epoch']] = max(lengths.get(r['epoch'], 0), r['iter'])
-    for epoch in sorted(lengths):
-        total = ends[epoch] = total + lengths[epoch]
+    epochs = sorted(lengths)
+    ends = dict(zip(epochs, itertools.accumulate(map(lengths.get, epochs))))
     train, val, last = [], [], 0
     for r, values in zip(raw, map(_scalars, raw)):
         if r['mode'] == 'train':

@@ -46,14 +46,11 @@ class AlignResize(BaseTransform):
         self.scale, self.size_divisor = tuple(scale), size_divisor
         self.interpolation, self.backend = interpolation, backend
 
-    def _aligned(self, h: int, w: int) -> Tuple[int, int]:
-        d = self.size_divisor
-        return math.ceil(h / d) * d, math.ceil(w / d) * d
-
     def _resize(self, image, interpolation: str):
         image = mmcv.imrescale(image, self.scale, interpolation=interpolation,
                                backend=self.backend)
-        h, w = self._aligned(*image.shape[:2])
+        h, w = (math.ceil(s / self.size_divisor) * self.size_divisor
+                for s in image.shape[:2])
         return mmcv.imresize(image, (w, h), interpolation=interpolation,
                              backend=self.backend)
 
@@ -64,9 +61,8 @@ class AlignResize(BaseTransform):
             results['gt_seg_map'] = self._resize(results['gt_seg_map'],
                                                  'nearest')
         new_h, new_w = results['img'].shape[:2]
-        results['img_shape'] = (new_h, new_w)
-        results['scale_factor'] = (new_w / w, new_h / h)
-        results['keep_ratio'] = True
+        results.update(img_shape=(new_h, new_w),
+                       scale_factor=(new_w / w, new_h / h), keep_ratio=True)
         return results
 
     def __repr__(self) -> str:

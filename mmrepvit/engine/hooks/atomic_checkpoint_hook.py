@@ -1,5 +1,4 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""``CheckpointHook`` whose checkpoints a kill cannot break."""
 import glob
 import os
 import os.path as osp
@@ -16,19 +15,19 @@ class AtomicLocalBackend(LocalBackend):
 
     def put(self, obj: bytes, filepath) -> None:
         filepath = str(filepath)
-        os.makedirs(osp.dirname(osp.abspath(filepath)), exist_ok=True)
-        partial = filepath + '.part'
-        with open(partial, 'wb') as f:
+        directory = osp.dirname(osp.abspath(filepath))
+        os.makedirs(directory, exist_ok=True)
+        with open(filepath + '.part', 'wb') as f:
             f.write(obj)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(partial, filepath)
+        os.replace(filepath + '.part', filepath)
         # fsync the directory too, or a machine crash can undo the rename
-        directory = os.open(osp.dirname(osp.abspath(filepath)), os.O_RDONLY)
+        fd = os.open(directory, os.O_RDONLY)
         try:
-            os.fsync(directory)
+            os.fsync(fd)
         finally:
-            os.close(directory)
+            os.close(fd)
 
 
 @HOOKS.register_module()
@@ -62,18 +61,17 @@ class AtomicCheckpointHook(CheckpointHook):
     def before_train(self, runner) -> None:
         super().before_train(runner)
         if isinstance(self.file_backend, LocalBackend) and runner.rank == 0:
-            for partial in glob.glob(osp.join(self.out_dir, '*.pth.part')):
-                os.remove(partial)
+            for part in glob.glob(osp.join(self.out_dir, '*.pth.part')):
+                os.remove(part)
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         # MMEngine removes what falls out of max_keep_ckpts before saving:
         # defer that until the new checkpoint (and last_checkpoint) exist.
         backend, dropped = self.file_backend, []
-        backend.remove = lambda path: dropped.append((path, False))
-        backend.rmtree = lambda path: dropped.append((path, True))
+        backend.remove = backend.rmtree = dropped.append
         try:
             super()._save_checkpoint_with_step(runner, step, meta)
         finally:
             del backend.remove, backend.rmtree   # the class's methods again
-        for path, is_dir in dropped:
-            (backend.rmtree if is_dir else backend.remove)(path)
+        for path in dropped:
+            (backend.rmtree if backend.isdir(path) else backend.remove)(path)

@@ -7,12 +7,8 @@ from ...utils.compat import end_gloo_job, write_test_metrics_on_rank0_only
 
 @HOOKS.register_module()
 class DistributedJobHook(Hook):
-    """Run and end a distributed job as MMEngine 0.10.7 and gloo need.
-
-    Writes the test metrics file on rank 0 only and, after every other hook's
-    ``after_run``, ends a finished gloo job's processes with status 0 (see
-    :mod:`mmrepvit.utils.compat`). The tools add it with ``--launcher``.
-    """
+    """Write test metrics on rank 0 only; end a finished gloo job with
+    status 0 after every other hook (see :mod:`mmrepvit.utils.compat`)."""
 
     priority = 'LOWEST'
 

@@ -7,7 +7,7 @@ from ...apis import fuse_model
 
 @HOOKS.register_module()
 class FuseModelHook(Hook):
-    """Fuse the model (:func:`mmrepvit.fuse_model`) to test, once loaded.
+    """Fuse the loaded model (:func:`mmrepvit.fuse_model`) before testing.
 
     Args:
         channels_last (bool): Also run backbone and neck in channels_last.

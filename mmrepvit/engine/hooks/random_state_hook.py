@@ -1,5 +1,4 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Random generator states in checkpoints, for bit-identical resuming."""
 import logging
 import random
 from typing import Optional
@@ -12,26 +11,14 @@ from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
 
-def _set_random_state(state: dict, torch_only: bool = False) -> None:
-    torch.set_rng_state(state['torch'].cpu())
-    cuda = state.get('cuda')
-    if cuda is not None and torch.cuda.is_available() and \
-            len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
-    if not torch_only:
-        np.random.set_state(tuple(state['numpy']))
-        random.setstate(tuple(state['python']))
-
-
 @HOOKS.register_module()
 class RandomStateHook(Hook):
     """Save the random generators' states in checkpoints; restore on resume.
 
     States go back before the next epoch (torch, numpy, ``random``) or, in
     iteration-based loops, iteration (torch only: MMEngine replays the data
-    pipeline to skip trained batches), in the resumed and uninterrupted run
-    alike, so both draw the same numbers. Not restored: the generators of
-    ``persistent_workers`` processes and of ranks other than 0.
+    pipeline to skip trained batches), in resumed and uninterrupted runs
+    alike. Not restored: those of ``persistent_workers`` and other ranks.
     """
 
     priority = 'VERY_HIGH'
@@ -56,21 +43,30 @@ class RandomStateHook(Hook):
             return     # nothing loaded, or only weights (load_from)
         if not loaded:
             print_log(
-                'The checkpoint holds no random generator states (it was '
-                'not saved with RandomStateHook): the resumed run draws other '
-                'random numbers than the interrupted run would have.',
+                'The checkpoint holds no random generator states (not saved '
+                'with RandomStateHook): the resumed run draws other random '
+                'numbers than the interrupted run would have.',
                 logger='current', level=logging.WARNING)
         elif runner.rank == 0:
             self._pending = loaded
 
     def before_train_epoch(self, runner) -> None:
-        if self._pending is not None and \
-                not isinstance(runner.train_loop, IterBasedTrainLoop):
-            _set_random_state(self._pending)
-            self._pending = None
+        if not isinstance(runner.train_loop, IterBasedTrainLoop):
+            self._restore(torch_only=False)
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
-        if self._pending is not None:
-            _set_random_state(self._pending, torch_only=True)
-            self._pending = None
+        self._restore(torch_only=True)
+
+    def _restore(self, torch_only: bool) -> None:
+        state, self._pending = self._pending, None
+        if state is None:
+            return
+        torch.set_rng_state(state['torch'].cpu())
+        cuda = state.get('cuda')
+        if cuda is not None and torch.cuda.is_available() and \
+                len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+        if not torch_only:
+            np.random.set_state(tuple(state['numpy']))
+            random.setstate(tuple(state['python']))

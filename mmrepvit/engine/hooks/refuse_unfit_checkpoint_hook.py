@@ -1,5 +1,4 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Refuse a whole-model checkpoint that would leave weights random."""
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
@@ -33,76 +32,67 @@ class RefuseUnfitCheckpointHook(Hook):
             # MMEngine reads 'state_dict' or the top level: nothing loads
             raise ValueError(
                 f'The checkpoint {self.checkpoint!r} holds its tensors under '
-                f'"model" (as the official RepViT ImageNet releases do), '
-                f'where MMEngine reads none: a checkpoint of this config\'s '
-                f'model holds them under "state_dict". A RepViT backbone '
-                f'checkpoint goes in model.backbone.init_cfg=dict(type='
-                f'\'Pretrained\', checkpoint=...), to train from it.')
+                f'"model" (as the official RepViT ImageNet releases), where '
+                f'MMEngine reads none. To train from a RepViT backbone '
+                f'checkpoint, set model.backbone.init_cfg=dict(type='
+                f'\'Pretrained\', checkpoint=...).')
         meta = checkpoint.get('meta')
         if self.resume and not ('message_hub' in checkpoint and isinstance(
                 meta, dict) and 'iter' in meta):
             raise ValueError(
                 f'Cannot resume from {self.checkpoint!r}: it holds weights '
-                f'only, not the state of a training run (meta with the '
-                f'epoch and iteration, message_hub), e.g. a released or '
-                f'fused checkpoint. --resume continues a run from a '
-                f'checkpoint that run saved; to train from these weights, '
-                f'drop --resume and set load_from (--cfg-options '
-                f'load_from={self.checkpoint}).')
+                f'only (e.g. a released or fused checkpoint), not the state '
+                f'of a training run. To train from these weights, drop '
+                f'--resume and set --cfg-options load_from={self.checkpoint}.')
 
     def before_run(self, runner) -> None:
-        model = unwrap_model(runner.model)   # what MMEngine loads into
         seen = {}
 
-        def keep_lists(module, state_dict, prefix, local_metadata, strict,
-                       missing, unexpected, error_msgs):
-            seen.update(missing=missing, unexpected=unexpected,
-                        errors=error_msgs)
+        def keep_errors(module, state_dict, prefix, local_metadata, strict,
+                        missing, unexpected, error_msgs):
+            seen['errors'] = error_msgs
 
         def check(module, incompatible):
             for handle in handles:
                 handle.remove()
-            problem = _unfit(module, seen, self.whole)
+            problem = _unfit(module, incompatible.missing_keys,
+                             incompatible.unexpected_keys, seen['errors'],
+                             self.whole)
             if problem:
                 raise ValueError(f'The checkpoint {self.checkpoint!r} does '
                                  f'not fit the model of this config: '
                                  f'{problem}')
+
+        model = unwrap_model(runner.model)   # what MMEngine loads into
         # (what PyTorch >= 2.5's register_load_state_dict_pre_hook calls)
-        handles = [model._register_load_state_dict_pre_hook(keep_lists, True),
+        handles = [model._register_load_state_dict_pre_hook(keep_errors, True),
                    model.register_load_state_dict_post_hook(check)]
 
 
-def _unfit(model, seen: dict, whole: bool):
-    """What :class:`RefuseUnfitCheckpointHook` reports, or None."""
+def _unfit(model, missing, unexpected, errors, whole: bool):
     weights = [k for k in model.state_dict()
                if not k.endswith('num_batches_tracked')]
-    missing = [k for k in seen['missing']
-               if not k.endswith('num_batches_tracked')]
+    missing = [k for k in missing if not k.endswith('num_batches_tracked')]
     # PyTorch: 'size mismatch for KEY: copying a param with shape ...'
-    shapes = [e.split('size mismatch for ', 1)[1] for e in seen['errors']
+    shapes = [e.split('size mismatch for ', 1)[1] for e in errors
               if 'size mismatch for ' in e]
     unfit = len(missing) + len(shapes)
     if not unfit or (not whole and unfit < len(weights)):
         return None
     what = [f'{len(missing)} not in the checkpoint (e.g. '
-            f'{", ".join(missing[:3])})'] if missing else []
+            f'{", ".join(missing[:3])})'] * bool(missing)
     if shapes:
         what.append(f'{len(shapes)} of another shape (e.g. '
                     f'{shapes[0].rstrip(".")})')
-    unexpected = seen['unexpected']
-    extra = (f'; the checkpoint holds {len(unexpected)} tensors the model '
-             f'does not have (e.g. {", ".join(unexpected[:3])})'
-             if unexpected else '')
-    if whole:
-        fix = ('Test (or resume) with a checkpoint of this config\'s model '
-               '(same model type, arch and number of classes); a RepViT '
-               'backbone checkpoint goes in model.backbone.init_cfg, for '
-               'training.')
-    else:
-        fix = ('load_from starts training from a checkpoint of the same '
-               'model type; a RepViT backbone checkpoint goes in '
-               'model.backbone.init_cfg=dict(type=\'Pretrained\', '
-               'checkpoint=...) instead (with prefix=\'backbone.\' to take '
-               'the backbone of a whole-model checkpoint).')
+    if unexpected:
+        what[-1] += (f'; the checkpoint holds {len(unexpected)} tensors the '
+                     f'model does not have (e.g. {", ".join(unexpected[:3])})')
+    fix = ('Test (or resume) with a checkpoint of this config\'s model '
+           '(same type, arch and classes); a RepViT backbone checkpoint goes '
+           'in model.backbone.init_cfg, for training.' if whole else
+           'load_from takes a checkpoint of the same model type; a RepViT '
+           'backbone checkpoint goes in model.backbone.init_cfg=dict(type='
+           '\'Pretrained\', checkpoint=...) (prefix=\'backbone.\' for a '
+           'whole-model one).')
     return (f'{unfit} of its {len(weights)} weights would keep their random '
-            f'initial values: {"; ".join(what)}{extra}. {fix}')
+            f'initial values: {"; ".join(what)}. {fix}')

@@ -31,7 +31,7 @@ class SegTestVisualizationHook(Hook):
         self.draw, self.interval, self.show = draw, interval, show
         self.wait_time, self.backend_args = wait_time, backend_args
         self._count = 0
-        if show:   # as mmseg's hook: shown only, nothing is stored
+        if show:
             self._visualizer._vis_backends = {}
 
     def before_test(self, runner) -> None:
