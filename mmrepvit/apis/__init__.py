@@ -19,6 +19,7 @@ from .onnx_export import (
     onnx_mismatch,
     onnx_part,
     onnx_record,
+    ort_session,
 )
 from .quantize import (
     AgreementError,
@@ -26,7 +27,7 @@ from .quantize import (
     preprocessed_images,
     quantize_onnx,
 )
-from .runtime import OnnxRunner, cpu_flags, ort_session
+from .runtime import OnnxRunner, cpu_flags
 
 __all__ = ['find_repvits', 'fuse_checkpoint', 'fuse_model',
            'repvit_backbone_cfg', 'switch_to_deploy', 'unwrap_model',

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from ..models import RepViT
 from ..utils.compat import onnx_export_kwargs
 from .fuse import deploy_copy, find_repvits, unwrap_model
-from .runtime import ort_session
 
 PARTS = ('backbone', 'features', 'segmentor')
+_EXPORT_KWARGS = onnx_export_kwargs()
 
 
 class ParityError(RuntimeError):
@@ -75,6 +75,13 @@ def onnx_part(model: nn.Module, part: Optional[str] = None) -> str:
         ValueError: ``part`` cannot be exported, or there is no RepViT.
     """
     net = unwrap_model(model)
+    kind = _kind(net, part)
+    find_repvits(net)
+    return kind
+
+
+def _kind(net: nn.Module, part: Optional[str]) -> str:
+    """:func:`onnx_part` of an unwrapped model, whatever its backbone."""
     if part is not None and part not in PARTS:
         raise ValueError(f'part must be one of {PARTS} or None, got '
                          f'{part!r}.')
@@ -97,7 +104,6 @@ def onnx_part(model: nn.Module, part: Optional[str] = None) -> str:
             f'and a neck ("features" or "backbone") or an MMSegmentation '
             f'EncoderDecoder ("segmentor", "features" if it has a neck, or '
             f'"backbone").')
-    find_repvits(net)
     return kind
 
 
@@ -187,6 +193,20 @@ def _label_diff(ort_labels, logits) -> float:
     return margin / (float(np.abs(logits).max()) or 1.0)
 
 
+def ort_session(path, threads: Optional[int] = None):
+    """An onnxruntime CPU session of a file or its bytes, fully optimised;
+    ``threads``: intra-op threads."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.graph_optimization_level = \
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options,
+                                providers=['CPUExecutionProvider'])
+
+
 def export_onnx(model: nn.Module, out: str,
                 shape: Tuple[int, int] = (512, 512),
                 part: Optional[str] = None, labels: bool = False,
@@ -224,7 +244,7 @@ def export_onnx(model: nn.Module, out: str,
     """
     import onnx
     net = deploy_copy(model)
-    kind = onnx_part(net, part)
+    kind = _kind(net, part)   # deploy_copy found the RepViTs
     if labels and kind != 'segmentor':
         raise ValueError(f'labels=True (--labels) is for a whole segmentor; '
                          f'this export is the {kind}.')
@@ -258,7 +278,7 @@ def export_onnx(model: nn.Module, out: str,
         torch.onnx.export(
             wrapper, (inputs[0], ), buffer, opset_version=opset,
             input_names=['input'], output_names=names,
-            dynamic_axes=dynamic, **onnx_export_kwargs())
+            dynamic_axes=dynamic, **_EXPORT_KWARGS)
     proto = onnx.load_from_string(buffer.getvalue())
     record = onnx_record(net)
     if kind != 'segmentor':

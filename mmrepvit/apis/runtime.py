@@ -5,6 +5,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from .onnx_export import ort_session
+
 #: Backends and the precisions each runs an ONNX file in.
 BACKENDS = {'onnxruntime': ('fp32', ), 'openvino': ('fp32', 'bf16')}
 #: CPU flags (Linux names) that decide reduced-precision speed.
@@ -21,20 +23,6 @@ def cpu_flags(path: str = '/proc/cpuinfo') -> List[str]:
     except OSError:
         flags = []
     return [f for f in ISA_FLAGS if f in flags]
-
-
-def ort_session(path, threads: Optional[int] = None):
-    """An onnxruntime CPU session of a file or its bytes, fully optimised;
-    ``threads``: intra-op threads."""
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.graph_optimization_level = \
-        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return ort.InferenceSession(path, options,
-                                providers=['CPUExecutionProvider'])
 
 
 class OnnxRunner:
