@@ -14,9 +14,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from ..layers.repvit_blocks import (
-    RepViTBlock,
-    block_settings,
-    conv_bn,
+    build_features,
     fuse_modules,
 )
 from ..utils import BackboneState, backbone_state_dict
@@ -112,21 +110,8 @@ class RepViT(BaseModule):
         self.norm_cfg = dict(type='BN') if norm_cfg is None else norm_cfg
         self.deploy = deploy
 
-        blocks = block_settings(**self.arch_settings)
-        width = blocks[0].width
-        layers = [nn.Sequential(
-            conv_bn(in_channels, width // 2, 3, 2, 1, norm_cfg=self.norm_cfg,
-                    deploy=deploy), nn.GELU(),
-            conv_bn(width // 2, width, 3, 2, 1, norm_cfg=self.norm_cfg,
-                    deploy=deploy))]
-        # on the CPU even under torch.device('meta')
-        rates = torch.linspace(0, drop_path_rate, len(blocks),
-                               device='cpu').tolist()
-        for block, rate in zip(blocks, rates):
-            layers.append(RepViTBlock(width, *block, rate, self.norm_cfg,
-                                      deploy))
-            width = block.width
-        self.features = nn.ModuleList(layers)
+        self.features = build_features(self.arch_settings, in_channels,
+                                       self.norm_cfg, deploy, drop_path_rate)
 
         if stage_ends not in ('before_pre_block', 'before_downsample'):
             raise ValueError(

@@ -217,6 +217,29 @@ class RepViTBlock(nn.Module):
         return self.channel_mixer(self.token_mixer(x))
 
 
+def build_features(arch: dict, in_channels: int, norm_cfg: Optional[dict],
+                   deploy: bool, drop_path_rate: float) -> nn.ModuleList:
+    """RepViT's ``features``: the stem (two stride-2 3x3 Conv2dBN, GELU
+    between), then the blocks, drop path rising to ``drop_path_rate``."""
+    blocks = block_settings(**arch)
+    width = blocks[0].width
+    stem = nn.Sequential(
+        conv_bn(in_channels, width // 2, 3, 2, 1, norm_cfg=norm_cfg,
+                deploy=deploy), nn.GELU(),
+        conv_bn(width // 2, width, 3, 2, 1, norm_cfg=norm_cfg,
+                deploy=deploy))
+    # on the CPU even under torch.device('meta')
+    drop_rates = torch.linspace(0, drop_path_rate, len(blocks),
+                                device='cpu').tolist()
+    features = [stem]
+    for block, drop_rate in zip(blocks, drop_rates):
+        features.append(RepViTBlock(width, block.width, block.stride,
+                                    block.use_se, drop_rate, norm_cfg,
+                                    deploy))
+        width = block.width
+    return nn.ModuleList(features)
+
+
 def fuse_modules(module: nn.Module) -> int:
     """Replace every child having ``fuse()`` by what it returns, recursively,
     in place; returns how many."""
