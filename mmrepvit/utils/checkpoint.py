@@ -9,7 +9,6 @@ import pickle
 import re
 import urllib.error
 import urllib.parse
-import zipfile
 from collections import OrderedDict
 from typing import Dict, List, Optional, Union
 
@@ -18,6 +17,7 @@ from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader, find_latest_checkpoint
 
 from . import compat
+from .checks import checkpoint_problem
 
 _CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 
@@ -129,38 +129,6 @@ def _torch_load(filename: str, path: str, map_location):
         # An archive cut in its first kilobytes: a bare, unhelpful OSError.
         raise _not_a_checkpoint(
             filename, checkpoint_problem(path) or str(e)) from e
-
-
-def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
-    """Why ``path`` is not a whole checkpoint file, unpickling nothing.
-
-    Args:
-        path (str): A local file.
-        full (bool): Check each zip member's CRC-32 (reading the whole
-            file), else only the central directory. Defaults to ``True``.
-
-    Returns:
-        str | None: The problem, in words, or None (a pre-zip pickle passes).
-    """
-    if osp.isdir(path):
-        return 'it is a directory, not a checkpoint file in it'
-    if not osp.isfile(path):
-        return 'the file does not exist'
-    if osp.getsize(path) == 0:
-        return 'the file is empty'
-    if not zipfile.is_zipfile(path):
-        with open(path, 'rb') as f:
-            if f.read(1) == b'\x80':    # a pre-zip pickle checkpoint
-                return None
-        return ('it is not a complete checkpoint archive (cut short, '
-                'or not a checkpoint at all)')
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip() if full else None
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        return f'its archive is damaged ({e})'
-    return None if bad is None else \
-        f'its member {bad!r} is corrupted (CRC mismatch)'
 
 
 def extract_state_dict(checkpoint: Union[str, dict],

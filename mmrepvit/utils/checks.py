@@ -5,9 +5,8 @@ import difflib
 import inspect
 import os
 import os.path as osp
-from typing import Iterator, List, Sequence, Tuple
-
-from .checkpoint import checkpoint_problem
+import zipfile
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 
 def _backbone_widths(backbone: dict) -> Tuple[List[int], str]:
@@ -187,6 +186,38 @@ def check_data_paths(cfg, loaders: Sequence[str]) -> None:
             problems += _evaluator_problems(evaluator, cfg[evaluator])
     if problems:
         raise FileNotFoundError('\n'.join(dict.fromkeys(problems)))
+
+
+def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
+    """Why ``path`` is not a whole checkpoint file, unpickling nothing.
+
+    Args:
+        path (str): A local file.
+        full (bool): Check each zip member's CRC-32 (reading the whole
+            file), else only the central directory. Defaults to ``True``.
+
+    Returns:
+        str | None: The problem, in words, or None (a pre-zip pickle passes).
+    """
+    if osp.isdir(path):
+        return 'it is a directory, not a checkpoint file in it'
+    if not osp.isfile(path):
+        return 'the file does not exist'
+    if osp.getsize(path) == 0:
+        return 'the file is empty'
+    if not zipfile.is_zipfile(path):
+        with open(path, 'rb') as f:
+            if f.read(1) == b'\x80':    # a pre-zip pickle checkpoint
+                return None
+        return ('it is not a complete checkpoint archive (cut short, '
+                'or not a checkpoint at all)')
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip() if full else None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        return f'its archive is damaged ({e})'
+    return None if bad is None else \
+        f'its member {bad!r} is corrupted (CRC mismatch)'
 
 
 def check_load_from(cfg) -> None:

@@ -34,7 +34,7 @@ from mmrepvit import RepViT
 from mmrepvit.apis import ParityError, export_onnx, repvit_backbone_cfg
 from mmrepvit.apis.model import init_model
 from mmrepvit.utils import extract_state_dict, read_checkpoint
-from mmrepvit.utils.config import checked, load_config
+from mmrepvit.utils.config import load_config
 
 #: Top-level modules of a whole detector's or segmentor's state dict.
 DENSE_PARTS = ('neck.', 'decode_head.', 'auxiliary_head.', 'rpn_head.',
@@ -51,9 +51,17 @@ def load_backbone(backbone_cfg: dict, ckpt: dict, checkpoint: str,
     return model.eval()
 
 
-# RepViT pads every stride-2 convolution: any size exports, down to 1 x 1
-image_size = checked(int, lambda v: v >= 1,
-                     'a positive size (H and W are positive integers)')
+def image_size(text: str) -> int:
+    """A --shape value: a positive int. RepViT pads every stride-2
+    convolution, so any size exports (down to 1 x 1, one pixel per stage)."""
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise argparse.ArgumentTypeError(
+            f'H and W are positive integers, got {text!r}')
+    return size
 
 
 def parse_args():
