@@ -207,6 +207,38 @@ def ort_session(path, threads: Optional[int] = None):
                                 providers=['CPUExecutionProvider'])
 
 
+def _names_and_axes(wrapper, kind, labels, x):
+    """Output names, and the dynamic axes of the input and outputs."""
+    if kind == 'segmentor':
+        names = ['labels' if labels else 'logits']
+    elif kind == 'backbone':   # by stage, as out_indices counts them
+        names = [f'stage{i}' for i in wrapper.out_indices]
+    else:
+        with torch.no_grad():
+            names = [f'level{i}' for i in range(len(wrapper(x)))]
+    image = {0: 'batch', 2: 'height', 3: 'width'}
+    dynamic = {'input': image}
+    for n in names:
+        dynamic[n] = ({0: 'batch', 1: 'height', 2: 'width'} if n == 'labels'
+                      else image if n == 'logits' else
+                      {0: 'batch', 2: f'{n}_height', 3: f'{n}_width'})
+    return names, dynamic
+
+
+def _parity(data: bytes, reference, inputs, labels: bool) -> dict:
+    """Input shape -> difference of onnxruntime (the file ``data``) to
+    ``reference`` (logits where the file outputs labels)."""
+    session = ort_session(data)
+    diffs = {}
+    for x in inputs:
+        with torch.no_grad():
+            ref = reference(x)
+        ours = session.run(None, {'input': x.numpy()})
+        diffs[tuple(x.shape)] = _label_diff(ours[0], ref.numpy()) if \
+            labels else rel_diff(ours, [ref] if torch.is_tensor(ref) else ref)
+    return diffs
+
+
 def export_onnx(model: nn.Module, out: str,
                 shape: Tuple[int, int] = (512, 512),
                 part: Optional[str] = None, labels: bool = False,
@@ -256,19 +288,7 @@ def export_onnx(model: nn.Module, out: str,
         check_shapes = [(1, c, h, w), (2, c, h + 32, w + 64)]
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randn(*s, generator=generator) for s in check_shapes]
-    if kind == 'segmentor':
-        names = ['labels' if labels else 'logits']
-    elif kind == 'backbone':   # by stage, as out_indices counts them
-        names = [f'stage{i}' for i in wrapper.out_indices]
-    else:
-        with torch.no_grad():
-            names = [f'level{i}' for i in range(len(wrapper(inputs[0])))]
-    image = {0: 'batch', 2: 'height', 3: 'width'}
-    dynamic = {'input': image}
-    for n in names:
-        dynamic[n] = ({0: 'batch', 1: 'height', 2: 'width'} if n == 'labels'
-                      else image if n == 'logits' else
-                      {0: 'batch', 2: f'{n}_height', 3: f'{n}_width'})
+    names, dynamic = _names_and_axes(wrapper, kind, labels, inputs[0])
     buffer = io.BytesIO()   # the file is written once, after the checks
     with warnings.catch_warnings(), _dynamic_upsampling(wrapper):
         # Channel-axis shape checks rightly trace as constants; the parity
@@ -286,14 +306,7 @@ def export_onnx(model: nn.Module, out: str,
     onnx.helper.set_model_props(proto, {'mmrepvit': json.dumps(record)})
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
-    session = ort_session(data)
-    diffs = {}
-    for x in inputs:
-        with torch.no_grad():
-            ref = reference(x)
-        ours = session.run(None, {'input': x.numpy()})
-        diffs[tuple(x.shape)] = _label_diff(ours[0], ref.numpy()) if \
-            labels else rel_diff(ours, [ref] if torch.is_tensor(ref) else ref)
+    diffs = _parity(data, reference, inputs, labels)
     report = OnnxReport(kind, opset, names, diffs)
     worst = max(diffs.values())
     if not worst <= tolerance:
