@@ -16,9 +16,7 @@ from .onnx_export import (
     OnnxReport,
     ParityError,
     export_onnx,
-    onnx_mismatch,
     onnx_part,
-    onnx_record,
     ort_session,
 )
 from .quantize import (
@@ -33,6 +31,5 @@ __all__ = ['find_repvits', 'fuse_checkpoint', 'fuse_model',
            'repvit_backbone_cfg', 'switch_to_deploy', 'unwrap_model',
            'use_channels_last', 'build_model', 'load_model_weights',
            'OnnxReport', 'ParityError', 'export_onnx', 'onnx_part',
-           'onnx_record', 'onnx_mismatch', 'ort_session', 'OnnxRunner',
-           'cpu_flags', 'AgreementError', 'QuantizeReport',
-           'preprocessed_images', 'quantize_onnx']
+           'ort_session', 'OnnxRunner', 'cpu_flags', 'AgreementError',
+           'QuantizeReport', 'preprocessed_images', 'quantize_onnx']

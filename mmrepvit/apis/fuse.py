@@ -16,9 +16,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
     Args:
         model (nn.Module): A model, wrapped or not.
-
-    Returns:
-        nn.Module: The innermost model.
     """
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
@@ -81,12 +78,12 @@ def fuse_model(model: nn.Module, channels_last: bool = False) -> nn.Module:
 def deploy_copy(model: nn.Module) -> nn.Module:
     """The unwrapped model fused, eval, float32 on CPU; copied if it is not."""
     net = unwrap_model(model)
+    fused = all(m.deploy for m in find_repvits(net))
     tensors = itertools.chain(net.parameters(), net.buffers())
-    if all(m.deploy for m in find_repvits(net)) and not any(
-            m.training for m in net.modules()) and all(
-                t.device.type == 'cpu' and (t.dtype == torch.float32 or
-                                            not t.is_floating_point())
-                for t in tensors):
+    if fused and not any(m.training for m in net.modules()) and all(
+            t.device.type == 'cpu' and (t.dtype == torch.float32
+                                        or not t.is_floating_point())
+            for t in tensors):
         return net
     return fuse_model(copy.deepcopy(net).cpu().float())
 
@@ -124,9 +121,8 @@ def use_channels_last(model: nn.Module) -> nn.Module:
     if isinstance(net, RepViT):
         parts = [net]
     elif isinstance(getattr(net, 'backbone', None), nn.Module):
-        parts = [net.backbone]
-        if isinstance(getattr(net, 'neck', None), nn.Module):
-            parts.append(net.neck)
+        parts = [m for m in (net.backbone, getattr(net, 'neck', None))
+                 if isinstance(m, nn.Module)]
     else:
         raise ValueError(f'{type(net).__name__} has no backbone to run in '
                          f'channels_last.')

@@ -29,21 +29,6 @@ def repvit_backbone_cfg(cfg: Config) -> dict:
     return backbone
 
 
-def _build(config: Union[str, Config],
-           deploy: Optional[bool] = None) -> nn.Module:
-    """The model: no pretrained weights, SyncBN as BN, in ``deploy`` form."""
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.pop('pretrained', None)
-    if model_cfg.get('backbone'):
-        model_cfg.backbone.init_cfg = None
-    if deploy is not None:
-        repvit_backbone_cfg(cfg)
-        model_cfg.backbone.deploy = deploy
-    return revert_sync_batchnorm(MODELS.build(model_cfg))
-
-
 def build_model(config: Union[str, Config], seed: int = 0) -> nn.Module:
     """The model of an MMDetection / MMSegmentation config, for analysis.
 
@@ -56,7 +41,7 @@ def build_model(config: Union[str, Config], seed: int = 0) -> nn.Module:
         pretrained ones), SyncBN as BN; the config's scope made current.
     """
     torch.manual_seed(seed)
-    model = _build(config)
+    model = init_model(config)
     # MMEngine logs every parameter's initialisation at INFO: silence it
     logger = MMLogger.get_current_instance()
     level = logger.level
@@ -68,12 +53,23 @@ def build_model(config: Union[str, Config], seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-def init_model(config: Union[str, Config], checkpoint: str,
+def init_model(config: Union[str, Config], checkpoint: Optional[str] = None,
                deploy: Optional[bool] = None,
                contents: Optional[dict] = None) -> nn.Module:
-    """The config's model in eval mode, loaded strictly from ``checkpoint``."""
-    model = _build(config, deploy).eval()
-    load_model_weights(model, checkpoint, contents)
+    """The config's model in eval mode (no pretrained weights, SyncBN as BN,
+    in ``deploy`` form), loaded strictly from ``checkpoint`` if given."""
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.pop('pretrained', None)
+    if model_cfg.get('backbone'):
+        model_cfg.backbone.init_cfg = None
+    if deploy is not None:
+        repvit_backbone_cfg(cfg)
+        model_cfg.backbone.deploy = deploy
+    model = revert_sync_batchnorm(MODELS.build(model_cfg)).eval()
+    if checkpoint is not None:
+        load_model_weights(model, checkpoint, contents)
     return model
 
 

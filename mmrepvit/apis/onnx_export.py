@@ -1,8 +1,8 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Export a fused RepViT model to ONNX, checked in onnxruntime."""
 import contextlib
+import functools
 import io
-import json
 import os
 import os.path as osp
 import warnings
@@ -39,13 +39,11 @@ class OnnxReport(NamedTuple):
 
 
 class _Exported(nn.Module):
-    """Image batch -> backbone + neck features (``kind='features'``), or a
-    segmentor's logits at the input size, or their arg-max ``labels``."""
+    """Images -> neck features, or logits at input size, or ``labels``."""
 
     def __init__(self, model, kind: str, labels: bool = False):
         super().__init__()
-        self.model = model
-        self.kind, self.labels = kind, labels
+        self.model, self.kind, self.labels = model, kind, labels
         # export restores train(self.training) after tracing, and a loaded
         # fused backbone refuses to train
         self.training = model.training
@@ -85,13 +83,10 @@ def _kind(net: nn.Module, part: Optional[str]) -> str:
     if part is not None and part not in PARTS:
         raise ValueError(f'part must be one of {PARTS} or None, got '
                          f'{part!r}.')
-    kind = None
-    if isinstance(net, RepViT):
-        kind = 'backbone'
-    elif hasattr(net, 'extract_feat') and hasattr(net, 'decode_head'):
-        kind = 'segmentor'
-    elif hasattr(net, 'extract_feat') and hasattr(net, 'neck'):
-        kind = 'features'
+    extracts = hasattr(net, 'extract_feat')
+    kind = ('backbone' if isinstance(net, RepViT) else
+            'segmentor' if extracts and hasattr(net, 'decode_head') else
+            'features' if extracts and hasattr(net, 'neck') else None)
     has_backbone = isinstance(getattr(net, 'backbone', None), RepViT)
     has_neck = kind == 'segmentor' and getattr(net, 'with_neck', False)
     if part == 'backbone' and has_backbone or part == 'features' and has_neck:
@@ -99,11 +94,10 @@ def _kind(net: nn.Module, part: Optional[str]) -> str:
     elif kind is None or part not in (None, kind):
         raise ValueError(
             f'Cannot export {"part " + repr(part) + " of " if part else ""}a '
-            f'{type(net).__name__}: export_onnx takes a bare RepViT '
-            f'("backbone"), an MMDetection detector with a RepViT backbone '
-            f'and a neck ("features" or "backbone") or an MMSegmentation '
-            f'EncoderDecoder ("segmentor", "features" if it has a neck, or '
-            f'"backbone").')
+            f'{type(net).__name__}: export_onnx takes a RepViT ("backbone"), '
+            f'a detector with a RepViT backbone and a neck ("features", '
+            f'"backbone") or an EncoderDecoder ("segmentor", "features" '
+            f'with a neck, "backbone").')
     return kind
 
 
@@ -112,16 +106,15 @@ def _dynamic_upsampling(model: nn.Module):
     """Make mmseg's ``Upsample`` export with dynamic sizes while inside."""
     # Its int(size * scale_factor) traces as a constant; for an integer
     # factor, interpolating by scale_factor is the same and stays dynamic.
-    try:
+    Upsample = ()   # none without mmseg
+    with contextlib.suppress(ImportError):
         from mmseg.models.utils import Upsample
-    except ImportError:
-        Upsample = ()
     patched = [m for m in model.modules() if isinstance(m, Upsample)
                and not m.size and isinstance(m.scale_factor, float)
                and m.scale_factor.is_integer()]
     for m in patched:
-        m.forward = lambda x, m=m: F.interpolate(
-            x, scale_factor=m.scale_factor, mode=m.mode,
+        m.forward = functools.partial(
+            F.interpolate, scale_factor=m.scale_factor, mode=m.mode,
             align_corners=m.align_corners)
     try:
         yield
@@ -130,67 +123,12 @@ def _dynamic_upsampling(model: nn.Module):
             del m.forward
 
 
-def onnx_record(model: nn.Module) -> dict:
-    """What an export records of ``model``, to match a file to a config.
-
-    Kept as JSON in the file's ``metadata_props``, key ``'mmrepvit'``.
-
-    Args:
-        model (nn.Module): A bare RepViT, a detector or a segmentor
-            (unwrapped).
-
-    Returns:
-        dict: JSON-ready settings (of another backbone: its class name).
-    """
-    backbone = model if isinstance(model, RepViT) else getattr(
-        model, 'backbone', None)
-    if not isinstance(backbone, RepViT):
-        return dict(backbone=type(backbone).__name__)
-    record = dict(
-        backbone='RepViT', widths=list(backbone.arch_settings['widths']),
-        depths=list(backbone.arch_settings['depths']),
-        stage_ends=backbone.stage_ends,
-        out_indices=list(backbone.out_indices),
-        in_channels=backbone.in_channels)
-    head = getattr(model, 'decode_head', None)
-    if head is not None:
-        record['classes'] = head.out_channels
-    return record
-
-
-def onnx_mismatch(proto, model: nn.Module) -> List[str]:
-    """How the model an ONNX file recorded differs from the config's.
-
-    Args:
-        proto (onnx.ModelProto): The file, as ``onnx.load`` read it.
-        model (nn.Module): The model of the config (unwrapped).
-
-    Returns:
-        list[str]: ``'key FILE (the config's: MODEL)'`` per differing
-        setting; empty if none or the file recorded nothing.
-    """
-    props = {p.key: p.value for p in proto.metadata_props}
-    record = json.loads(props.get('mmrepvit', '{}'))
-    ours = onnx_record(model) if record else {}
-    return [f'{k} {v} (the config\'s: {ours.get(k)})'
-            for k, v in record.items() if v != ours.get(k)]
-
-
 def rel_diff(ours: Sequence, references: Sequence) -> float:
     """Largest difference of paired outputs, relative to each reference."""
-    worst = 0.0
-    for a, b in zip(ours, references):
-        a, b = (np.asarray(x, dtype=np.float64) for x in (a, b))
-        worst = max(worst, float(np.abs(a - b).max()) /
-                    (float(np.abs(b).max()) or 1.0))
-    return worst
-
-
-def _label_diff(ort_labels, logits) -> float:
-    """Relative logit margin that the label map contradicts (0: agrees)."""
-    theirs = np.take_along_axis(logits, ort_labels[:, None], 1)
-    margin = float((logits.max(1, keepdims=True) - theirs).max())
-    return margin / (float(np.abs(logits).max()) or 1.0)
+    pairs = [(np.asarray(a, np.float64), np.asarray(b, np.float64))
+             for a, b in zip(ours, references)]
+    return max([0.0] + [float(np.abs(a - b).max()) /
+                        (float(np.abs(b).max()) or 1.0) for a, b in pairs])
 
 
 def ort_session(path, threads: Optional[int] = None):
@@ -207,8 +145,9 @@ def ort_session(path, threads: Optional[int] = None):
                                 providers=['CPUExecutionProvider'])
 
 
-def _names_and_axes(wrapper, kind, labels, x):
-    """Output names, and the dynamic axes of the input and outputs."""
+def _to_onnx(wrapper, kind, labels, x, opset) -> Tuple[List[str], bytes]:
+    """Output names and the checked ONNX file of ``wrapper`` traced on x."""
+    import onnx
     if kind == 'segmentor':
         names = ['labels' if labels else 'logits']
     elif kind == 'backbone':   # by stage, as out_indices counts them
@@ -217,25 +156,40 @@ def _names_and_axes(wrapper, kind, labels, x):
         with torch.no_grad():
             names = [f'level{i}' for i in range(len(wrapper(x)))]
     image = {0: 'batch', 2: 'height', 3: 'width'}
-    dynamic = {'input': image}
-    for n in names:
-        dynamic[n] = ({0: 'batch', 1: 'height', 2: 'width'} if n == 'labels'
-                      else image if n == 'logits' else
-                      {0: 'batch', 2: f'{n}_height', 3: f'{n}_width'})
-    return names, dynamic
+    known = dict(input=image, logits=image,
+                 labels={0: 'batch', 1: 'height', 2: 'width'})
+    dynamic = {n: known.get(n, {0: 'batch', 2: f'{n}_height',
+                                3: f'{n}_width'}) for n in ['input'] + names}
+    buffer = io.BytesIO()   # the file is written once, after the checks
+    with warnings.catch_warnings(), _dynamic_upsampling(wrapper):
+        # Channel-axis shape checks rightly trace as constants; the parity
+        # check at a second size tests the other axes.
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        warnings.simplefilter('ignore', DeprecationWarning)
+        torch.onnx.export(
+            wrapper, (x, ), buffer, opset_version=opset,
+            input_names=['input'], output_names=names,
+            dynamic_axes=dynamic, **_EXPORT_KWARGS)
+    onnx.checker.check_model(buffer.getvalue(), full_check=True)
+    return names, buffer.getvalue()
 
 
 def _parity(data: bytes, reference, inputs, labels: bool) -> dict:
-    """Input shape -> difference of onnxruntime (the file ``data``) to
-    ``reference`` (logits where the file outputs labels)."""
+    """Input shape -> relative difference of the file ``data`` in ORT."""
     session = ort_session(data)
     diffs = {}
     for x in inputs:
         with torch.no_grad():
             ref = reference(x)
         ours = session.run(None, {'input': x.numpy()})
-        diffs[tuple(x.shape)] = _label_diff(ours[0], ref.numpy()) if \
-            labels else rel_diff(ours, [ref] if torch.is_tensor(ref) else ref)
+        if labels:   # the logit margin that the label map contradicts
+            logits = ref.numpy()
+            theirs = np.take_along_axis(logits, ours[0][:, None], 1)
+            margin = float((logits.max(1, keepdims=True) - theirs).max())
+            diff = margin / (float(np.abs(logits).max()) or 1.0)
+        else:
+            diff = rel_diff(ours, [ref] if torch.is_tensor(ref) else ref)
+        diffs[tuple(x.shape)] = diff
     return diffs
 
 
@@ -274,7 +228,6 @@ def export_onnx(model: nn.Module, out: str,
         ParityError: onnxruntime differs beyond ``tolerance``; no file.
         ValueError: The model or ``part`` cannot be exported.
     """
-    import onnx
     net = deploy_copy(model)
     kind = _kind(net, part)   # deploy_copy found the RepViTs
     if labels and kind != 'segmentor':
@@ -282,40 +235,22 @@ def export_onnx(model: nn.Module, out: str,
                          f'this export is the {kind}.')
     backbone = net if isinstance(net, RepViT) else net.backbone
     wrapper = backbone if kind == 'backbone' else _Exported(net, kind, labels)
-    reference = _Exported(net, kind) if labels else wrapper
     if check_shapes is None:
         c, (h, w) = backbone.in_channels, shape
         check_shapes = [(1, c, h, w), (2, c, h + 32, w + 64)]
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randn(*s, generator=generator) for s in check_shapes]
-    names, dynamic = _names_and_axes(wrapper, kind, labels, inputs[0])
-    buffer = io.BytesIO()   # the file is written once, after the checks
-    with warnings.catch_warnings(), _dynamic_upsampling(wrapper):
-        # Channel-axis shape checks rightly trace as constants; the parity
-        # check at a second size tests the other axes.
-        warnings.simplefilter('ignore', torch.jit.TracerWarning)
-        warnings.simplefilter('ignore', DeprecationWarning)
-        torch.onnx.export(
-            wrapper, (inputs[0], ), buffer, opset_version=opset,
-            input_names=['input'], output_names=names,
-            dynamic_axes=dynamic, **_EXPORT_KWARGS)
-    proto = onnx.load_from_string(buffer.getvalue())
-    record = onnx_record(net)
-    if kind != 'segmentor':
-        record.pop('classes', None)
-    onnx.helper.set_model_props(proto, {'mmrepvit': json.dumps(record)})
-    onnx.checker.check_model(proto, full_check=True)
-    data = proto.SerializeToString()
+    names, data = _to_onnx(wrapper, kind, labels, inputs[0], opset)
+    reference = _Exported(net, kind) if labels else wrapper
     diffs = _parity(data, reference, inputs, labels)
     report = OnnxReport(kind, opset, names, diffs)
-    worst = max(diffs.values())
-    if not worst <= tolerance:
+    if not max(diffs.values()) <= tolerance:
         per_shape = ', '.join(f'{"x".join(map(str, s))}: {d:.2e}'
                               for s, d in diffs.items())
         raise ParityError(
-            f'onnxruntime differs from PyTorch by {worst:.2e} relative '
-            f'(tolerance {tolerance:.0e}; per input shape: {per_shape}); '
-            f'{out} not written.', report)
+            f'onnxruntime differs from PyTorch by {max(diffs.values()):.2e} '
+            f'relative (tolerance {tolerance:.0e}; per input shape: '
+            f'{per_shape}); {out} not written.', report)
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     tmp = f'{out}.tmp'
     try:

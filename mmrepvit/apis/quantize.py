@@ -6,6 +6,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
+from types import SimpleNamespace
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -73,77 +74,80 @@ def preprocessed_images(cfg: Config, num: int, split: str = 'train',
     return images
 
 
-def _relative_errors(names, references, outputs) -> Dict[str, float]:
+def _agreement(names, references, outputs):
+    """Relative error per float output, and the share of pixels whose
+    ``labels`` (or arg-max ``logits``) change (None without them)."""
     errors = {}
     for i, name in enumerate(names if references else []):
         if references[0][i].dtype.kind != 'f':
-            continue   # a label map: label_change measures it
+            continue   # a label map: the label change measures it
         diff = sum(float(np.square(r[i] - o[i]).sum())
                    for r, o in zip(references, outputs))
         norm = sum(float(np.square(r[i]).sum()) for r in references)
         errors[name] = (diff / (norm or 1.0)) ** 0.5
-    return errors
-
-
-def _label_change(names, references, outputs) -> Optional[float]:
-    """Share of pixels whose ``labels`` (or arg-max ``logits``) change."""
     if not references or not {'labels', 'logits'} & set(names):
-        return None
+        return errors, None
     i = names.index('labels' if 'labels' in names else 'logits')
     pick = (lambda a: a) if names[i] == 'labels' else (lambda a: a.argmax(1))
     changed = sum(int((pick(r[i]) != pick(o[i])).sum())
                   for r, o in zip(references, outputs))
-    return changed / sum(pick(r[i]).size for r in references)
+    return errors, changed / sum(pick(r[i]).size for r in references)
 
 
-class _Reader:
-    """onnxruntime's calibration data reader over a list of images."""
-
-    def __init__(self, images):
-        self.feeds = iter([{'input': x} for x in images])
-
-    def get_next(self):
-        return next(self.feeds, None)
-
-
-def _quantizer(pre, calibration, cache, per_channel, method, reduce_range,
-               op_types):
-    """``quantize(out, exclude, only)`` writing ``pre`` as QDQ; ranges kept."""
+def _quantizer(model, tmp, calibration, keep, per_channel, method,
+               reduce_range, op_types):
+    """``quantize(out, exclude, only)``: write ``model`` as QDQ (ranges kept
+    in ``tmp``), return the nodes that take a dequantized input. Refuses
+    node names and op types that the pre-processed ``model`` lacks."""
+    import onnx
     from onnxruntime import quantization as q
+    pre, cache = osp.join(tmp, 'pre.onnx'), osp.join(tmp, 'ranges')
+    # the symbolic shape inference fails on the segmentor's dynamic Resize
+    q.quant_pre_process(model, pre, skip_symbolic_shape=True)
+    graph = onnx.load(pre).graph
+    nodes = [n.name for n in graph.node]
+    unknown = [k for k in keep if k not in nodes]
+    if unknown:
+        raise ValueError(
+            f'No node named {", ".join(unknown)} in {model} after '
+            f'onnxruntime\'s pre-processing (its nodes: {", ".join(nodes[:5])}'
+            f', ...); --keep-float auto measures and names sensitive ones.')
+    types = sorted({n.op_type for n in graph.node})
+    absent = [t for t in op_types or () if t not in types]
+    if absent:
+        raise ValueError(
+            f'No node of type {", ".join(absent)} in {model}: op_types '
+            f'are ONNX operator types, spelt as ONNX does (its types: '
+            f'{", ".join(types)}).')
 
     def quantize(out, exclude=(), only=None):
+        feeds = iter([{'input': x} for x in calibration])
+        reader = SimpleNamespace(get_next=lambda: next(feeds, None))
         q.quantize_static(
-            pre, out, _Reader(calibration), quant_format=q.QuantFormat.QDQ,
+            pre, out, reader, quant_format=q.QuantFormat.QDQ,
             per_channel=per_channel, reduce_range=reduce_range,
             activation_type=q.QuantType.QUInt8,
             weight_type=q.QuantType.QInt8, nodes_to_exclude=list(exclude),
             op_types_to_quantize=op_types and list(op_types),
             nodes_to_quantize=only, **calibration_cache_kwargs(cache),
             calibrate_method=getattr(q.CalibrationMethod, METHODS[method]))
+        nodes = onnx.load(out).graph.node
+        dequantized = {o for n in nodes if n.op_type == 'DequantizeLinear'
+                       for o in n.output}
+        return [n.name for n in nodes if dequantized & set(n.input)
+                and n.op_type not in ('QuantizeLinear', 'DequantizeLinear')]
     return quantize
 
 
-def _quantized_nodes(int8: str) -> List[str]:
-    """Nodes of a QDQ model that take a dequantized input, in graph order."""
-    import onnx
-    graph = onnx.load(int8).graph
-    dequantized = {o for n in graph.node if n.op_type == 'DequantizeLinear'
-                   for o in n.output}
-    return [n.name for n in graph.node if n.op_type not in (
-        'QuantizeLinear', 'DequantizeLinear') and dequantized & set(n.input)]
-
-
-def _sensitivity(quantize, int8, images, references, tmp):
-    """(node, largest error with it alone quantized) per node, worst first."""
-    only = osp.join(tmp, 'only.onnx')
-    costs = []
-    for node in _quantized_nodes(int8):
-        quantize(only, only=[node])
-        runner = OnnxRunner(only)
-        errors = _relative_errors(runner.output_names, references,
-                                  [runner(x) for x in images])
-        costs.append((node, max(errors.values(), default=0.0)))
-    return sorted(costs, key=lambda c: -c[1])
+def _problems(report, max_error, max_label_change) -> List[str]:
+    problems = [f'{name}: relative error {e:.2%} > {max_error:.2%}'
+                for name, e in report.errors.items()
+                if max_error is not None and e > max_error]
+    if max_label_change is not None and report.label_change is not None \
+            and report.label_change > max_label_change:
+        problems.append(f'{report.label_change:.2%} of label-map pixels '
+                        f'change > {max_label_change:.2%}')
+    return problems
 
 
 def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
@@ -189,8 +193,6 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
         ValueError: An unknown method, node or op type, or nothing to
             quantize; nothing is written.
     """
-    import onnx
-    from onnxruntime.quantization import quant_pre_process
     if method not in METHODS:
         raise ValueError(f'method must be one of {list(METHODS)}, got '
                          f'{method!r}.')
@@ -198,53 +200,31 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
     keep = [] if auto or keep_float is None else list(keep_float)
     held_out = list(held_out or [])
     fp32 = OnnxRunner(model)
-    names = fp32.output_names
     references = [fp32(x) for x in held_out]
     sensitivity = []
     with tempfile.TemporaryDirectory() as tmp:
-        pre, int8 = osp.join(tmp, 'pre.onnx'), osp.join(tmp, 'int8.onnx')
-        # the symbolic shape inference fails on the segmentor's dynamic Resize
-        quant_pre_process(model, pre, skip_symbolic_shape=True)
-        graph = onnx.load(pre).graph
-        nodes = [n.name for n in graph.node]
-        unknown = [k for k in keep if k not in nodes]
-        if unknown:
-            raise ValueError(
-                f'No node named {", ".join(unknown)} in {model} after '
-                f'onnxruntime\'s pre-processing (its nodes: '
-                f'{", ".join(nodes[:5])}, ...); --keep-float auto '
-                f'measures and names the sensitive ones.')
-        types = sorted({n.op_type for n in graph.node})
-        absent = [t for t in op_types or () if t not in types]
-        if absent:
-            raise ValueError(
-                f'No node of type {", ".join(absent)} in {model}: op_types '
-                f'are ONNX operator types, spelt as ONNX does (its types: '
-                f'{", ".join(types)}).')
-        quantize = _quantizer(pre, calibration, osp.join(tmp, 'ranges'),
-                              per_channel, method, reduce_range, op_types)
+        int8 = osp.join(tmp, 'int8.onnx')
+        quantize = _quantizer(model, tmp, calibration, keep, per_channel,
+                              method, reduce_range, op_types)
         while True:
-            quantize(int8, exclude=keep)
-            if not _quantized_nodes(int8):
+            quantized = quantize(int8, exclude=keep)
+            if not quantized:
                 raise ValueError(
                     f'onnxruntime quantized no node of {model}'
                     + (f' of the types {", ".join(op_types)}' if op_types
                        else '') + ', so nothing would run in INT8; '
                     'choose other op_types (e.g. Conv).')
             runner = OnnxRunner(int8)
-            outputs = [runner(x) for x in held_out]
             report = QuantizeReport(
-                len(calibration), len(held_out),
-                _relative_errors(names, references, outputs),
-                _label_change(names, references, outputs), list(keep),
-                sensitivity)
+                len(calibration), len(held_out), *_agreement(
+                    fp32.output_names, references,
+                    [runner(x) for x in held_out]), list(keep), sensitivity)
             problems = _problems(report, max_error, max_label_change)
             if not (auto and problems and len(keep) < max_keep):
                 break
             if not sensitivity:
-                images = calibration[:2]
-                sensitivity = _sensitivity(quantize, int8, images,
-                                           [fp32(x) for x in images], tmp)
+                sensitivity = _sensitivity(quantize, quantized, fp32,
+                                           calibration[:2], tmp)
             keep.append(sensitivity[len(keep)][0])
         if held_out and problems:
             kept = f' (kept in float: {", ".join(keep)})' if keep else ''
@@ -259,12 +239,15 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
     return report
 
 
-def _problems(report, max_error, max_label_change) -> List[str]:
-    problems = [f'{name}: relative error {e:.2%} > {max_error:.2%}'
-                for name, e in report.errors.items()
-                if max_error is not None and e > max_error]
-    if max_label_change is not None and report.label_change is not None \
-            and report.label_change > max_label_change:
-        problems.append(f'{report.label_change:.2%} of label-map pixels '
-                        f'change > {max_label_change:.2%}')
-    return problems
+def _sensitivity(quantize, nodes, fp32, images, tmp):
+    """(node, largest error with it alone quantized) per node, worst first."""
+    only = osp.join(tmp, 'only.onnx')
+    references = [fp32(x) for x in images]
+    costs = []
+    for node in nodes:
+        quantize(only, only=[node])
+        runner = OnnxRunner(only)
+        errors, _ = _agreement(runner.output_names, references,
+                               [runner(x) for x in images])
+        costs.append((node, max(errors.values(), default=0.0)))
+    return sorted(costs, key=lambda c: -c[1])

@@ -26,10 +26,8 @@ def cpu_flags(path: str = '/proc/cpuinfo') -> List[str]:
 
 
 class OnnxRunner:
-    """An ONNX file ready to run: ``runner(x)`` returns its numpy outputs.
-
-    ``x`` is the preprocessed image batch (N x 3 x H x W float32); the
-    outputs are in the file's order.
+    """An ONNX file ready to run: ``runner(x)`` returns its numpy outputs, in
+    the file's order, for a preprocessed N x 3 x H x W float32 batch ``x``.
 
     Args:
         path (str): The ``.onnx`` file (float32 or quantized QDQ).
@@ -78,18 +76,16 @@ class OnnxRunner:
         model = core.read_model(path)
         if shape is not None:
             model.reshape(list(shape))
-        config = {'INFERENCE_PRECISION_HINT': precision.replace('fp', 'f'),
-                  'PERFORMANCE_HINT': 'LATENCY'}
-        if threads:
-            config['INFERENCE_NUM_THREADS'] = threads
-        compiled = core.compile_model(model, 'CPU', config)
+        compiled = core.compile_model(model, 'CPU', {
+            'INFERENCE_PRECISION_HINT': precision.replace('fp', 'f'),
+            'PERFORMANCE_HINT': 'LATENCY',
+            **({'INFERENCE_NUM_THREADS': threads} if threads else {})})
         actual = compiled.get_property('INFERENCE_PRECISION_HINT')
         if precision == 'bf16' and actual != ov.Type.bf16:
             raise ValueError(
                 f'OpenVINO runs {actual}, not bf16, on this CPU: bfloat16 '
                 f'needs AMX or AVX-512 BF16 (this CPU has: '
-                f'{", ".join(cpu_flags()) or "none of them"}). '
-                f'Use precision fp32.')
+                f'{", ".join(cpu_flags()) or "none of them"}). Use fp32.')
         self.output_names = [o.get_any_name() for o in compiled.outputs]
         request = compiled.create_infer_request()
         self._run = lambda x: [np.array(o) for o in request.infer(

@@ -29,8 +29,6 @@ from mmrepvit.apis import (
     build_model,
     export_onnx,
     load_model_weights,
-    onnx_mismatch,
-    onnx_record,
 )
 
 TOOL = 'tools/deploy/test_onnx.py'
@@ -224,44 +222,6 @@ def test_outputs_that_do_not_fit_the_model_are_refused():
     with pytest.raises(ValueError, match='EncoderDecoder gives level0, '
                        'level1, level2, level3'):
         tool.exported_part(levels, seg, 'seg.py', 'x.onnx')
-
-
-def test_what_the_export_recorded_must_fit_the_model(deployed):
-    """Another class count (logits: a dynamic axis; labels: no channel axis
-    at all) or other stage ends (the same names and shapes) do not show in
-    the outputs: the file records them and they are compared."""
-    tool = import_tool(TOOL)
-    d = deployed('seg')
-    seg = build_model(str(d.cfg))
-    exported = onnx.load(str(d.onnx))
-    props = {p.key: p.value for p in exported.metadata_props}
-    assert json.loads(props['mmrepvit']) == onnx_record(seg) == dict(
-        backbone='RepViT', widths=[40, 80, 160, 320], depths=[2, 3, 10, 2],
-        stage_ends='before_downsample', out_indices=[0, 1, 2, 3],
-        in_channels=3, classes=seg.decode_head.out_channels)
-    assert onnx_mismatch(exported, seg) == []
-    # the file of a 3-class segmentor with detection taps
-    other = build_model(str(d.cfg))
-    other.decode_head.out_channels = 3
-    other.backbone.stage_ends = 'before_pre_block'
-    proto = onnx.load(str(d.onnx))
-    onnx.helper.set_model_props(proto, {'mmrepvit': json.dumps(
-        onnx_record(other))})
-    classes = seg.decode_head.out_channels
-    differ = onnx_mismatch(proto, seg)
-    assert differ == [
-        "stage_ends before_pre_block (the config's: before_downsample)",
-        f"classes 3 (the config's: {classes})"]
-    with pytest.raises(ValueError, match=(
-            r'x.onnx \(outputs labels\) was exported from another model '
-            r'than the EncoderDecoder of seg.py: stage_ends before_pre_block '
-            r"\(the config's: before_downsample\); classes 3 \(the "
-            rf"config's: {classes}\)\. Export the model of this config")):
-        tool.exported_part([('labels', None)], seg, 'seg.py', 'x.onnx',
-                           differ)
-    # a file without a record (older exports) is matched by its outputs
-    del proto.metadata_props[:]
-    assert onnx_mismatch(proto, seg) == []
 
 
 @pytest.mark.parametrize('args,message', [

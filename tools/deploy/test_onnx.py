@@ -20,7 +20,6 @@ import json
 import logging
 import os.path as osp
 import re
-from typing import Sequence
 
 import onnx
 import torch
@@ -31,7 +30,7 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmrepvit.apis import OnnxRunner, onnx_mismatch, unwrap_model
+from mmrepvit.apis import OnnxRunner, unwrap_model
 from mmrepvit.apis.runtime import BACKENDS
 from mmrepvit.utils.checks import check_config
 from mmrepvit.utils.config import add_common_args, checked, tool_config
@@ -69,13 +68,10 @@ def onnx_outputs(proto) -> list:
     return outputs
 
 
-def exported_part(outputs: list, model, config: str, path: str,
-                  differ: Sequence[str] = ()) -> str:
+def exported_part(outputs: list, model, config: str, path: str) -> str:
     """'segmentor', 'features' or 'backbone': what the file computes of
     ``model``, by its output names. Raises ValueError, naming the file's
-    outputs and what the config's model expects, where they do not fit,
-    or where what the export recorded differs (``differ``:
-    ``onnx_mismatch``)."""
+    outputs and what the config's model expects, where they do not fit."""
     names = [n for n, _ in outputs]
     what = f'{path} (outputs {", ".join(names)})'
     kind = type(model).__name__
@@ -124,10 +120,6 @@ def exported_part(outputs: list, model, config: str, path: str,
             raise ValueError(f'{what}: {name} has {got} channels, the '
                              f'{kind} of {config} {want}. Export the model '
                              f'of this config.')
-    if differ:
-        raise ValueError(f'{what} was exported from another model than the '
-                         f'{kind} of {config}: {"; ".join(differ)}. Export '
-                         f'the model of this config.')
     return part
 
 
@@ -215,13 +207,11 @@ def main():
     except ImportError as e:
         parser.error(f'{e}: install {args.backend} (pip install '
                      f'{args.backend}) or choose another --backend.')
-    proto = onnx.load(args.onnx, load_external_data=False)
-    outputs = onnx_outputs(proto)
+    outputs = onnx_outputs(onnx.load(args.onnx, load_external_data=False))
     runner = build_runner(parser, args)
     model = unwrap_model(runner.model)
     try:
-        part = exported_part(outputs, model, args.config, args.onnx,
-                             onnx_mismatch(proto, model))
+        part = exported_part(outputs, model, args.config, args.onnx)
     except ValueError as e:
         parser.error(str(e))
     labels = outputs[0][0] == 'labels'
