@@ -13,10 +13,7 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from ..layers.repvit_blocks import (
-    build_features,
-    fuse_modules,
-)
+from ..layers.repvit_blocks import build_features, fuse_modules
 from ..utils import BackboneState, backbone_state_dict
 from ..utils.ckpt_convert import FUSED_KEYS, UNFUSED_KEYS
 
@@ -31,32 +28,28 @@ class RepViT(BaseModule):
     4, 8, 16 and 32, each after the first starting with a stride-2 block.
 
     Args:
-        arch (str | dict): One of :attr:`arch_zoo`, or a dict of
-            ``widths`` (even) and ``depths`` (blocks per stage, >= 2 but in
-            the last) per stage (see :func:`block_settings`).
+        arch (str | dict): One of :attr:`arch_zoo`, or a dict of ``widths``
+            (even) and ``depths`` (>= 2 but in the last) per stage.
             Defaults to ``'m1_1'``.
         in_channels (int): Input image channels. Defaults to ``3``.
-        out_indices (int | Sequence[int]): Stages whose outputs are returned;
-            negative indices count from the end. Defaults to ``(0, 1, 2, 3)``.
+        out_indices (int | Sequence[int]): Stages to return (negative: from
+            the end). Defaults to ``(0, 1, 2, 3)``.
         stage_ends (str): ``'before_pre_block'`` as the paper's detection
             code and timm (m1_1 taps ``features`` 2, 6, 20, 24), or
             ``'before_downsample'`` as its segmentation code (3, 7, 21, 24).
             Defaults to ``'before_pre_block'``.
-        frozen_stages (int): ``-1`` freezes nothing, ``0`` the stem, ``k`` the
-            stem and the first ``k`` stages (no gradients, norms in eval
-            mode). Defaults to ``-1``.
-        norm_eval (bool): Keep BatchNorms in eval mode while training (as
-            the official code does). Defaults to ``False``.
-        norm_cfg (dict): Config for mmcv's ``build_norm_layer``, e.g.
-            ``dict(type='SyncBN')``; only BatchNorm can be fused.
+        frozen_stages (int): Freeze (no gradients, norms in eval mode) the
+            stem and this many stages; ``-1``: nothing. Defaults to ``-1``.
+        norm_eval (bool): BatchNorms in eval mode while training, as
+            officially. Defaults to ``False``.
+        norm_cfg (dict): mmcv norm config; only BatchNorm fuses.
             Defaults to ``dict(type='BN')``.
-        drop_path_rate (float): Stochastic depth of the channel mixers, rising
-            linearly from 0 over the blocks (the official network uses none).
-            Defaults to ``0.``.
+        drop_path_rate (float): Stochastic depth of the channel mixers,
+            rising linearly from 0 (none officially). Defaults to ``0.``.
         with_cp (bool): Gradient checkpointing per block (same results, less
-            memory, one more forward). Defaults to ``False``.
-        deploy (bool): Build the fused form directly, for checkpoints saved
-            after :meth:`switch_to_deploy`. Defaults to ``False``.
+            memory). Defaults to ``False``.
+        deploy (bool): Build the fused form (see :meth:`switch_to_deploy`).
+            Defaults to ``False``.
         init_cfg (dict | list[dict] | None): A ``Pretrained`` entry loads
             with :meth:`load_pretrained`. Defaults to ``None``.
 
@@ -81,27 +74,20 @@ class RepViT(BaseModule):
         'm2_3': dict(widths=(80, 160, 320, 640), depths=(7, 8, 36, 3)),
     }
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'm1_1',
-                 in_channels: int = 3,
+    def __init__(self, arch: Union[str, dict] = 'm1_1', in_channels: int = 3,
                  out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
-                 stage_ends: str = 'before_pre_block',
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 norm_cfg: Optional[dict] = None,
-                 drop_path_rate: float = 0.,
-                 with_cp: bool = False,
+                 stage_ends: str = 'before_pre_block', frozen_stages: int = -1,
+                 norm_eval: bool = False, norm_cfg: Optional[dict] = None,
+                 drop_path_rate: float = 0., with_cp: bool = False,
                  deploy: bool = False,
                  init_cfg: Union[dict, List[dict], None] = None):
         super().__init__(init_cfg=init_cfg)
-        if isinstance(arch, str):
-            if arch not in self.arch_zoo:
-                raise ValueError(
-                    f'Unknown RepViT arch {arch!r}; use one of '
-                    f'{sorted(self.arch_zoo)} or a widths/depths dict.')
-            self.arch_settings = self.arch_zoo[arch]
-        else:
-            self.arch_settings = _custom_arch(arch)
+        if isinstance(arch, str) and arch not in self.arch_zoo:
+            raise ValueError(
+                f'Unknown RepViT arch {arch!r}; use one of '
+                f'{sorted(self.arch_zoo)} or a widths/depths dict.')
+        self.arch_settings = (self.arch_zoo[arch] if isinstance(arch, str)
+                              else _custom_arch(arch))
         self.arch_name = arch if isinstance(arch, str) else 'custom'
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(
@@ -109,10 +95,8 @@ class RepViT(BaseModule):
         self.in_channels = in_channels
         self.norm_cfg = dict(type='BN') if norm_cfg is None else norm_cfg
         self.deploy = deploy
-
         self.features = build_features(self.arch_settings, in_channels,
                                        self.norm_cfg, deploy, drop_path_rate)
-
         if stage_ends not in ('before_pre_block', 'before_downsample'):
             raise ValueError(
                 f"stage_ends must be one of ('before_pre_block', "
@@ -122,28 +106,15 @@ class RepViT(BaseModule):
         if stage_ends == 'before_pre_block':
             ends = [i - 1 for i in ends[:-1]] + ends[-1:]
         self.stage_outputs = ends
-        n = len(ends)
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        if not isinstance(out_indices, Sequence) or not out_indices or \
-                not all(isinstance(i, int) for i in out_indices):
-            raise TypeError(f'out_indices must be an int or a non-empty '
-                            f'sequence of ints, got {out_indices!r}.')
-        for i in out_indices:
-            if not -n <= i < n:
-                raise IndexError(
-                    f'out_indices entry {i} is out of range: RepViT '
-                    f'{self.arch_name!r} has {n} stages (valid: 0..{n - 1} '
-                    f'or -{n}..-1).')
-        self.out_indices = tuple(i % n for i in out_indices)
-        if not -1 <= frozen_stages <= n:
+        self.out_indices = _stage_indices(out_indices, len(ends),
+                                          self.arch_name)
+        if not -1 <= frozen_stages <= len(ends):
             raise ValueError(
-                f'frozen_stages must be in [-1, {n}] (-1: none, k: the stem '
-                f'and k stages), got {frozen_stages}.')
+                f'frozen_stages must be in [-1, {len(ends)}] (-1: none, k: '
+                f'the stem and k stages), got {frozen_stages}.')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
-
         widths = self.arch_settings['widths']
         self.feature_info = [
             dict(num_chs=widths[i], reduction=4 * 2**i,
@@ -176,9 +147,7 @@ class RepViT(BaseModule):
         return tuple(outs[i] for i in self.out_indices)
 
     def _freeze_stages(self):
-        if self.frozen_stages < 0:
-            return
-        last = ([0] + self.stage_outputs)[self.frozen_stages]
+        last = ([-1, 0] + self.stage_outputs)[self.frozen_stages + 1]
         for layer in self.features[:last + 1]:
             layer.eval()
             for p in layer.parameters():
@@ -210,44 +179,42 @@ class RepViT(BaseModule):
                 f'The init_cfg of RepViT has {len(pretrained)} Pretrained '
                 f'entries; give one checkpoint.')
         if not pretrained:
-            super().init_weights()
-            return
-        if len(entries) > 1:
-            self.init_cfg = [c for c in entries if c is not pretrained[0]]
-            try:
+            return super().init_weights()
+        self.init_cfg = [c for c in entries if c is not pretrained[0]]
+        try:
+            if self.init_cfg:
                 super().init_weights()
-            finally:
-                self.init_cfg = cfg
-        pretrained = {k: v for k, v in pretrained[0].items() if k != 'type'}
-        unknown = set(pretrained) - {'checkpoint', 'prefix', 'map_location'}
+        finally:
+            self.init_cfg = cfg
+        kwargs = {k: v for k, v in pretrained[0].items() if k != 'type'}
+        unknown = set(kwargs) - {'checkpoint', 'prefix', 'map_location'}
         if unknown:
             raise ValueError(
                 f'Unknown keys {sorted(unknown)} in the Pretrained init_cfg '
                 f'of RepViT; allowed: checkpoint, prefix, map_location.')
-        self.load_pretrained(**pretrained)
+        self.load_pretrained(**kwargs)
         self._is_init = True
 
     def load_pretrained(self, checkpoint: Union[str, dict],
                         prefix: Optional[str] = None, map_location='cpu',
                         logger='current', source: Optional[str] = None
                         ) -> BackboneState:
-        """Load backbone weights: read safely, convert the layout, check
-        the fit, then ``load_state_dict`` (whose
-        :meth:`_load_from_state_dict` adapts the form).
+        """Load backbone weights: read safely, convert the layout, check the
+        fit, then ``load_state_dict`` (which adapts the form).
 
         Args:
-            checkpoint (str | dict): A local path, an http(s) URL, or a
-                checkpoint already read.
+            checkpoint (str | dict): A path, an http(s) URL, or a checkpoint
+                already read.
             prefix (str, optional): Key prefix of the backbone, e.g.
                 ``'backbone.'``. Defaults to ``None``.
             map_location: Where tensors are loaded. Defaults to ``'cpu'``.
             logger: Where the report goes. Defaults to ``'current'``.
-            source (str, optional): How errors name a checkpoint given as a
-                dict. Defaults to ``None``.
+            source (str, optional): How errors name a dict checkpoint.
+                Defaults to ``None``.
 
         Returns:
-            BackboneState: Tensors loaded, layout, keys dropped, missing and
-            unexpected.
+            BackboneState: Tensors loaded, layout, dropped, missing and
+            unexpected keys.
 
         Raises:
             ValueError: No tensor matches, shapes differ (another arch or
@@ -270,13 +237,13 @@ class RepViT(BaseModule):
             self.load_state_dict(matched, strict=False)
         finally:
             del self._fill_missing
+        extra = (f', prefix {prefix!r}' if prefix else '') + (
+            f', dropped {len(dropped)} classification-head tensors'
+            if dropped else '')
         print_log(
             f'Loaded {len(matched)}/{len(matched) + len(missing)} tensors of '
             f'RepViT-{self.arch_name}{" (deploy)" if self.deploy else ""} '
-            f'from {source} ({layout} layout'
-            + (f', prefix {prefix!r}' if prefix else '')
-            + (f', dropped {len(dropped)} classification-head tensors'
-               if dropped else '') + ').', logger=logger)
+            f'from {source} ({layout} layout{extra}).', logger=logger)
         if missing:
             print_log(f'Missing keys in {name} ({len(missing)}; these keep '
                       f'their initialisation): {missing}', logger, WARNING)
@@ -288,13 +255,12 @@ class RepViT(BaseModule):
     def _training_form(self, device=None) -> 'RepViT':
         """A training-form twin (on ``'meta'``: its shapes only)."""
         with torch.device(device or 'cpu'):
-            return RepViT(self.arch_settings, self.in_channels,
+            return RepViT(self.arch_settings, self.in_channels, out_indices=0,
                           norm_cfg=self.norm_cfg)
 
     def switch_to_deploy(self) -> 'RepViT':
         """Fuse every Conv2d-BN and RepVGGDW into one convolution, in place
-        (BatchNorm statistics folded in: equal in eval mode). Returns self.
-        """
+        (equal in eval mode: BatchNorm statistics folded in); returns self."""
         if self.deploy:
             return self
         if self.training:
@@ -324,12 +290,10 @@ class RepViT(BaseModule):
                       logger='current')
         elif self.deploy and any(map(UNFUSED_KEYS.match, own)):
             training = self._training_form()
-            result = training.load_state_dict(own, strict=False)
+            missing, unexpected = training.load_state_dict(own, strict=False)
             # fusing without an unreported key would use random weights
-            may_miss = getattr(self, '_fill_missing', ())
-            missing = [k for k in result.missing_keys if k not in may_miss
-                       and not k.endswith('num_batches_tracked')]
-            unexpected = result.unexpected_keys
+            missing = [k for k in missing if not k.endswith('batches_tracked')
+                       and k not in getattr(self, '_fill_missing', ())]
             if missing or unexpected:
                 raise ValueError(
                     f'{name}: the checkpoint holds training-form RepViT '
@@ -371,13 +335,27 @@ def _custom_arch(arch: dict) -> dict:
     return dict(widths=widths, depths=depths)
 
 
+def _stage_indices(out_indices, n: int, arch: str) -> Tuple[int, ...]:
+    """``out_indices`` checked, as stages in ``[0, n)``."""
+    if isinstance(out_indices, int):
+        out_indices = [out_indices]
+    if not isinstance(out_indices, Sequence) or not out_indices or \
+            not all(isinstance(i, int) for i in out_indices):
+        raise TypeError(f'out_indices must be an int or a non-empty '
+                        f'sequence of ints, got {out_indices!r}.')
+    bad = [i for i in out_indices if not -n <= i < n]
+    if bad:
+        raise IndexError(
+            f'out_indices entry {bad[0]} is out of range: RepViT {arch!r} '
+            f'has {n} stages (valid: 0..{n - 1} or -{n}..-1).')
+    return tuple(i % n for i in out_indices)
+
+
 @contextlib.contextmanager
 def _preserved_norm_stats(module: nn.Module):
-    """Restore the norm running statistics on exit, so that a checkpointed
-    recomputation updates them once per step."""
-    saved = [(buf, buf.clone()) for m in module.modules()
-             if isinstance(m, nn.modules.batchnorm._NormBase)
-             for buf in m.buffers()]
+    """Restore norm running statistics on exit: a recomputation under
+    gradient checkpointing must not update them twice."""
+    saved = [(buf, buf.clone()) for buf in module.buffers()]   # norms' only
     try:
         yield
     finally:

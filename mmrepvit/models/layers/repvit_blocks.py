@@ -1,6 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """RepViT's blocks; each fusable one has ``fuse()`` returning its deploy
 form. Child names follow the official checkpoints."""
+from functools import partial
 from typing import List, NamedTuple, Optional, Sequence
 
 import torch
@@ -23,25 +24,25 @@ def build_norm(norm_cfg: Optional[dict], num_features: int) -> nn.Module:
             f'registered in MMEngine\'s MODELS.') from e
 
 
-def _fold_bn(weight: torch.Tensor, bias: Optional[torch.Tensor],
-             bn: _BatchNorm):
-    """Fold an eval-mode BN into weight and bias, in float64 (rounded once,
-    by :func:`_make_conv`)."""
+def _fold_bn(weight: torch.Tensor, bias, bn: _BatchNorm):
+    """Weight and bias with an eval-mode BN folded in, in float64."""
     if not isinstance(bn, _BatchNorm):
         raise TypeError(
             f'Only BatchNorm folds into a convolution, not '
             f'{type(bn).__name__} (norm_cfg): train with BN or SyncBN to '
             f'deploy fused.')
-    b = 0.0 if bias is None else bias.detach().double()
     std = (bn.running_var.double() + bn.eps).sqrt()
     scale = bn.weight.detach().double() / std
     return (weight.detach().double() * scale.reshape(-1, 1, 1, 1),
-            bn.bias.detach().double() + (b - bn.running_mean.double()) * scale)
+            bn.bias.detach().double() + (bias - bn.running_mean.double()) *
+            scale)
 
 
-def _make_conv(ref: nn.Conv2d, weight: torch.Tensor,
-               bias: torch.Tensor) -> nn.Conv2d:
-    """A conv like ``ref`` (dtype and device too) holding weight and bias."""
+def _fused_conv(ref: nn.Conv2d, weight: torch.Tensor, bias,
+                bn: _BatchNorm) -> nn.Conv2d:
+    """A conv like ``ref`` (dtype and device too) of weight and bias with
+    ``bn`` folded in, rounded once from float64."""
+    weight, bias = _fold_bn(weight, bias, bn)
     conv = nn.Conv2d(
         ref.in_channels, ref.out_channels, ref.kernel_size, ref.stride,
         ref.padding, ref.dilation, ref.groups, bias=True,
@@ -68,7 +69,7 @@ class Conv2dBN(nn.Sequential):
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
         """One Conv2d (with bias) equal to this module in eval mode."""
-        return _make_conv(self.c, *_fold_bn(self.c.weight, None, self.bn))
+        return _fused_conv(self.c, self.c.weight, 0.0, self.bn)
 
 
 def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1,
@@ -91,8 +92,7 @@ class RepVGGDW(nn.Module):
         super().__init__()
         self.conv = Conv2dBN(channels, channels, 3, 1, 1, groups=channels,
                              norm_cfg=norm_cfg)
-        self.conv1 = nn.Conv2d(channels, channels, 1, 1, 0, groups=channels,
-                               bias=True)
+        self.conv1 = nn.Conv2d(channels, channels, 1, groups=channels)
         self.bn = build_norm(norm_cfg, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,14 +101,12 @@ class RepVGGDW(nn.Module):
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
         """One 3x3 depthwise Conv2d equal to this module in eval mode."""
-        w3, b3 = _fold_bn(self.conv.c.weight, None, self.conv.bn)
+        w3, b3 = _fold_bn(self.conv.c.weight, 0.0, self.conv.bn)
         w1 = F.pad(self.conv1.weight.detach().double(), [1, 1, 1, 1])
         identity = torch.zeros_like(w3)
         identity[:, 0, 1, 1] = 1.0
-        weight, bias = _fold_bn(w3 + w1 + identity,
-                                b3 + self.conv1.bias.detach().double(),
-                                self.bn)
-        return _make_conv(self.conv.c, weight, bias)
+        return _fused_conv(self.conv.c, w3 + w1 + identity,
+                           b3 + self.conv1.bias.detach().double(), self.bn)
 
 
 class SqueezeExcite(nn.Module):
@@ -120,13 +118,12 @@ class SqueezeExcite(nn.Module):
         super().__init__()
         rd = max(divisor, int(channels * rd_ratio + divisor / 2) // divisor *
                  divisor)
-        self.fc1 = nn.Conv2d(channels, rd, 1, bias=True)
+        self.fc1 = nn.Conv2d(channels, rd, 1)
         self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(rd, channels, 1, bias=True)
+        self.fc2 = nn.Conv2d(rd, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean((2, 3), keepdim=True)
-        s = self.fc2(self.act(self.fc1(s)))
+        s = self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))
         return x * s.sigmoid()
 
 
@@ -154,10 +151,9 @@ def block_settings(widths: Sequence[int],
                    depths: Sequence[int]) -> List[BlockSetting]:
     """The blocks of a RepViT given its widths and depths per stage.
 
-    Every stage but the first starts with a stride-2 block. As in all
-    official arches, the even stride-1 blocks (counted from 0 after each
-    stride-2 one) have SE, except a *pre-block* (the last block of a stage
-    another follows).
+    Every stage but the first starts with a stride-2 block. As officially,
+    even stride-1 blocks (counted from 0 after it) have SE, except a
+    *pre-block* (the last block of a stage another follows).
 
     Args:
         widths (Sequence[int]): Output channels of each stage.
@@ -167,13 +163,11 @@ def block_settings(widths: Sequence[int],
         list[BlockSetting]: Width, stride and SE of every block.
     """
     blocks = []
-    last_stage = len(widths) - 1
     for stage, (width, depth) in enumerate(zip(widths, depths)):
         for j in range(depth):
             downsamples = stage > 0 and j == 0
-            position = j - 1 if stage > 0 else j
-            pre_block = stage < last_stage and j == depth - 1
-            use_se = not (downsamples or pre_block) and position % 2 == 0
+            pre_block = stage < len(widths) - 1 and j == depth - 1
+            use_se = not (downsamples or pre_block) and j % 2 == (stage > 0)
             blocks.append(BlockSetting(width, 2 if downsamples else 1, use_se))
     return blocks
 
@@ -187,31 +181,24 @@ class RepViTBlock(nn.Module):
                  use_se: bool, drop_path_rate: float = 0.0,
                  norm_cfg: Optional[dict] = None, deploy: bool = False):
         super().__init__()
-        se = SqueezeExcite(in_channels) if use_se else nn.Identity()
         if stride != 2 and (stride != 1 or in_channels != out_channels):
             raise ValueError(
                 f'A RepViT block has stride 2, or 1 keeping its width; got '
                 f'stride {stride}, {in_channels} -> {out_channels} channels.')
-        if stride == 1:
-            dw = (nn.Conv2d(in_channels, in_channels, 3, 1, 1,
-                            groups=in_channels) if deploy else
-                  RepVGGDW(in_channels, norm_cfg))
-            self.token_mixer = nn.Sequential(dw, se)
-        else:
+        cbn = partial(conv_bn, norm_cfg=norm_cfg, deploy=deploy)
+        se = SqueezeExcite(in_channels) if use_se else nn.Identity()
+        if stride == 2:
             self.token_mixer = nn.Sequential(
-                conv_bn(in_channels, in_channels, 3, 2, 1,
-                        groups=in_channels, norm_cfg=norm_cfg, deploy=deploy),
-                se,
-                conv_bn(in_channels, out_channels, 1, norm_cfg=norm_cfg,
-                        deploy=deploy))
-        hidden = 2 * out_channels
-        self.channel_mixer = Residual(
-            nn.Sequential(
-                conv_bn(out_channels, hidden, 1, norm_cfg=norm_cfg,
-                        deploy=deploy),
-                nn.GELU(),
-                conv_bn(hidden, out_channels, 1, bn_weight_init=0.0,
-                        norm_cfg=norm_cfg, deploy=deploy)), drop_path_rate)
+                cbn(in_channels, in_channels, 3, 2, 1, groups=in_channels), se,
+                cbn(in_channels, out_channels))
+        else:   # RepVGGDW fuses into a 3x3 depthwise conv
+            self.token_mixer = nn.Sequential(
+                cbn(in_channels, in_channels, 3, 1, 1, groups=in_channels)
+                if deploy else RepVGGDW(in_channels, norm_cfg), se)
+        self.channel_mixer = Residual(nn.Sequential(
+            cbn(out_channels, 2 * out_channels), nn.GELU(),
+            cbn(2 * out_channels, out_channels, bn_weight_init=0.0)),
+            drop_path_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.channel_mixer(self.token_mixer(x))
@@ -223,19 +210,15 @@ def build_features(arch: dict, in_channels: int, norm_cfg: Optional[dict],
     between), then the blocks, drop path rising to ``drop_path_rate``."""
     blocks = block_settings(**arch)
     width = blocks[0].width
-    stem = nn.Sequential(
-        conv_bn(in_channels, width // 2, 3, 2, 1, norm_cfg=norm_cfg,
-                deploy=deploy), nn.GELU(),
-        conv_bn(width // 2, width, 3, 2, 1, norm_cfg=norm_cfg,
-                deploy=deploy))
+    cbn = partial(conv_bn, kernel_size=3, stride=2, padding=1,
+                  norm_cfg=norm_cfg, deploy=deploy)
+    features = [nn.Sequential(cbn(in_channels, width // 2), nn.GELU(),
+                              cbn(width // 2, width))]
     # on the CPU even under torch.device('meta')
-    drop_rates = torch.linspace(0, drop_path_rate, len(blocks),
-                                device='cpu').tolist()
-    features = [stem]
-    for block, drop_rate in zip(blocks, drop_rates):
+    rates = torch.linspace(0, drop_path_rate, len(blocks), device='cpu')
+    for block, rate in zip(blocks, rates.tolist()):
         features.append(RepViTBlock(width, block.width, block.stride,
-                                    block.use_se, drop_rate, norm_cfg,
-                                    deploy))
+                                    block.use_se, rate, norm_cfg, deploy))
         width = block.width
     return nn.ModuleList(features)
 
@@ -251,4 +234,3 @@ def fuse_modules(module: nn.Module) -> int:
         else:
             count += fuse_modules(child)
     return count
-

@@ -27,8 +27,6 @@ _STRIDE2_MAP = (('token_mixer.0.', 'spatial_downsample.'),
 _TOP_MAP = (('features.0.0.', 'stem.conv1.'), ('features.0.2.', 'stem.conv2.'),
             ('classifier.classifier.', 'head.head.'),
             ('classifier.classifier_dist.', 'head.head_dist.'))
-_BLOCK = re.compile(r'(features\.\d+|stages\.\d+\.(blocks\.\d+|downsample'
-                    r'(\.pre_block)?))\.(.*)')
 
 
 def detect_layout(state: Dict[str, torch.Tensor]) -> str:
@@ -37,35 +35,25 @@ def detect_layout(state: Dict[str, torch.Tensor]) -> str:
     return 'timm' if timm else 'official'
 
 
-def _rename(key: str, table, reverse: bool) -> Optional[str]:
-    for a, b in table:
-        src, dst = (b, a) if reverse else (a, b)
-        if key.startswith(src):
-            return dst + key[len(src):]
-    return None
-
-
 def _convert(state: Dict[str, torch.Tensor], blocks: dict,
              to_timm: bool) -> StateDict:
     """Rename keys; ``blocks``: official block prefix -> (timm's, table)."""
+    pairs = list(_TOP_MAP) + [(f'{official}.{a}', f'{timm}.{b}')
+                              for official, (timm, table) in blocks.items()
+                              for a, b in table]
     if not to_timm:
-        blocks = {timm: (official, table)
-                  for official, (timm, table) in blocks.items()}
+        pairs = [(b, a) for a, b in pairs]
     out = OrderedDict()
     for k, v in state.items():
-        new = _rename(k, _TOP_MAP, not to_timm)
-        m = _BLOCK.match(k)
-        if new is None and m and m.group(1) in blocks:
-            base, table = blocks[m.group(1)]
-            inner = _rename(m.group(4), table, not to_timm)
-            if inner is None and to_timm:
-                where = ('a stride-2 block (SE before the 1x1 conv)'
-                         if table is _STRIDE2_MAP else 'this block')
+        new = next((b + k[len(a):] for a, b in pairs if k.startswith(a)), None)
+        if new is None:
+            block = re.match(r'(features\.\d+)\.', k)
+            if to_timm and block and block[1] in blocks:
+                where = ('a stride-2 block (SE before the 1x1 conv)' if
+                         blocks[block[1]][1] is _STRIDE2_MAP else 'this block')
                 raise ValueError(f'{k!r} has no counterpart in timm\'s '
                                  f'layout: timm has no such module in '
                                  f'{where}.')
-            new = None if inner is None else f'{base}.{inner}'
-        if new is None:
             layout = 'an official' if to_timm else 'a timm'
             raise ValueError(f'Unrecognised key {k!r} in {layout}-layout '
                              f'RepViT state dict.')
@@ -88,10 +76,10 @@ def official_to_timm(state: Dict[str, torch.Tensor]) -> StateDict:
     Raises:
         ValueError: A key has no place in timm's layout.
     """
-    indices = sorted({int(m.group(1)) for k in state
-                      for m in [re.match(r'features\.(\d+)\.', k)] if m} - {0})
-    stride2 = {i for i in indices if any(
-        k.startswith(f'features.{i}.token_mixer.2.') for k in state)}
+    found = [m for m in map(re.compile(r'features\.(\d+)\.(token_mixer'
+                                       r'\.2\.)?').match, state) if m]
+    indices = sorted({int(m[1]) for m in found} - {0})
+    stride2 = {int(m[1]) for m in found if m[2]}
     if indices and indices[0] in stride2:
         raise ValueError('The first RepViT block must have stride 1.')
     blocks, stage, j = {}, 0, 0
@@ -120,17 +108,14 @@ def timm_to_official(state: Dict[str, torch.Tensor]) -> StateDict:
     Raises:
         ValueError: A key is not one of timm's RepViT keys.
     """
-    depths: Dict[int, int] = {}
-    has_down = set()
+    depths, has_down = {}, set()
     for k in state:
         m = re.match(r'stages\.(\d+)\.(blocks\.(\d+)|downsample)\.', k)
         if m:
-            s = int(m.group(1))
-            depths.setdefault(s, 0)
-            if m.group(3) is None:
+            s, j = int(m.group(1)), m.group(3)
+            if j is None:
                 has_down.add(s)
-            else:
-                depths[s] = max(depths[s], int(m.group(3)) + 1)
+            depths[s] = max(depths.get(s, 0), 0 if j is None else int(j) + 1)
     names = []   # timm's blocks in order: features 1, 2, ...
     for s in sorted(depths):
         if s in has_down:
@@ -198,11 +183,10 @@ def check_backbone_fit(state: Dict[str, torch.Tensor],
     own = deploy if fused else training
     mismatched = [
         f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-        for k, v in state.items() if k in own and own[k].shape != v.shape
-    ]
+        for k, v in state.items() if k in own and own[k].shape != v.shape]
     stem = 'features.0.0.c.weight'
-    if (len(mismatched) == 1 and stem in state and stem in own
-            and state[stem].shape[1] != own[stem].shape[1]):
+    if len(mismatched) == 1 and mismatched[0].startswith(stem + ':') and \
+            state[stem].shape[1] != own[stem].shape[1]:
         theirs = state[stem].shape[1]
         raise ValueError(
             f'{source} was trained on {theirs}-channel images and this '
