@@ -6,10 +6,9 @@ import os.path as osp
 import tempfile
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Sequence
 
 import torch
-import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer
 from torch.utils.benchmark import Measurement, Timer
 
@@ -21,12 +20,7 @@ BASELINE = 'resnet50'
 ARCHES = list(RepViT.arch_zoo) + [BASELINE]
 
 
-def _display_name(arch: str) -> str:
-    return 'ResNet-50' if arch == BASELINE else \
-        'RepViT-' + arch.upper().replace('_', '.')
-
-
-def _backbone(arch: str) -> nn.Module:
+def _backbone(arch: str) -> torch.nn.Module:
     torch.manual_seed(0)
     if arch != BASELINE:
         return RepViT(arch).eval()
@@ -62,7 +56,7 @@ def _image(inputs) -> torch.Tensor:
     return inputs if isinstance(inputs, torch.Tensor) else inputs['inputs']
 
 
-def flop_analyzer(model: nn.Module, inputs,
+def flop_analyzer(model: torch.nn.Module, inputs,
                   task: str = 'forward') -> FlopAnalyzer:
     """Quiet ``FlopAnalyzer`` of a task call (predict: as get_flops.py)."""
     model.forward = TASKS[task][1](model, inputs)   # keeps module names
@@ -76,31 +70,24 @@ def flop_analyzer(model: nn.Module, inputs,
     return analyzer
 
 
-def _as_built(model, inputs, task):
-    return partial(TASKS[task][0], model, inputs)
-
-
-def _channels_last(model, inputs, task):
-    if _image(inputs) is inputs:   # a bare backbone
+def _pytorch(name, model, inputs, task):
+    """Form ``name`` in PyTorch; None for float16 off CUDA."""
+    fp16 = name.endswith('+fp16')
+    if fp16 and not next(model.parameters()).is_cuda:
+        return None
+    if 'channels_last' in name and _image(inputs) is inputs:   # a backbone
         model.to(memory_format=torch.channels_last)
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    else:   # backbone + neck (mmcv's RoIAlign misreads channels_last)
-        apis.use_channels_last(model)
-    return _as_built(model, inputs, task)
+    elif 'channels_last' in name:   # backbone + neck: mmcv's RoIAlign
+        apis.use_channels_last(model)   # misreads channels_last
+    fn = partial(TASKS[task][0], model, inputs)
+    return torch.autocast('cuda', dtype=torch.float16)(fn) if fp16 else fn
 
 
-def _cuda_fp16(make, model, inputs, task):
-    """``make``'s form under CUDA float16 autocast; None off CUDA."""
-    if not next(model.parameters()).is_cuda:
-        return None
-    return torch.autocast('cuda', dtype=torch.float16)(
-        make(model, inputs, task))
-
-
-def _onnx(model, inputs, task, backend: str = 'onnxruntime',
-          precision: str = 'fp32', int8: bool = False,
-          op_types: Optional[Sequence[str]] = None):
-    """The exported deploy form, run in ``backend`` on the CPU."""
+def _onnx(name, model, inputs, task):
+    """Form ``name``: the exported deploy form, run on the CPU."""
+    backend, _, kind = name.partition('+')   # kind: '', 'int8' or 'bf16'
+    precision = 'bf16' if kind == 'bf16' else 'fp32'
     part = {'predict': 'segmentor', 'features': 'features'}.get(
         task, 'backbone')
     if next(model.parameters()).is_cuda:
@@ -114,9 +101,11 @@ def _onnx(model, inputs, task, backend: str = 'onnxruntime',
         path = fp32 = osp.join(tmp, 'model.onnx')
         apis.export_onnx(model, fp32, x.shape[2:], part=part,
                          labels=part == 'segmentor', check_shapes=[x.shape])
-        if int8:   # calibrated on the timed input: for speed only
+        if kind == 'int8':   # calibrated on the timed input: for speed only
             path = osp.join(tmp, 'int8.onnx')
-            apis.quantize_onnx(fp32, path, [x], op_types=op_types)
+            # only Conv: the INT8 file OpenVINO runs fastest (docs/deploy.md)
+            apis.quantize_onnx(fp32, path, [x], op_types=['Conv'] if
+                               backend == 'openvino' else None)
         try:
             runner = apis.OnnxRunner(path, backend, precision,
                                      threads=torch.get_num_threads(),
@@ -128,34 +117,22 @@ def _onnx(model, inputs, task, backend: str = 'onnxruntime',
     return partial(runner, x)
 
 
-#: name: (make, fuse first). ``make(model, inputs, task)`` prepares both in
-#: place; returns the timed callable, or None where the form does not apply.
-FORMS = {
-    'training': (_as_built, False),
-    'channels_last': (_channels_last, False),
-    'deploy': (_as_built, True),
-    'deploy+channels_last': (_channels_last, True),
-    'deploy+fp16': (partial(_cuda_fp16, _as_built), True),
-    'deploy+channels_last+fp16': (partial(_cuda_fp16, _channels_last), True),
-    'onnxruntime': (_onnx, True),
-    'onnxruntime+int8': (partial(_onnx, int8=True), True),
-    'openvino': (partial(_onnx, backend='openvino'), True),
-    'openvino+bf16': (partial(_onnx, backend='openvino', precision='bf16'),
-                      True),
-    # only Conv: the INT8 file OpenVINO runs fastest (docs/deploy.md)
-    'openvino+int8': (partial(_onnx, backend='openvino', int8=True,
-                              op_types=['Conv']), True),
-}
 CUDA_AMP_FORMS = ('deploy+fp16', 'deploy+channels_last+fp16')
 CPU_FORMS = ('onnxruntime', 'onnxruntime+int8', 'openvino', 'openvino+bf16',
              'openvino+int8')
+#: name: (make, fuse first). ``make(model, inputs, task)`` prepares both in
+#: place; returns the timed callable, or None where the form does not apply.
+FORMS = {name: (partial(_onnx if name in CPU_FORMS else _pytorch, name),
+                name not in ('training', 'channels_last'))
+         for name in ('training', 'channels_last', 'deploy',
+                      'deploy+channels_last', *CUDA_AMP_FORMS, *CPU_FORMS)}
 
 
 @dataclass
 class Subject:
     """A model to time; ``cfg``: its config, None for a bare backbone."""
     name: str
-    build: Callable[[], nn.Module]
+    build: Callable[[], torch.nn.Module]
     cfg: Any = None
     baseline: bool = False
 
@@ -163,16 +140,18 @@ class Subject:
     def of(cls, source, baseline: bool = False) -> 'Subject':
         """The subject of an arch of :data:`ARCHES` or of a config."""
         if isinstance(source, str):
-            return cls(_display_name(source), partial(_backbone, source),
+            return cls('ResNet-50' if source == BASELINE else 'RepViT-' +
+                       source.upper().replace('_', '.'),
+                       partial(_backbone, source),
                        baseline=baseline or source == BASELINE)
         bb = source.model.backbone
         name = bb.type + (f'-{bb.depth}' if 'depth' in bb else '')
         if bb.type == 'RepViT' and isinstance(bb.arch, str):
-            name = _display_name(bb.arch)
+            name = cls.of(bb.arch).name
         return cls(f'{name} {source.model.type}',
                    partial(apis.build_model, source), source, baseline)
 
-    def inputs(self, model: nn.Module, batch: int, size: Sequence[int],
+    def inputs(self, model: torch.nn.Module, batch: int, size: Sequence[int],
                training: bool = False):
         """Seeded random inputs on the model's device, as it takes them."""
         gen, shape = torch.Generator().manual_seed(0), tuple(size)
@@ -197,6 +176,37 @@ class Subject:
                 for _ in range(batch)]
             data = dict(inputs=images, data_samples=samples)
         return model.data_preprocessor(data, training)
+
+
+def _cases(subject, task, forms, batch, size, device, with_macs, notes):
+    """(Row, timed callable) of each form that applies to the task."""
+    if (task == 'forward') != (subject.cfg is None):
+        notes.append(f'{subject.name}: no {task!r} task')
+        return []
+    cases, macs, training = [], {}, task == 'train'
+    for name in forms:
+        make, fused = FORMS[name]
+        model, label = subject.build().to(device), name
+        if fused and not apis.switch_to_deploy(model) and \
+                name.startswith('deploy'):   # nothing to fuse
+            label = name[7:] if '+' in name else 'training'
+        if any(row.form == label for row, _ in cases):
+            continue
+        model.train(training)
+        inputs = subject.inputs(model, batch, size, training)
+        if with_macs and not training and fused not in macs:
+            macs[fused] = flop_analyzer(model, inputs, task).total()
+        fn = None if fused and training else make(model, inputs, task)
+        if fn is None:
+            notes.append(f'{subject.name}, {name}: does not apply to the '
+                         f'{task!r} task on {device}')
+            continue
+        where = str(torch.get_num_threads()) if device == 'cpu' else device
+        cases.append((Row(subject.name, label, task,
+                          f'{batch}x3x{size[0]}x{size[1]}', where,
+                          macs.get(fused), subject.baseline),
+                      fn if training else torch.no_grad()(fn)))
+    return cases
 
 
 def run_benchmark(subjects: Sequence[Subject], forms: Sequence[str],
@@ -228,36 +238,10 @@ def run_benchmark(subjects: Sequence[Subject], forms: Sequence[str],
     rows = []
     for n, size, batch in itertools.product(threads, sizes, batches):
         torch.set_num_threads(n)
-        shape = f'{batch}x3x{size[0]}x{size[1]}'
-        where = str(n) if device == 'cpu' else device
-        cases, notes, macs = [], [], {}
+        cases, notes = [], []
         for task, subject in itertools.product(tasks, subjects):
-            training, labels = task == 'train', set()
-            if (task == 'forward') != (subject.cfg is None):
-                notes.append(f'{subject.name}: no {task!r} task')
-                continue
-            for name in forms:
-                make, fused = FORMS[name]
-                model, label = subject.build().to(device), name
-                if fused and not apis.switch_to_deploy(model) and \
-                        name.startswith('deploy'):   # nothing to fuse
-                    label = name[7:] if '+' in name else 'training'
-                if label in labels:
-                    continue
-                model.train(training)
-                inputs = subject.inputs(model, batch, size, training)
-                key = subject.name, fused, task
-                if with_macs and not training and key not in macs:
-                    macs[key] = flop_analyzer(model, inputs, task).total()
-                fn = None if fused and training else make(model, inputs, task)
-                if fn is None:
-                    notes.append(f'{subject.name}, {name}: does not apply '
-                                 f'to the {task!r} task on {device}')
-                    continue
-                labels.add(label)
-                row = Row(subject.name, label, task, shape, where,
-                          macs.get(key), subject.baseline)
-                cases.append((row, fn if training else torch.no_grad()(fn)))
+            cases += _cases(subject, task, forms, batch, size, device,
+                            with_macs, notes)
         for note in dict.fromkeys(notes):
             log(f'  note: {note}')
         for _, fn in cases * warmup:

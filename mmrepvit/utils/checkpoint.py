@@ -1,6 +1,5 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Reading checkpoints without running code from them, their tensors, and
-the checkpoint ``--resume`` continues from."""
+"""Checkpoints read without running code, their tensors, ``--resume``'s."""
 import glob
 import logging
 import os
@@ -22,6 +21,24 @@ from .checks import checkpoint_problem
 _CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 
 
+def _download(url: str) -> str:
+    """Where ``torch.hub`` caches ``url``, downloaded there if not yet."""
+    cached = osp.join(torch.hub.get_dir(), 'checkpoints',
+                      osp.basename(urllib.parse.urlparse(url).path))
+    if not osp.isfile(cached):
+        os.makedirs(osp.dirname(cached), exist_ok=True)
+        print_log(f'Downloading {url} to {cached}', logger='current')
+        try:
+            torch.hub.download_url_to_file(url, cached, progress=False)
+        except urllib.error.URLError as e:
+            raise ConnectionError(
+                f'Could not download the checkpoint {url} ({e.reason}). '
+                f'Download it by hand and give its local path instead, e.g. '
+                f'/path/to/{osp.basename(cached)} as the checkpoint argument, '
+                f'init_cfg.checkpoint or load_from.') from e
+    return cached
+
+
 def read_checkpoint(filename: str, map_location='cpu') -> dict:
     """Read a checkpoint (``weights_only``) without executing code from it.
 
@@ -41,22 +58,7 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
     """
     filename = str(filename)
     if re.match(r'^https?://', filename):
-        cached = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(
-            urllib.parse.urlparse(filename).path))
-        if not osp.isfile(cached):
-            os.makedirs(osp.dirname(cached), exist_ok=True)
-            print_log(f'Downloading {filename} to {cached}', logger='current')
-            try:
-                torch.hub.download_url_to_file(filename, cached,
-                                               progress=False)
-            except urllib.error.URLError as e:
-                raise ConnectionError(
-                    f'Could not download the checkpoint {filename} '
-                    f'({e.reason}). Download it by hand and give its local '
-                    f'path instead, e.g. /path/to/'
-                    f'{filename.rsplit("/", 1)[-1]} as the checkpoint '
-                    f'argument, init_cfg.checkpoint or load_from.') from e
-        return _torch_load(filename, cached, map_location)
+        return _torch_load(filename, _download(filename), map_location)
     if '://' in filename:
         raise ValueError(f'Unsupported checkpoint location {filename!r}: use '
                          f'a local path or an http(s) URL.')
@@ -71,12 +73,13 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
             f'--resume in a config).')
     with open(filename, 'rb') as f:
         head = f.read(9)
-    if len(head) == 9 and head[8:9] == b'{':   # safetensors: size, JSON
+    if head[8:9] == b'{':   # safetensors: a header size, then JSON
         from safetensors import SafetensorError
         from safetensors.torch import load_file
+        device = str(map_location) if isinstance(
+            map_location, (str, torch.device)) else 'cpu'
         try:
-            return load_file(filename, device=str(map_location) if isinstance(
-                map_location, (str, torch.device)) else 'cpu')
+            return load_file(filename, device=device)
         except (SafetensorError, ValueError, RuntimeError) as e:
             raise _not_a_checkpoint(
                 filename, f'a broken safetensors file: {e}') from e
@@ -135,23 +138,19 @@ def extract_state_dict(checkpoint: Union[str, dict],
                        prefix: Optional[str] = None,
                        source: Optional[str] = None,
                        map_location='cpu') -> Dict[str, torch.Tensor]:
-    """The tensors of a checkpoint: its ``state_dict`` or ``model`` entry, or
-    itself, DDP's ``module.`` stripped, only those under ``prefix``.
+    """The tensors of a checkpoint (or its ``state_dict``/``model`` entry).
 
     Args:
-        checkpoint (str | dict): A file or URL (read with
-            :func:`read_checkpoint`; a URL through MMEngine's
-            ``CheckpointLoader``, so that rank 0 downloads first), or a
-            checkpoint read already.
-        prefix (str, optional): Keep the keys under it, without it, e.g.
-            ``'backbone.'``. Defaults to ``None``: all.
-        source (str, optional): How errors name it. Defaults to ``None``:
-            ``"checkpoint 'PATH'"``, or ``'checkpoint'`` for a dict.
-        map_location: Where a file's tensors are loaded. Defaults to
-            ``'cpu'``.
+        checkpoint (str | dict): A checkpoint, or a file or URL of one (a
+            URL read by MMEngine's ``CheckpointLoader``: rank 0 first).
+        prefix (str, optional): Keep only the keys under it, without it,
+            e.g. ``'backbone.'``. Defaults to None (all).
+        source (str, optional): How errors name it. Defaults to None
+            (``"checkpoint 'PATH'"``, or ``'checkpoint'`` for a dict).
+        map_location: Where a file's tensors go. Defaults to ``'cpu'``.
 
     Returns:
-        OrderedDict: Key -> tensor.
+        OrderedDict: Key -> tensor, DDP's ``module.`` prefix stripped.
 
     Raises:
         TypeError: It holds something other than tensors.
@@ -159,17 +158,16 @@ def extract_state_dict(checkpoint: Union[str, dict],
     """
     if isinstance(checkpoint, str):
         source = source or f'checkpoint {checkpoint!r}'
-        # a URL through MMEngine's loader (compat.safe_mmengine_loads): in a
-        # distributed job rank 0 downloads first
+        # a URL through MMEngine's loader (compat.safe_mmengine_loads)
         read = (CheckpointLoader.load_checkpoint
                 if re.match(r'^https?://', checkpoint) else read_checkpoint)
         checkpoint = read(checkpoint, map_location)
-    ckpt, source = checkpoint, source or 'checkpoint'
-    if not isinstance(ckpt, dict):
-        raise TypeError(f'{source} holds a {type(ckpt).__name__}, not a dict '
-                        f'of tensors.')
-    ckpt = next((ckpt[key] for key in ('state_dict', 'model', 'module')
-                 if isinstance(ckpt.get(key), dict)), ckpt)
+    source = source or 'checkpoint'
+    if not isinstance(checkpoint, dict):
+        raise TypeError(f'{source} holds a {type(checkpoint).__name__}, not '
+                        f'a dict of tensors.')
+    ckpt = next((checkpoint[key] for key in ('state_dict', 'model', 'module')
+                 if isinstance(checkpoint.get(key), dict)), checkpoint)
     state = OrderedDict()
     for k, v in ckpt.items():
         if not isinstance(v, torch.Tensor):

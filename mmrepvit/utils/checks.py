@@ -1,6 +1,5 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
-"""Checks of a config before a run (neck widths, data paths, ``load_from``)
-that name the setting to change."""
+"""Checks of a config before a run that name the setting to change."""
 import difflib
 import inspect
 import os
@@ -33,19 +32,15 @@ def _backbone_widths(backbone: dict) -> Tuple[List[int], str]:
 
 def _consumers(model: dict) -> Iterator[Tuple[str, dict]]:
     """``(dotted path, config)`` of the (first) neck, or else of the heads."""
-    neck = model.get('neck')
-    if isinstance(neck, (list, tuple)):
-        yield 'model.neck.0', neck[0]
-    elif neck is not None:
-        yield 'model.neck', neck
-    else:
-        for name in ('decode_head', 'auxiliary_head'):
-            heads = model.get(name)
-            if isinstance(heads, (list, tuple)):
-                for i, head in enumerate(heads):
-                    yield f'model.{name}.{i}', head
-            elif heads is not None:
-                yield f'model.{name}', heads
+    names = ['neck'] if model.get('neck') is not None else [
+        'decode_head', 'auxiliary_head']
+    for name in names:
+        parts = model.get(name)
+        if isinstance(parts, (list, tuple)):
+            for i, part in enumerate(parts[:1] if name == 'neck' else parts):
+                yield f'model.{name}.{i}', part
+        elif parts is not None:
+            yield f'model.{name}', parts
 
 
 def check_neck_widths(model: dict) -> None:
@@ -55,8 +50,8 @@ def check_neck_widths(model: dict) -> None:
         model (dict): A model config (``cfg.model``).
 
     Raises:
-        ValueError: A neck's ``in_channels`` list, or a neckless head's for
-            its ``in_index``, differs, or ``in_index`` selects no output.
+        ValueError: A neck's or neckless head's ``in_channels`` differs
+            from the widths, or ``in_index`` selects no output.
     """
     backbone = model.get('backbone') or {}
     if backbone.get('type') not in ('RepViT', 'mmrepvit.RepViT'):
@@ -64,12 +59,9 @@ def check_neck_widths(model: dict) -> None:
     widths, settings = _backbone_widths(backbone)
     for where, part in _consumers(model):
         expected = part.get('in_channels')
-        if isinstance(expected, tuple):
-            expected = list(expected)
-        if where.startswith('model.neck'):
-            if not isinstance(expected, list):
-                continue
-            given = widths
+        expected = list(expected) if isinstance(expected, tuple) else expected
+        if where.startswith('model.neck'):   # only a list is compared
+            given = widths if isinstance(expected, list) else expected
         else:   # a head reading backbone outputs through in_index
             index = part.get('in_index', -1)
             try:
@@ -78,8 +70,8 @@ def check_neck_widths(model: dict) -> None:
             except IndexError:
                 raise ValueError(
                     f'{where}.in_index={index} selects an output that the '
-                    f'RepViT backbone ({settings}) does not give: it gives '
-                    f'{len(widths)} outputs, of widths {widths}.') from None
+                    f'RepViT backbone ({settings}) does not give: its '
+                    f'outputs have widths {widths}.') from None
         if expected != given:
             raise ValueError(
                 f'{where}.in_channels is {expected}, but the RepViT backbone '
@@ -99,16 +91,15 @@ def leaf_datasets(dataset: dict, where: str) -> Iterator[Tuple[str, dict]]:
         yield where, dataset
 
 
-def _is_remote(path: str) -> bool:
-    return '://' in str(path)
-
-
-def _missing(path: str, kind: str, where: str, hint: str) -> str:
+def _missing(path, kind, where, hint, exists=osp.exists) -> Optional[str]:
+    """Why ``path`` is missing, or None (it exists, or it is remote)."""
+    if '://' in str(path) or exists(path):
+        return None
     return (f'{where}: {kind} {path!r} does not exist (looked for '
             f'{osp.abspath(path)!r}). {hint}')
 
 
-def _image_suffix(dataset: dict, scope: str):
+def _image_suffix(dataset: dict, scope: str) -> Optional[str]:
     """``img_suffix`` of a dataset config, or its class's default."""
     if 'img_suffix' in dataset:
         return dataset['img_suffix']
@@ -121,54 +112,40 @@ def _image_suffix(dataset: dict, scope: str):
     return default if isinstance(default, str) else None
 
 
-def _dataset_problems(where: str, dataset: dict, scope: str) -> Iterator[str]:
+def _dataset_problems(where: str, dataset: dict, scope: str) -> Iterator:
+    """What a dataset lacks locally (or None)."""
     root = dataset.get('data_root') or ''
-    if dataset.get('backend_args') or _is_remote(root):
+    if dataset.get('backend_args') or '://' in root:
         return     # another storage backend
     if root and not osp.isdir(root):
         fix = (f'Put the data there or point the config at it, e.g. '
                f'--cfg-options {where}.data_root=/path/to/data.')
         if osp.basename(osp.normpath(root)) in ('demo_ade', 'demo_coco'):
-            fix += (' The demo data are written by tools/demo.py or '
-                    'tools/dataset_converters/make_demo_'
-                    f"{'ade' if 'ade' in root else 'coco'}.py.")
-        yield _missing(root, 'data_root', where, fix)
+            fix += ' tools/demo.py writes the demo data.'
+        yield _missing(root, 'data_root', where, fix, osp.isdir)
         return
-
-    def joined(path):
-        return path if osp.isabs(path) or not root else osp.join(root, path)
-
-    ann_file = dataset.get('ann_file') or ''
-    if ann_file and not _is_remote(ann_file) and \
-            not osp.exists(joined(ann_file)):
-        yield _missing(joined(ann_file), 'ann_file', where,
+    ann_file = dataset.get('ann_file')
+    if ann_file:   # osp.join keeps an absolute path, as MMEngine does
+        yield _missing(osp.join(root, ann_file), 'ann_file', where,
                        f'Check {where}.ann_file and data_root.')
     prefixes = dataset.get('data_prefix') or {}
     for key, prefix in prefixes.items():
-        if prefix and not _is_remote(prefix) and not osp.isdir(joined(prefix)):
-            yield _missing(joined(prefix), f'data_prefix.{key} directory',
-                           where, f'Check {where}.data_prefix and data_root.')
+        problem = prefix and _missing(
+            osp.join(root, prefix), f'data_prefix.{key} directory', where,
+            f'Check {where}.data_prefix and data_root.', osp.isdir)
+        if problem:
+            yield problem
             return
     # Without ann_file, MMSegmentation lists img_path: empty, it fails oddly.
     images = prefixes.get('img_path')
-    if ann_file or not images or _is_remote(images):
+    if ann_file or not images or '://' in images:
         return
-    suffix = _image_suffix(dataset, scope)
+    suffix, images = _image_suffix(dataset, scope), osp.join(root, images)
     if suffix and not any(name.endswith(suffix) for _, _, files
-                          in os.walk(joined(images)) for name in files):
-        yield (f'{where}: no {suffix!r} file in {joined(images)!r}, so the '
-               f'dataset would be empty. Check data_root, '
-               f'data_prefix.img_path and img_suffix.')
-
-
-def _evaluator_problems(where: str, evaluator) -> Iterator[str]:
-    metrics = evaluator if isinstance(evaluator, (list, tuple)) else \
-        evaluator.get('metrics', [evaluator])
-    for metric in metrics if isinstance(metrics, (list, tuple)) else [metrics]:
-        ann_file = metric.get('ann_file') if isinstance(metric, dict) else None
-        if ann_file and not _is_remote(ann_file) and not osp.isfile(ann_file):
-            yield _missing(ann_file, 'ann_file', where,
-                           f'Set {where}.ann_file to the annotation file.')
+                          in os.walk(images) for name in files):
+        yield (f'{where}: no {suffix!r} file in {images!r}, so the dataset '
+               f'would be empty. Check data_root, data_prefix.img_path and '
+               f'img_suffix.')
 
 
 def check_data_paths(cfg, loaders: Sequence[str]) -> None:
@@ -181,11 +158,18 @@ def check_data_paths(cfg, loaders: Sequence[str]) -> None:
                                             f'{loader}.dataset'):
             problems += _dataset_problems(where, dataset,
                                           cfg.get('default_scope'))
-        evaluator = loader.replace('_dataloader', '_evaluator')
-        if cfg.get(evaluator):
-            problems += _evaluator_problems(evaluator, cfg[evaluator])
-    if problems:
-        raise FileNotFoundError('\n'.join(dict.fromkeys(problems)))
+        where = loader.replace('_dataloader', '_evaluator')
+        metrics = cfg.get(where) or []
+        if isinstance(metrics, dict):
+            metrics = metrics.get('metrics', metrics)
+        for metric in [metrics] if isinstance(metrics, dict) else metrics:
+            if isinstance(metric, dict) and metric.get('ann_file'):
+                problems.append(_missing(
+                    metric['ann_file'], 'ann_file', where,
+                    f'Set {where}.ann_file to the annotation file.',
+                    osp.isfile))
+    if any(problems):
+        raise FileNotFoundError('\n'.join(filter(None, problems)))
 
 
 def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
@@ -193,8 +177,8 @@ def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
 
     Args:
         path (str): A local file.
-        full (bool): Check each zip member's CRC-32 (reading the whole
-            file), else only the central directory. Defaults to ``True``.
+        full (bool): Check each member's CRC-32 (reading the whole file),
+            else only the zip directory. Defaults to ``True``.
 
     Returns:
         str | None: The problem, in words, or None (a pre-zip pickle passes).
@@ -207,26 +191,24 @@ def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
         return 'the file is empty'
     if not zipfile.is_zipfile(path):
         with open(path, 'rb') as f:
-            if f.read(1) == b'\x80':    # a pre-zip pickle checkpoint
-                return None
-        return ('it is not a complete checkpoint archive (cut short, '
-                'or not a checkpoint at all)')
+            pickled = f.read(1) == b'\x80'   # a pre-zip pickle checkpoint
+        return None if pickled else ('it is not a complete checkpoint '
+                                     'archive (cut short, or not a '
+                                     'checkpoint at all)')
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip() if full else None
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         return f'its archive is damaged ({e})'
-    return None if bad is None else \
-        f'its member {bad!r} is corrupted (CRC mismatch)'
+    return bad and f'its member {bad!r} is corrupted (CRC mismatch)'
 
 
 def check_load_from(cfg) -> None:
     """Raise if ``cfg.load_from`` is a local path but no whole checkpoint."""
     path = cfg.get('load_from')
-    if not path or _is_remote(path):
-        return
-    problem = checkpoint_problem(path, full=False)   # torch.load reads it
-    if problem is not None:
+    problem = path and '://' not in path and checkpoint_problem(
+        path, full=False)   # full=False: torch.load checks the CRCs
+    if problem:
         error = ValueError if osp.exists(path) else FileNotFoundError
         raise error(f'Cannot load the checkpoint {path!r}: {problem} (looked '
                     f'for {osp.abspath(path)!r}). Check the path, or save or '

@@ -2,6 +2,7 @@
 """Config loading and the flags the tools share; ``--cfg-options`` that
 would change nothing are warned about."""
 import argparse
+import contextlib
 import difflib
 import inspect
 import logging
@@ -25,8 +26,7 @@ _READ_BY_RUNNER = {
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
-    """Load an MMDetection or MMSegmentation config (a file or
-    ``pkg::path``) with ``cfg_options`` merged in."""
+    """Load a config file or ``pkg::path``, merging in ``cfg_options``."""
     if '::' in config:
         from mmengine.hub import get_config
         cfg = get_config(config)
@@ -47,13 +47,10 @@ def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
 def checked(kind, ok, what):
     """An argparse type: ``kind(text)`` if ``ok`` of it, else an error."""
     def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f'expected {what}, got {text!r}')
-        return value
+        with contextlib.suppress(ValueError):
+            if ok(value := kind(text)):
+                return value
+        raise argparse.ArgumentTypeError(f'expected {what}, got {text!r}')
     return parse
 
 
@@ -70,20 +67,6 @@ def config_only(text: str) -> str:
     return text
 
 
-def add_common_args(parser):
-    """Add the flags ``tools/train.py`` and ``tools/test.py`` share."""
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=ConfigOptionsAction,
-        help='override settings in the config, xxx=yyy format, e.g. '
-        'train_dataloader.batch_size=4 model.backbone.with_cp=True')
-    parser.add_argument('--launcher',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    # torchrun sets LOCAL_RANK; torch.distributed.launch passes --local_rank.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-
-
 class ConfigOptionsAction(DictAction):
     """``DictAction`` whose malformed pairs are usage errors."""
 
@@ -98,6 +81,17 @@ class ConfigOptionsAction(DictAction):
             parser.error(f'{option_string}: {e}')
 
 
+def add_common_args(parser):
+    """Add the flags ``tools/train.py`` and ``tools/test.py`` share."""
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
+                        help='KEY=VALUE pairs overriding config settings')
+    parser.add_argument('--launcher', default='none', help='job launcher',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    # torchrun sets LOCAL_RANK; torch.distributed.launch passes --local_rank.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
 def parse_tool_args(parser, argv=None):
     """Parse ``argv`` with the shared flags: ``(args, config)``."""
     add_common_args(parser)
@@ -110,11 +104,9 @@ def tool_config(args) -> Config:
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    if args.work_dir is not None or cfg.get('work_dir') is None:
+        cfg.work_dir = args.work_dir or osp.join(
+            './work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.launcher != 'none':
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
             dict(type='DistributedJobHook')]

@@ -51,12 +51,10 @@ def load_log(path: str, name: Optional[str] = None) -> TrainingLog:
     Returns:
         TrainingLog: The run.
     """
-    if osp.isdir(path):
-        for pattern in ('**/vis_data/scalars.json', '**/*.log.json'):
-            found = sorted(glob.glob(osp.join(path, pattern), recursive=True))
-            if found:
-                path = found[-1]   # timestamp directories sort by time
-                break
+    if osp.isdir(path):   # the last: timestamp directories sort by time
+        found = [sorted(glob.glob(osp.join(path, pattern), recursive=True))
+                 for pattern in ('**/vis_data/scalars.json', '**/*.log.json')]
+        path = next((paths[-1] for paths in found if paths), path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'No log file {path!r}, nor vis_data/'
                                 f'scalars.json or *.log.json under it.')
@@ -67,12 +65,12 @@ def load_log(path: str, name: Optional[str] = None) -> TrainingLog:
                 records.append(json.loads(line))
     records = [r for r in records if isinstance(r, dict)]
     if not records:
-        raise ValueError(
-            f'{path} is no training log: it holds no JSON record per line '
-            f'(give MMEngine\'s vis_data/scalars.json, MMCV 1.x\'s '
-            f'*.log.json, or the work dir).')
-    mmcv1 = any('mode' in r for r in records)
-    by_epoch, train, val, ends = (_mmcv1 if mmcv1 else _mmengine)(records)
+        raise ValueError(f'{path} is no training log: it holds no JSON '
+                         'record per line (give a vis_data/scalars.json, a '
+                         '*.log.json or the work dir).')
+    fmt = 'mmcv1' if any('mode' in r for r in records) else 'mmengine'
+    by_epoch, train, val, ends = (_mmcv1 if fmt == 'mmcv1' else _mmengine)(
+        records)
     starts = dict(zip(sorted(ends), [0] + [ends[e] for e in sorted(ends)]))
     for r in train:   # epoch-based: the epochs done, a fraction
         e = r.get('epoch')
@@ -81,8 +79,7 @@ def load_log(path: str, name: Optional[str] = None) -> TrainingLog:
     parts = osp.normpath(osp.abspath(path)).split(osp.sep)
     default = '/'.join(parts[-4:-2]) if parts[-2:-1] == ['vis_data'] else \
         parts[-1].removesuffix('.json').removesuffix('.log')
-    return TrainingLog(name or default, path, 'mmcv1' if mmcv1 else
-                       'mmengine', by_epoch, train, val)
+    return TrainingLog(name or default, path, fmt, by_epoch, train, val)
 
 
 def _scalars(record: dict) -> dict:
@@ -101,9 +98,8 @@ def _mmengine(records: List[dict]):
         else:
             val.append(values)
     train = [by_iter[i] for i in sorted(by_iter)]
-    by_epoch, ends = any('epoch' in r for r in train), {}
-    for r in train if by_epoch else ():
-        ends[r['epoch']] = max(ends.get(r['epoch'], 0), r['iter'])
+    by_epoch = any('epoch' in r for r in train)
+    ends = {r['epoch']: r['iter'] for r in train} if by_epoch else {}
     for r in val:   # 'step': the epoch in epoch-based runs, else the iter
         step = r.pop('step', None)
         r['epoch'], r['iter'] = (step, ends.get(step)) if by_epoch else (
@@ -115,16 +111,15 @@ def _mmcv1(records: List[dict]):
     raw = [r for r in records if r.get('mode') in ('train', 'val')]
     its = [r['iter'] for r in raw if r['mode'] == 'train']
     by_epoch = any(b < a for a, b in zip(its, its[1:]))   # 'iter' restarts
-    lengths = {}   # an epoch's: its largest 'iter' (the validation line's)
-    for r in raw if by_epoch else ():
-        lengths[r['epoch']] = max(lengths.get(r['epoch'], 0), r['iter'])
-    epochs = sorted(lengths)
-    ends = dict(zip(epochs, itertools.accumulate(map(lengths.get, epochs))))
+    # an epoch's length: its largest 'iter' (the validation line's)
+    lengths = {e: max(r['iter'] for r in raw if r['epoch'] == e)
+               for e in sorted({r['epoch'] for r in raw})} if by_epoch else {}
+    ends = dict(zip(lengths, itertools.accumulate(lengths.values())))
     train, val, last = [], [], 0
     for r, values in zip(raw, map(_scalars, raw)):
-        if r['mode'] == 'train':
-            if by_epoch:
-                values['iter'] += ends[r['epoch']] - lengths[r['epoch']]
+        e = r.get('epoch')
+        if r['mode'] == 'train':   # epoch-based: after the epochs before
+            values['iter'] += ends.get(e, 0) - lengths.get(e, 0)
             last = values['iter']
             train.append(values)
         else:
@@ -132,8 +127,8 @@ def _mmcv1(records: List[dict]):
                 (f'coco/{k}' if k.startswith(('bbox_mAP', 'segm_mAP')) else k,
                  v * 100 if k.startswith(_PERCENT_IN_MMSEG0) else v)
                 for k, v in values.items() if k not in _NOT_METRICS))
-            val[-1].update(epoch=r['epoch'] if by_epoch else None,
-                           iter=ends[r['epoch']] if by_epoch else last)
+            val[-1].update(epoch=e if by_epoch else None,
+                           iter=ends.get(e, last))
     return by_epoch, train, val, ends
 
 
@@ -163,12 +158,11 @@ def format_summary(summary: dict,
     s, found = summary, list(summary['metrics'])
     lines = [f'{s["name"]} ({s["format"]} log): {s["iterations"]} '
              'iterations' + (f', {s["epochs"]} epochs' if s['epochs'] else '')]
-    for key, text in (('final_loss', 'final loss {:.4f}'),
-                      ('time', 'median time per iteration {:.3f} s'),
-                      ('data_time', 'median data time {:.3f} s'),
-                      ('peak_memory_mb', 'peak memory {:.0f} MB')):
-        if s[key] is not None:
-            lines.append('  ' + text.format(s[key]))
+    lines += ['  ' + text.format(s[key]) for key, text in (
+        ('final_loss', 'final loss {:.4f}'),
+        ('time', 'median time per iteration {:.3f} s'),
+        ('data_time', 'median data time {:.3f} s'),
+        ('peak_memory_mb', 'peak memory {:.0f} MB')) if s[key] is not None]
     for key in [m for m in metrics or DEFAULT_METRICS if m in found] or found:
         m = s['metrics'][key]
         lines.append(f'  {key}: final {m["final"]:.4g}, best {m["best"]:.4g}'
@@ -207,7 +201,6 @@ def plot_logs(logs: Sequence[TrainingLog], out: str,
         [(k, [k]) for k in keys if k not in losses]
     cols, rows = min(len(panels), 2), -(-len(panels) // 2)
     fig, ax = Figure((6.4 * cols, 3.6 * rows), layout='constrained'), None
-    plotted = 0
     for index, (panel, panel_keys) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, index + 1, sharex=ax)
         many = len(panel_keys) > 1
@@ -224,12 +217,11 @@ def plot_logs(logs: Sequence[TrainingLog], out: str,
             ax.plot(xs, ys, style, color=f'C{colour % 10}', markersize=3,
                     marker='o' if key in log.metric_keys() else None,
                     label=label)
-            plotted += 1
         ax.set(title=panel, xlabel=x)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize='small')
-    if not plotted:
+    if not any(ax.lines for ax in fig.axes):
         raise ValueError(
             f'Nothing to plot against {x}: none of {", ".join(keys)} is '
             f'logged' + (' per epoch (an iteration-based run: use --x iter)'
