@@ -1,6 +1,5 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 import math
-from typing import Dict, Tuple
 
 import mmcv
 from mmcv.transforms import BaseTransform
@@ -11,14 +10,10 @@ from mmengine.registry import TRANSFORMS
 class AlignResize(BaseTransform):
     """The RepViT paper's ADE20K test-time resize, in the official two steps.
 
-    1. Rescale keeping the aspect ratio to fit ``scale`` (``imrescale``).
-    2. Resize so height and width go **up** to multiples of ``size_divisor``.
-
-    Images use ``interpolation`` in both steps, segmentation maps nearest; the
-    released ADE20K checkpoints were evaluated so (not as one resize).
-
-    Required keys: ``img``. Modified: ``img``, ``img_shape``, ``gt_seg_map``
-    (if present). Added: ``scale_factor`` (w, h), ``keep_ratio``.
+    Rescale to fit ``scale`` keeping the aspect ratio, then resize both sides
+    **up** to multiples of ``size_divisor``: ``img`` with ``interpolation``,
+    ``gt_seg_map`` (if present) nearest, as the released checkpoints were
+    evaluated. Sets ``img_shape``, ``scale_factor`` (w, h), ``keep_ratio``.
 
     Args:
         scale (tuple[int, int]): The box to fit, its long and short side in
@@ -29,20 +24,17 @@ class AlignResize(BaseTransform):
 
     Example:
         >>> import numpy as np
-        >>> from mmrepvit import AlignResize
-        >>> resize = AlignResize(scale=(2048, 512))
-        >>> resize(dict(img=np.zeros((375, 500, 3), np.uint8)))['img_shape']
+        >>> img = np.zeros((375, 500, 3), np.uint8)
+        >>> AlignResize(scale=(2048, 512))(dict(img=img))['img_shape']
         (512, 704)
     """
 
-    def __init__(self, scale: Tuple[int, int] = (2048, 512),
-                 size_divisor: int = 32, interpolation: str = 'bilinear',
-                 backend: str = 'cv2'):
+    def __init__(self, scale: tuple = (2048, 512), size_divisor: int = 32,
+                 interpolation: str = 'bilinear', backend: str = 'cv2'):
         if len(scale) != 2 or min(scale) <= 0:
             raise ValueError(f'scale must be two positive ints, got {scale}.')
         if size_divisor <= 0:
-            raise ValueError(
-                f'size_divisor must be positive, got {size_divisor}.')
+            raise ValueError(f'size_divisor must be positive: {size_divisor}')
         self.scale, self.size_divisor = tuple(scale), size_divisor
         self.interpolation, self.backend = interpolation, backend
 
@@ -54,7 +46,7 @@ class AlignResize(BaseTransform):
         return mmcv.imresize(image, (w, h), interpolation=interpolation,
                              backend=self.backend)
 
-    def transform(self, results: Dict) -> Dict:
+    def transform(self, results: dict) -> dict:
         h, w = results['img'].shape[:2]
         results['img'] = self._resize(results['img'], self.interpolation)
         if results.get('gt_seg_map') is not None:
@@ -66,6 +58,5 @@ class AlignResize(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(scale={self.scale}, '
-                f'size_divisor={self.size_divisor}, '
-                f'interpolation={self.interpolation!r})')
+        return (f'{type(self).__name__}(scale={self.scale}, size_divisor='
+                f'{self.size_divisor}, interpolation={self.interpolation!r})')

@@ -14,14 +14,14 @@ class AtomicLocalBackend(LocalBackend):
     """``LocalBackend`` whose ``put`` is atomic: no reader sees half a file."""
 
     def put(self, obj: bytes, filepath) -> None:
-        filepath = str(filepath)
-        directory = osp.dirname(osp.abspath(filepath))
+        part = f'{filepath}.part'
+        directory = osp.dirname(osp.abspath(part))
         os.makedirs(directory, exist_ok=True)
-        with open(filepath + '.part', 'wb') as f:
+        with open(part, 'wb') as f:
             f.write(obj)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(filepath + '.part', filepath)
+        os.replace(part, filepath)
         # fsync the directory too, or a machine crash can undo the rename
         fd = os.open(directory, os.O_RDONLY)
         try:
@@ -34,12 +34,11 @@ class AtomicLocalBackend(LocalBackend):
 class AtomicCheckpointHook(CheckpointHook):
     """``CheckpointHook`` that a kill cannot leave without a whole checkpoint.
 
-    MMEngine 0.10.7's hook writes into the final file and, with
-    ``max_keep_ckpts``, first deletes the oldest one: a kill leaves a
-    truncated newest file and no older one. Here local checkpoints are
-    written atomically (:class:`AtomicLocalBackend`), dropped ones deleted
-    after the new one exists, and a killed write's ``*.pth.part`` files when
-    training starts.
+    MMEngine 0.10.7's hook writes into the final file and first deletes what
+    falls out of ``max_keep_ckpts``: a kill leaves a truncated newest file
+    and no older one. Here local checkpoints are written atomically, dropped
+    ones deleted after the new one exists, and a killed write's
+    ``*.pth.part`` files when training starts.
 
     Args:
         *args: ``CheckpointHook``'s positional arguments (``interval``, ...).

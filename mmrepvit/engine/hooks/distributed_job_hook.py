@@ -7,8 +7,7 @@ from ...utils.compat import end_gloo_job, write_test_metrics_on_rank0_only
 
 @HOOKS.register_module()
 class DistributedJobHook(Hook):
-    """Write test metrics on rank 0 only; end a finished gloo job with
-    status 0 after every other hook (see :mod:`mmrepvit.utils.compat`)."""
+    """Rank 0 alone writes test metrics; a finished gloo job exits 0 last."""
 
     priority = 'LOWEST'
 

@@ -22,10 +22,8 @@ class RandomStateHook(Hook):
     """
 
     priority = 'VERY_HIGH'
-
-    def __init__(self):
-        self._pending: Optional[dict] = None   # states to put back
-        self._loaded: Optional[dict] = None    # those of a loaded checkpoint
+    _pending: Optional[dict] = None   # states to put back
+    _loaded: Optional[dict] = None    # those of a loaded checkpoint
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         state = dict(torch=torch.get_rng_state(),
@@ -42,11 +40,10 @@ class RandomStateHook(Hook):
         if loaded is None or (runner.iter == 0 and runner.epoch == 0):
             return     # nothing loaded, or only weights (load_from)
         if not loaded:
-            print_log(
-                'The checkpoint holds no random generator states (not saved '
-                'with RandomStateHook): the resumed run draws other random '
-                'numbers than the interrupted run would have.',
-                logger='current', level=logging.WARNING)
+            print_log('The checkpoint holds no random generator states (not '
+                      'saved with RandomStateHook): the resumed run draws '
+                      'other random numbers than the interrupted one.',
+                      logger='current', level=logging.WARNING)
         elif runner.rank == 0:
             self._pending = loaded
 
@@ -64,8 +61,7 @@ class RandomStateHook(Hook):
             return
         torch.set_rng_state(state['torch'].cpu())
         cuda = state.get('cuda')
-        if cuda is not None and torch.cuda.is_available() and \
-                len(cuda) == torch.cuda.device_count():
+        if cuda and len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
         if not torch_only:
             np.random.set_state(tuple(state['numpy']))

@@ -9,9 +9,9 @@ from ...apis import unwrap_model
 class RefuseUnfitCheckpointHook(Hook):
     """Make the run's load of ``checkpoint`` raise where MMEngine warns.
 
-    MMEngine would go on with the weights a checkpoint lacks, i.e. random
-    ones. The check runs once per rank, in the load (after a fused checkpoint
-    has switched the backbone to deploy form). The tools add this hook.
+    MMEngine goes on with random weights where a checkpoint lacks some. The
+    check runs once per rank, in the load (after a fused checkpoint has
+    switched the backbone to deploy form); the tools add this hook.
 
     Args:
         checkpoint (str): The checkpoint the runner loads, named in errors.
@@ -32,67 +32,58 @@ class RefuseUnfitCheckpointHook(Hook):
             # MMEngine reads 'state_dict' or the top level: nothing loads
             raise ValueError(
                 f'The checkpoint {self.checkpoint!r} holds its tensors under '
-                f'"model" (as the official RepViT ImageNet releases), where '
-                f'MMEngine reads none. To train from a RepViT backbone '
-                f'checkpoint, set model.backbone.init_cfg=dict(type='
-                f'\'Pretrained\', checkpoint=...).')
+                f'"model" (as the RepViT ImageNet releases): MMEngine reads '
+                f'none. A backbone checkpoint goes in model.backbone.init_cfg'
+                f"=dict(type='Pretrained', checkpoint=...).")
         meta = checkpoint.get('meta')
         if self.resume and not ('message_hub' in checkpoint and isinstance(
                 meta, dict) and 'iter' in meta):
             raise ValueError(
                 f'Cannot resume from {self.checkpoint!r}: it holds weights '
-                f'only (e.g. a released or fused checkpoint), not the state '
-                f'of a training run. To train from these weights, drop '
+                f'only, not a training state. To train from them, drop '
                 f'--resume and set --cfg-options load_from={self.checkpoint}.')
 
     def before_run(self, runner) -> None:
-        seen = {}
-
-        def keep_errors(module, state_dict, prefix, local_metadata, strict,
-                        missing, unexpected, error_msgs):
-            seen['errors'] = error_msgs
-
-        def check(module, incompatible):
-            for handle in handles:
-                handle.remove()
-            problem = _unfit(module, incompatible.missing_keys,
-                             incompatible.unexpected_keys, seen['errors'],
-                             self.whole)
-            if problem:
-                raise ValueError(f'The checkpoint {self.checkpoint!r} does '
-                                 f'not fit the model of this config: '
-                                 f'{problem}')
-
         model = unwrap_model(runner.model)   # what MMEngine loads into
         # (what PyTorch >= 2.5's register_load_state_dict_pre_hook calls)
-        handles = [model._register_load_state_dict_pre_hook(keep_errors, True),
-                   model.register_load_state_dict_post_hook(check)]
+        self._handles = [
+            model._register_load_state_dict_pre_hook(self._keep_errors, True),
+            model.register_load_state_dict_post_hook(self._check)]
 
+    def _keep_errors(self, *args) -> None:
+        self._errors = args[-1]   # error_msgs, which the load fills
 
-def _unfit(model, missing, unexpected, errors, whole: bool):
-    weights = [k for k in model.state_dict()
-               if not k.endswith('num_batches_tracked')]
-    missing = [k for k in missing if not k.endswith('num_batches_tracked')]
-    # PyTorch: 'size mismatch for KEY: copying a param with shape ...'
-    shapes = [e.split('size mismatch for ', 1)[1] for e in errors
-              if 'size mismatch for ' in e]
-    unfit = len(missing) + len(shapes)
-    if not unfit or (not whole and unfit < len(weights)):
-        return None
-    what = [f'{len(missing)} not in the checkpoint (e.g. '
-            f'{", ".join(missing[:3])})'] * bool(missing)
-    if shapes:
-        what.append(f'{len(shapes)} of another shape (e.g. '
-                    f'{shapes[0].rstrip(".")})')
-    if unexpected:
-        what[-1] += (f'; the checkpoint holds {len(unexpected)} tensors the '
-                     f'model does not have (e.g. {", ".join(unexpected[:3])})')
-    fix = ('Test (or resume) with a checkpoint of this config\'s model '
-           '(same type, arch and classes); a RepViT backbone checkpoint goes '
-           'in model.backbone.init_cfg, for training.' if whole else
-           'load_from takes a checkpoint of the same model type; a RepViT '
-           'backbone checkpoint goes in model.backbone.init_cfg=dict(type='
-           '\'Pretrained\', checkpoint=...) (prefix=\'backbone.\' for a '
-           'whole-model one).')
-    return (f'{unfit} of its {len(weights)} weights would keep their random '
-            f'initial values: {"; ".join(what)}. {fix}')
+    def _check(self, model, incompatible) -> None:
+        """Raise where the load leaves too many weights random."""
+        for handle in self._handles:
+            handle.remove()
+        missing, unexpected = incompatible
+        weights = [k for k in model.state_dict()
+                   if not k.endswith('num_batches_tracked')]
+        missing = [k for k in missing if not k.endswith('num_batches_tracked')]
+        # PyTorch: 'size mismatch for KEY: copying a param with shape ...'
+        shapes = [e.split('size mismatch for ', 1)[1] for e in self._errors
+                  if 'size mismatch for ' in e]
+        unfit = len(missing) + len(shapes)
+        if not unfit or (not self.whole and unfit < len(weights)):
+            return
+        what = [f'{len(missing)} not in the checkpoint (e.g. '
+                f'{", ".join(missing[:3])})'] if missing else []
+        if shapes:
+            what.append(f'{len(shapes)} of another shape (e.g. '
+                        f'{shapes[0].rstrip(".")})')
+        if unexpected:
+            what[-1] += (f'; the checkpoint holds {len(unexpected)} tensors '
+                         f'the model does not have (e.g. '
+                         f'{", ".join(unexpected[:3])})')
+        fix = ("Use a checkpoint of this config's model (same type, arch and "
+               'classes); a RepViT backbone one goes in '
+               'model.backbone.init_cfg, for training.' if self.whole else
+               'load_from takes a checkpoint of the same model type; a RepViT '
+               "backbone one goes in model.backbone.init_cfg=dict(type="
+               "'Pretrained', checkpoint=...) (prefix='backbone.' for a "
+               'whole-model one).')
+        raise ValueError(
+            f'The checkpoint {self.checkpoint!r} does not fit the model of '
+            f'this config: {unfit} of its {len(weights)} weights would keep '
+            f'their random initial values: {"; ".join(what)}. {fix}')

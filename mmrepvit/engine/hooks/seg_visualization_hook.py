@@ -1,8 +1,11 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 import os.path as osp
 
+import mmcv
+from mmengine.fileio import get
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+from mmengine.visualization import Visualizer
 
 
 @HOOKS.register_module()
@@ -24,7 +27,6 @@ class SegTestVisualizationHook(Hook):
 
     def __init__(self, draw=False, interval=50, show=False, wait_time=0.,
                  backend_args=None):
-        from mmengine.visualization import Visualizer
         if interval < 1:
             raise ValueError(f'interval must be >= 1, got {interval}.')
         self._visualizer = Visualizer.get_current_instance()
@@ -39,18 +41,13 @@ class SegTestVisualizationHook(Hook):
 
     def after_test_iter(self, runner, batch_idx, data_batch=None,
                         outputs=None) -> None:
-        if not self.draw:
-            return
-        import mmcv
-        from mmengine.fileio import get
-        for sample in outputs:
+        for sample in outputs if self.draw else ():
             self._count += 1
-            if self._count % self.interval:
-                continue
-            image = mmcv.imfrombytes(
-                get(sample.img_path, backend_args=self.backend_args),
-                channel_order='rgb')
-            self._visualizer.add_datasample(
-                f'test_{osp.basename(sample.img_path)}', image,
-                data_sample=sample, show=self.show,
-                wait_time=self.wait_time, step=0)
+            if self._count % self.interval == 0:
+                image = mmcv.imfrombytes(get(
+                    sample.img_path, backend_args=self.backend_args),
+                    channel_order='rgb')
+                self._visualizer.add_datasample(
+                    f'test_{osp.basename(sample.img_path)}', image,
+                    data_sample=sample, show=self.show,
+                    wait_time=self.wait_time, step=0)
