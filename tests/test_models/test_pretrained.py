@@ -141,6 +141,19 @@ def test_unfused_checkpoint_into_deploy_backbone(tmp_path, source):
             assert ((a - b).abs().max() / a.abs().max()) < 1e-4
 
 
+
+def test_unfused_weights_into_deploy_backbone_of_a_three_stage_arch():
+    # The training-form twin that fuses them must not ask for a 4th stage.
+    arch = dict(widths=(16, 32, 64), depths=(2, 2, 1))
+    source = randomize(RepViT(arch, out_indices=(0, 1, 2)), seed=3).eval()
+    model = RepViT(arch, out_indices=(0, 1, 2), deploy=True).eval()
+    model.load_state_dict(source.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(source(x), model(x)):
+            assert a.shape == b.shape
+            assert ((a - b).abs().max() / a.abs().max()) < 1e-4
+
 def write_safetensors(state, path):
     """The safetensors format written out from its description (an 8-byte
     little-endian header length, a JSON header of dtype, shape and byte
