@@ -97,8 +97,8 @@ def _agreement(names, references, outputs):
 def _quantizer(model, tmp, calibration, keep, per_channel, method,
                reduce_range, op_types):
     """``quantize(out, exclude, only)``: write ``model`` as QDQ (ranges kept
-    in ``tmp``), return the nodes that take a dequantized input. Refuses
-    node names and op types that the pre-processed ``model`` lacks."""
+    in ``tmp``). Refuses node names and op types that the pre-processed
+    ``model`` lacks."""
     import onnx
     from onnxruntime import quantization as q
     pre, cache = osp.join(tmp, 'pre.onnx'), osp.join(tmp, 'ranges')
@@ -131,12 +131,17 @@ def _quantizer(model, tmp, calibration, keep, per_channel, method,
             op_types_to_quantize=op_types and list(op_types),
             nodes_to_quantize=only, **calibration_cache_kwargs(cache),
             calibrate_method=getattr(q.CalibrationMethod, METHODS[method]))
-        nodes = onnx.load(out).graph.node
-        dequantized = {o for n in nodes if n.op_type == 'DequantizeLinear'
-                       for o in n.output}
-        return [n.name for n in nodes if dequantized & set(n.input)
-                and n.op_type not in ('QuantizeLinear', 'DequantizeLinear')]
     return quantize
+
+
+def _quantized_nodes(int8: str) -> List[str]:
+    """Nodes of a QDQ model that take a dequantized input, in graph order."""
+    import onnx
+    nodes = onnx.load(int8).graph.node
+    dequantized = {o for n in nodes if n.op_type == 'DequantizeLinear'
+                   for o in n.output}
+    return [n.name for n in nodes if dequantized & set(n.input)
+            and n.op_type not in ('QuantizeLinear', 'DequantizeLinear')]
 
 
 def _problems(report, max_error, max_label_change) -> List[str]:
@@ -207,7 +212,8 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
         quantize = _quantizer(model, tmp, calibration, keep, per_channel,
                               method, reduce_range, op_types)
         while True:
-            quantized = quantize(int8, exclude=keep)
+            quantize(int8, exclude=keep)
+            quantized = _quantized_nodes(int8)
             if not quantized:
                 raise ValueError(
                     f'onnxruntime quantized no node of {model}'

@@ -111,9 +111,10 @@ def _mmcv1(records: List[dict]):
     raw = [r for r in records if r.get('mode') in ('train', 'val')]
     its = [r['iter'] for r in raw if r['mode'] == 'train']
     by_epoch = any(b < a for a, b in zip(its, its[1:]))   # 'iter' restarts
-    # an epoch's length: its largest 'iter' (the validation line's)
-    lengths = {e: max(r['iter'] for r in raw if r['epoch'] == e)
-               for e in sorted({r['epoch'] for r in raw})} if by_epoch else {}
+    lengths = {}   # an epoch's: its largest 'iter' (the validation line's)
+    for r in raw if by_epoch else ():
+        lengths[r['epoch']] = max(lengths.get(r['epoch'], 0), r['iter'])
+    lengths = dict(sorted(lengths.items()))
     ends = dict(zip(lengths, itertools.accumulate(lengths.values())))
     train, val, last = [], [], 0
     for r, values in zip(raw, map(_scalars, raw)):

@@ -24,6 +24,7 @@ class AlignResize(BaseTransform):
 
     Example:
         >>> import numpy as np
+        >>> from mmrepvit import AlignResize
         >>> img = np.zeros((375, 500, 3), np.uint8)
         >>> AlignResize(scale=(2048, 512))(dict(img=img))['img_shape']
         (512, 704)
