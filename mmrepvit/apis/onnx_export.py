@@ -44,9 +44,12 @@ class _Exported(nn.Module):
     def __init__(self, model, kind: str, labels: bool = False):
         super().__init__()
         self.model, self.kind, self.labels = model, kind, labels
-        # export restores train(self.training) after tracing, and a loaded
-        # fused backbone refuses to train
-        self.training = model.training
+        self.training = False
+
+    def train(self, mode: bool = True):
+        # The fused copy stays in eval mode: export's train(False), and its
+        # restore after tracing, have nothing to change.
+        return self
 
     def forward(self, x):
         feats = self.model.extract_feat(x)
