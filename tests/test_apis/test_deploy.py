@@ -257,6 +257,23 @@ def test_export_onnx_copies_a_model_only_to_fuse_or_convert_it(tmp_path):
                 next(other.parameters()).dtype) == form   # not changed
 
 
+def test_export_in_place_never_asks_a_fused_load_to_train(tmp_path):
+    # A segmentor whose backbone loaded fused weights refuses train(True);
+    # fused and in eval mode, it is traced in place, and torch.onnx.export
+    # sets train(False) and restores the mode after tracing.
+    model, fused = build_model(SEG), build_model(SEG)
+    randomize(fused.backbone, seed=4)
+    fused.backbone.switch_to_deploy()
+    model.load_state_dict(fused.state_dict())
+    model.eval()
+    assert model.backbone._fused_by_load
+    assert apis.fuse.deploy_copy(model) is model
+    report = export_onnx(model, str(tmp_path / 's.onnx'), (64, 64))
+    assert report.part == 'segmentor'
+    assert all(d <= 1e-4 for d in report.max_rel_diff.values())
+    assert not any(m.training for m in model.modules())
+
+
 def test_export_names_the_stages_out_indices_asks_for(tmp_path):
     report = export_onnx(RepViT('m0_6', out_indices=(1, 3)),
                          str(tmp_path / 'b.onnx'), (64, 64))
