@@ -16,6 +16,8 @@ from .onnx_export import (
     OnnxReport,
     ParityError,
     export_onnx,
+    exported_part,
+    onnx_outputs,
     onnx_part,
     ort_session,
 )
@@ -30,6 +32,7 @@ from .runtime import OnnxRunner, cpu_flags
 __all__ = ['find_repvits', 'fuse_checkpoint', 'fuse_model',
            'repvit_backbone_cfg', 'switch_to_deploy', 'unwrap_model',
            'use_channels_last', 'build_model', 'load_model_weights',
-           'OnnxReport', 'ParityError', 'export_onnx', 'onnx_part',
-           'ort_session', 'OnnxRunner', 'cpu_flags', 'AgreementError',
-           'QuantizeReport', 'preprocessed_images', 'quantize_onnx']
+           'OnnxReport', 'ParityError', 'export_onnx', 'exported_part',
+           'onnx_outputs', 'onnx_part', 'ort_session', 'OnnxRunner',
+           'cpu_flags', 'AgreementError', 'QuantizeReport',
+           'preprocessed_images', 'quantize_onnx']

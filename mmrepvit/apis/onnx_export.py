@@ -5,6 +5,7 @@ import functools
 import io
 import os
 import os.path as osp
+import re
 import warnings
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -146,6 +147,90 @@ def ort_session(path, threads: Optional[int] = None):
         options.inter_op_num_threads = 1
     return ort.InferenceSession(path, options,
                                 providers=['CPUExecutionProvider'])
+
+
+def onnx_outputs(proto) -> List[Tuple[str, Optional[int]]]:
+    """``(name, channels)`` of each output of an ONNX file.
+
+    Args:
+        proto (onnx.ModelProto): The file, as ``onnx.load`` read it.
+
+    Returns:
+        list[tuple]: Channels are None where the file leaves them dynamic or
+        the output has no channel axis.
+    """
+    outputs = []
+    for o in proto.graph.output:
+        dims = o.type.tensor_type.shape.dim
+        known = len(dims) == 4 and dims[1].HasField('dim_value')
+        outputs.append((o.name, dims[1].dim_value if known else None))
+    return outputs
+
+
+def exported_part(outputs: list, model: nn.Module, config: str,
+                  path: str) -> str:
+    """What an ONNX file of :func:`export_onnx` computes of a config's model,
+    told by its output names and checked against the model.
+
+    Args:
+        outputs (list): The file's :func:`onnx_outputs`.
+        model (nn.Module): The config's model (unwrapped).
+        config (str): The config, as errors name it.
+        path (str): The file, as errors name it.
+
+    Returns:
+        str: ``'segmentor'``, ``'features'`` or ``'backbone'``.
+
+    Raises:
+        ValueError: The outputs do not fit the model (another kind, number
+            of levels or stages, widths or classes), naming both.
+    """
+    names = [n for n, _ in outputs]
+    what = f'{path} (outputs {", ".join(names)})'
+    kind = type(model).__name__
+    if names in (['logits'], ['labels']):
+        head = getattr(model, 'decode_head', None)
+        if head is None:
+            raise ValueError(
+                f'{what} is a whole segmentor, but the model of {config} '
+                f'({kind}) has no decode_head. Give the config it was '
+                f'exported from, or export this config\'s model with '
+                f'tools/deploy/export_onnx.py.')
+        part, expected = 'segmentor', names
+        channels = [head.out_channels if names == ['logits'] else None]
+    elif names and all(re.fullmatch(r'level\d+', n) for n in names):
+        neck = getattr(model, 'neck', None)
+        if neck is None or not hasattr(model, 'extract_feat'):
+            raise ValueError(
+                f'{what} is a backbone + neck, but the model of {config} '
+                f'({kind}) has no neck. Give the config it was exported '
+                f'from.')
+        num = getattr(neck, 'num_outs', len(names))
+        part, expected = 'features', [f'level{i}' for i in range(num)]
+        channels = [getattr(neck, 'out_channels', None)] * num
+    elif names and all(re.fullmatch(r'stage\d+', n) for n in names):
+        backbone = getattr(model, 'backbone', None)
+        if backbone is None or not hasattr(backbone, 'out_indices'):
+            raise ValueError(f'{what} is a backbone, but the model of '
+                             f'{config} ({kind}) has no RepViT backbone.')
+        part = 'backbone'
+        expected = [f'stage{i}' for i in backbone.out_indices]
+        channels = list(getattr(backbone, 'out_channels', [None] * len(
+            expected)))
+    else:
+        raise ValueError(f'{what} is not an export of '
+                         f'tools/deploy/export_onnx.py: expected logits, '
+                         f'labels, level0..N or stage0..N.')
+    if names != expected:
+        raise ValueError(f'{what} does not fit {config}, whose {kind} '
+                         f'gives {", ".join(expected)}. Export the model of '
+                         f'this config.')
+    for (name, got), want in zip(outputs, channels):
+        if got and want and got != want:
+            raise ValueError(f'{what}: {name} has {got} channels, the '
+                             f'{kind} of {config} {want}. Export the model '
+                             f'of this config.')
+    return part
 
 
 def _to_onnx(wrapper, kind, labels, x, opset) -> Tuple[List[str], bytes]:

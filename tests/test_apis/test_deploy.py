@@ -15,7 +15,7 @@ from mmengine.runner.checkpoint import load_state_dict as mmengine_load
 
 from helpers import REPO, randomize
 from mmrepvit import RepViT, apis
-from mmrepvit.apis import build_model, export_onnx, fuse_model
+from mmrepvit.apis import build_model, export_onnx, exported_part, fuse_model
 
 DET = str(REPO / 'configs/det/repvit_m0_6_maskrcnn_demo.py')
 SEG = str(REPO / 'configs/seg/repvit_m0_6_fpn_demo.py')
@@ -272,6 +272,43 @@ def test_export_in_place_never_asks_a_fused_load_to_train(tmp_path):
     assert report.part == 'segmentor'
     assert all(d <= 1e-4 for d in report.max_rel_diff.values())
     assert not any(m.training for m in model.modules())
+
+
+def test_outputs_that_do_not_fit_the_model_are_refused():
+    det = build_model(DET)
+    levels = [(f'level{i}', 64) for i in range(5)]
+    assert exported_part(levels, det, 'det.py', 'x.onnx') == 'features'
+    # the number of levels is the neck's
+    with pytest.raises(ValueError, match=r'x.onnx \(outputs level0, level1, '
+                       r'level2, level3\) does not fit det.py, whose '
+                       r'MaskRCNN gives level0, level1, level2, level3, '
+                       r'level4'):
+        exported_part(levels[:4], det, 'det.py', 'x.onnx')
+    # so is their width (another model's export)
+    with pytest.raises(ValueError, match='level0 has 256 channels, the '
+                       'MaskRCNN of det.py 64'):
+        exported_part([('level0', 256)] + levels[1:], det, 'det.py', 'x.onnx')
+    # the backbone's stages: those out_indices asks for, as wide
+    stages = [(f'stage{i}', c) for i, c in enumerate((40, 80, 160, 320))]
+    assert exported_part(stages, det, 'det.py', 'x.onnx') == 'backbone'
+    with pytest.raises(ValueError, match='stage3 has 512 channels'):
+        exported_part(stages[:3] + [('stage3', 512)], det, 'det.py', 'x.onnx')
+    with pytest.raises(ValueError, match='gives stage0, stage1, stage2, '
+                       'stage3'):
+        exported_part(stages[1:], det, 'det.py', 'x.onnx')
+    # a file export_onnx.py did not write
+    with pytest.raises(ValueError, match='not an export of'):
+        exported_part([('output', None)], det, 'det.py', 'x.onnx')
+    # logits as wide as the decode head's classes
+    seg = build_model(SEG)
+    with pytest.raises(ValueError, match='logits has 150 channels'):
+        exported_part([('logits', 150)], seg, 'seg.py', 'x.onnx')
+    # a segmentor's backbone + neck (its FPN has 4 levels)
+    seg_levels = [(f'level{i}', seg.neck.out_channels) for i in range(4)]
+    assert exported_part(seg_levels, seg, 'seg.py', 'x.onnx') == 'features'
+    with pytest.raises(ValueError, match='EncoderDecoder gives level0, '
+                       'level1, level2, level3'):
+        exported_part(levels, seg, 'seg.py', 'x.onnx')
 
 
 def test_export_names_the_stages_out_indices_asks_for(tmp_path):

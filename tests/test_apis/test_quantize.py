@@ -188,6 +188,15 @@ def test_quantize_tool(demo_data, tmp_path):
     assert 'error: No node of type conv in ' in typo.stderr
     assert 'Traceback' not in typo.stderr
     assert not (tmp_path / 'no.onnx').exists()
+    # the segmentor's file with the detector's config (and data)
+    det = str(REPO / 'configs/det/repvit_m0_6_maskrcnn_demo.py')
+    other = subprocess.run(run[:2] + [det] + run[3:4] + [
+        str(tmp_path / 'no.onnx')], capture_output=True, text=True)
+    assert other.returncode == 2
+    assert (f'error: {fp32} (outputs logits) is a whole segmentor, but the '
+            f'model of {det} (MaskRCNN) has no decode_head') in other.stderr
+    assert 'Traceback' not in other.stderr
+    assert not (tmp_path / 'no.onnx').exists()
 
 
 def quantized_kinds(path):

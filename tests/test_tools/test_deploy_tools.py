@@ -28,7 +28,9 @@ from mmrepvit.apis import (
     OnnxRunner,
     build_model,
     export_onnx,
+    exported_part,
     load_model_weights,
+    onnx_outputs,
 )
 
 TOOL = 'tools/deploy/test_onnx.py'
@@ -151,8 +153,8 @@ def test_onnx_part_predicts_what_pytorch_does(deployed, task, labels):
     assert len(batches) == 2
     with torch.no_grad():
         before = [model.test_step(b)[0] for b in batches]
-    outputs = tool.onnx_outputs(onnx.load(str(d.onnx)))
-    part = tool.exported_part(outputs, model, str(d.cfg), str(d.onnx))
+    outputs = onnx_outputs(onnx.load(str(d.onnx)))
+    part = exported_part(outputs, model, str(d.cfg), str(d.onnx))
     assert part == ('segmentor' if task == 'seg' else 'features')
     runs = tool.use_onnx(model, part, OnnxRunner(str(d.onnx)), labels)
     with torch.no_grad():
@@ -181,47 +183,6 @@ def test_a_segmentor_onnx_with_the_detector_config_is_refused(
     assert (f'{seg.onnx} (outputs logits) is a whole segmentor, but the '
             f'model of {det.cfg} (MaskRCNN) has no decode_head') in log
     assert 'Traceback' not in log
-
-
-def test_outputs_that_do_not_fit_the_model_are_refused():
-    tool = import_tool(TOOL)
-    det = build_model(str(CONFIGS['det']))
-    levels = [(f'level{i}', 64) for i in range(5)]
-    assert tool.exported_part(levels, det, 'det.py', 'x.onnx') == 'features'
-    # the number of levels is the neck's
-    with pytest.raises(ValueError, match=r'x.onnx \(outputs level0, level1, '
-                       r'level2, level3\) does not fit det.py, whose '
-                       r'MaskRCNN gives level0, level1, level2, level3, '
-                       r'level4'):
-        tool.exported_part(levels[:4], det, 'det.py', 'x.onnx')
-    # so is their width (another model's export)
-    with pytest.raises(ValueError, match='level0 has 256 channels, the '
-                       'MaskRCNN of det.py 64'):
-        tool.exported_part([('level0', 256)] + levels[1:], det, 'det.py',
-                           'x.onnx')
-    # the backbone's stages: those out_indices asks for, as wide
-    stages = [(f'stage{i}', c) for i, c in enumerate((40, 80, 160, 320))]
-    assert tool.exported_part(stages, det, 'det.py', 'x.onnx') == 'backbone'
-    with pytest.raises(ValueError, match='stage3 has 512 channels'):
-        tool.exported_part(stages[:3] + [('stage3', 512)], det, 'det.py',
-                           'x.onnx')
-    with pytest.raises(ValueError, match='gives stage0, stage1, stage2, '
-                       'stage3'):
-        tool.exported_part(stages[1:], det, 'det.py', 'x.onnx')
-    # a file export_onnx.py did not write
-    with pytest.raises(ValueError, match='not an export of'):
-        tool.exported_part([('output', None)], det, 'det.py', 'x.onnx')
-    # logits as wide as the decode head's classes
-    seg = build_model(str(CONFIGS['seg']))
-    with pytest.raises(ValueError, match='logits has 150 channels'):
-        tool.exported_part([('logits', 150)], seg, 'seg.py', 'x.onnx')
-    # a segmentor's backbone + neck (its FPN has 4 levels)
-    seg_levels = [(f'level{i}', seg.neck.out_channels) for i in range(4)]
-    assert tool.exported_part(seg_levels, seg, 'seg.py', 'x.onnx') == \
-        'features'
-    with pytest.raises(ValueError, match='EncoderDecoder gives level0, '
-                       'level1, level2, level3'):
-        tool.exported_part(levels, seg, 'seg.py', 'x.onnx')
 
 
 @pytest.mark.parametrize('args,message', [

@@ -6,7 +6,8 @@
         [--calib 32] [--held-out 8] [--max-error 0.15] [--keep-float auto]
 
 MODEL.onnx is a file written by tools/deploy/export_onnx.py with CONFIG (a
-backbone, a detector's backbone + neck or a whole segmentor). It is
+backbone, a detector's backbone + neck or a whole segmentor; a file whose
+outputs do not fit CONFIG's model is refused, exit status 2). It is
 quantized statically with onnxruntime (QDQ format: weights int8 per output
 channel, activations uint8, ranges calibrated on the first --calib images
 of CONFIG's training set, drawn through its test pipeline and data
@@ -26,7 +27,16 @@ import argparse
 import os.path as osp
 import sys
 
-from mmrepvit.apis import AgreementError, preprocessed_images, quantize_onnx
+import onnx
+
+from mmrepvit.apis import (
+    AgreementError,
+    build_model,
+    exported_part,
+    onnx_outputs,
+    preprocessed_images,
+    quantize_onnx,
+)
 from mmrepvit.apis.quantize import METHODS
 from mmrepvit.utils.config import (
     ConfigOptionsAction,
@@ -84,6 +94,12 @@ def main():
     if not osp.isfile(args.model):
         parser.error(f'ONNX file {args.model!r} does not exist.')
     cfg = load_config(args.config, args.cfg_options)
+    # calibrating on another config's data gives the wrong ranges
+    outputs = onnx_outputs(onnx.load(args.model, load_external_data=False))
+    try:
+        exported_part(outputs, build_model(cfg), args.config, args.model)
+    except ValueError as e:
+        parser.error(str(e))
     calibration = preprocessed_images(cfg, args.calib, 'train')
     held_out = preprocessed_images(cfg, args.held_out, 'test')
     print(f'calibration: {len(calibration)} training images; agreement: '

@@ -19,7 +19,6 @@ import argparse
 import json
 import logging
 import os.path as osp
-import re
 
 import onnx
 import torch
@@ -30,7 +29,12 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmrepvit.apis import OnnxRunner, unwrap_model
+from mmrepvit.apis import (
+    OnnxRunner,
+    exported_part,
+    onnx_outputs,
+    unwrap_model,
+)
 from mmrepvit.apis.runtime import BACKENDS
 from mmrepvit.utils.checks import check_config
 from mmrepvit.utils.config import add_common_args, checked, tool_config
@@ -54,73 +58,6 @@ def build_parser():
     parser.add_argument('--out', help='write the metrics to this JSON file')
     add_common_args(parser)
     return parser
-
-
-def onnx_outputs(proto) -> list:
-    """(name, channels) of each output of the file (``onnx.ModelProto``);
-    channels is None where the file leaves it dynamic or the output has no
-    channel axis."""
-    outputs = []
-    for o in proto.graph.output:
-        dims = o.type.tensor_type.shape.dim
-        known = len(dims) == 4 and dims[1].HasField('dim_value')
-        outputs.append((o.name, dims[1].dim_value if known else None))
-    return outputs
-
-
-def exported_part(outputs: list, model, config: str, path: str) -> str:
-    """'segmentor', 'features' or 'backbone': what the file computes of
-    ``model``, by its output names. Raises ValueError, naming the file's
-    outputs and what the config's model expects, where they do not fit."""
-    names = [n for n, _ in outputs]
-    what = f'{path} (outputs {", ".join(names)})'
-    kind = type(model).__name__
-    if names in (['logits'], ['labels']):
-        head = getattr(model, 'decode_head', None)
-        if head is None:
-            raise ValueError(
-                f'{what} is a whole segmentor, but the model of {config} '
-                f'({kind}) has no decode_head. Give the config it was '
-                f'exported from, or export this config\'s model with '
-                f'tools/deploy/export_onnx.py.')
-        part, expected = 'segmentor', names
-        channels = [head.out_channels if names == ['logits'] else None]
-        if names == ['labels'] and head.out_channels == 1:
-            raise ValueError(f'{what}: a one-channel (sigmoid) segmentor\'s '
-                             f'label map cannot be tested; export logits.')
-    elif names and all(re.fullmatch(r'level\d+', n) for n in names):
-        neck = getattr(model, 'neck', None)
-        if neck is None or not hasattr(model, 'extract_feat'):
-            raise ValueError(
-                f'{what} is a backbone + neck, but the model of {config} '
-                f'({kind}) has no neck. Give the config it was exported '
-                f'from.')
-        num = getattr(neck, 'num_outs', len(names))
-        part, expected = 'features', [f'level{i}' for i in range(num)]
-        channels = [getattr(neck, 'out_channels', None)] * num
-    elif names and all(re.fullmatch(r'stage\d+', n) for n in names):
-        backbone = getattr(model, 'backbone', None)
-        if backbone is None or not hasattr(backbone, 'out_indices'):
-            raise ValueError(f'{what} is a backbone, but the model of '
-                             f'{config} ({kind}) has no RepViT backbone.')
-        part = 'backbone'
-        expected = [f'stage{i}' for i in backbone.out_indices]
-        channels = list(getattr(backbone, 'out_channels', [None] * len(
-            expected)))
-    else:
-        raise ValueError(f'{what} is not an export of '
-                         f'tools/deploy/export_onnx.py: expected logits, '
-                         f'labels, level0..N or stage0..N.')
-    if names != expected:
-        raise ValueError(f'{what} does not fit {config}, whose {kind} '
-                         f'gives {", ".join(expected)}. Export the model of '
-                         f'this config.')
-    for (name, got), want in zip(outputs, channels):
-        if got and want and got != want:
-            raise ValueError(f'{what}: {name} has {got} channels, the '
-                             f'{kind} of {config} {want}. Export the model '
-                             f'of this config.')
-    return part
 
 
 def use_onnx(model, part: str, run: OnnxRunner, labels: bool) -> list:
@@ -215,6 +152,10 @@ def main():
     except ValueError as e:
         parser.error(str(e))
     labels = outputs[0][0] == 'labels'
+    if labels and model.decode_head.out_channels == 1:
+        parser.error(f'{args.onnx} (outputs labels): a one-channel (sigmoid) '
+                     f'segmentor\'s label map cannot be tested; export '
+                     f'logits.')
     if labels:
         print_log('A label map stands in for the logits: one-hot scores, '
                   'exact where the test pipeline keeps each image\'s size; '
