@@ -121,7 +121,9 @@ def _dataset_problems(where: str, dataset: dict, scope: str) -> Iterator:
         fix = (f'Put the data there or point the config at it, e.g. '
                f'--cfg-options {where}.data_root=/path/to/data.')
         if osp.basename(osp.normpath(root)) in ('demo_ade', 'demo_coco'):
-            fix += ' tools/demo.py writes the demo data.'
+            fix += (' The demo data are written by tools/demo.py or '
+                    'tools/dataset_converters/make_demo_'
+                    f"{'ade' if 'ade' in root else 'coco'}.py.")
         yield _missing(root, 'data_root', where, fix, osp.isdir)
         return
     ann_file = dataset.get('ann_file')

@@ -80,7 +80,8 @@ def test_checkpoint_that_is_cut_short(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize('config', [DET_DEMO, SEG_DEMO])
 def test_data_root_that_does_not_exist(config, monkeypatch, tmp_path):
-    missing = tmp_path / 'no_data'
+    demo = 'demo_coco' if config == DET_DEMO else 'demo_ade'
+    missing = tmp_path / demo   # the demo data, not written yet
     with pytest.raises(FileNotFoundError) as error:
         run_tool(monkeypatch, 'train.py', config, '--cfg-options',
                  f'train_dataloader.dataset.data_root={missing}')
@@ -88,6 +89,8 @@ def test_data_root_that_does_not_exist(config, monkeypatch, tmp_path):
     assert f"train_dataloader.dataset: data_root '{missing}' does not " \
            f'exist' in message
     assert '--cfg-options train_dataloader.dataset.data_root=' in message
+    assert ('The demo data are written by tools/demo.py or '
+            f'tools/dataset_converters/make_{demo}.py.') in message
 
 
 def write_det_config(path, data, train_ann='instances_train.json',
