@@ -141,7 +141,6 @@ def test_unfused_checkpoint_into_deploy_backbone(tmp_path, source):
             assert ((a - b).abs().max() / a.abs().max()) < 1e-4
 
 
-
 def test_unfused_weights_into_deploy_backbone_of_a_three_stage_arch():
     # The training-form twin that fuses them must not ask for a 4th stage.
     arch = dict(widths=(16, 32, 64), depths=(2, 2, 1))
@@ -153,6 +152,7 @@ def test_unfused_weights_into_deploy_backbone_of_a_three_stage_arch():
         for a, b in zip(source(x), model(x)):
             assert a.shape == b.shape
             assert ((a - b).abs().max() / a.abs().max()) < 1e-4
+
 
 def write_safetensors(state, path):
     """The safetensors format written out from its description (an 8-byte
