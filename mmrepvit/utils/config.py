@@ -85,7 +85,9 @@ def add_common_args(parser):
     """Add the flags ``tools/train.py`` and ``tools/test.py`` share."""
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
-                        help='KEY=VALUE pairs overriding config settings')
+                        help='override settings in the config, KEY=VALUE '
+                        'pairs, e.g. train_dataloader.batch_size=4 '
+                        'model.backbone.with_cp=True')
     parser.add_argument('--launcher', default='none', help='job launcher',
                         choices=['none', 'pytorch', 'slurm', 'mpi'])
     # torchrun sets LOCAL_RANK; torch.distributed.launch passes --local_rank.
