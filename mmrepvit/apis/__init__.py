@@ -12,13 +12,13 @@ from .model import (
     load_model_weights,
     repvit_backbone_cfg,
 )
+from .onnx_check import check_onnx_file, exported_part
 from .onnx_export import (
     OnnxReport,
     ParityError,
     export_onnx,
-    exported_part,
-    onnx_outputs,
     onnx_part,
+    onnx_record,
     ort_session,
 )
 from .quantize import (
@@ -32,7 +32,8 @@ from .runtime import OnnxRunner, cpu_flags
 __all__ = ['find_repvits', 'fuse_checkpoint', 'fuse_model',
            'repvit_backbone_cfg', 'switch_to_deploy', 'unwrap_model',
            'use_channels_last', 'build_model', 'load_model_weights',
-           'OnnxReport', 'ParityError', 'export_onnx', 'exported_part',
-           'onnx_outputs', 'onnx_part', 'ort_session', 'OnnxRunner',
+           'OnnxReport', 'ParityError', 'check_onnx_file', 'export_onnx',
+           'exported_part', 'onnx_part', 'onnx_record',
+           'ort_session', 'OnnxRunner',
            'cpu_flags', 'AgreementError', 'QuantizeReport',
            'preprocessed_images', 'quantize_onnx']

@@ -3,9 +3,9 @@
 import contextlib
 import functools
 import io
+import json
 import os
 import os.path as osp
-import re
 import warnings
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -149,92 +149,39 @@ def ort_session(path, threads: Optional[int] = None):
                                 providers=['CPUExecutionProvider'])
 
 
-def onnx_outputs(proto) -> List[Tuple[str, Optional[int]]]:
-    """``(name, channels)`` of each output of an ONNX file.
+def onnx_record(model: nn.Module, part: Optional[str] = None) -> dict:
+    """What an export records of ``model``: the settings its outputs do not
+    show (the RepViT's arch, stage ends, out_indices, input channels and,
+    for a whole segmentor, its classes).
 
     Args:
-        proto (onnx.ModelProto): The file, as ``onnx.load`` read it.
+        model (nn.Module): A bare RepViT, a detector or a segmentor (not
+            wrapped: :func:`unwrap_model`).
+        part (str, optional): What is exported of it. Defaults to ``None``:
+            a segmentor's classes are recorded.
 
     Returns:
-        list[tuple]: Channels are None where the file leaves them dynamic or
-        the output has no channel axis.
+        dict: JSON-ready settings (for another backbone, its class name).
     """
-    outputs = []
-    for o in proto.graph.output:
-        dims = o.type.tensor_type.shape.dim
-        known = len(dims) == 4 and dims[1].HasField('dim_value')
-        outputs.append((o.name, dims[1].dim_value if known else None))
-    return outputs
+    backbone = model if isinstance(model, RepViT) else getattr(
+        model, 'backbone', None)
+    if not isinstance(backbone, RepViT):
+        return dict(backbone=type(backbone).__name__)
+    record = dict(backbone='RepViT', **{
+        k: list(v) for k, v in backbone.arch_settings.items()
+        if k in ('widths', 'depths')}, stage_ends=backbone.stage_ends,
+        out_indices=list(backbone.out_indices),
+        in_channels=backbone.in_channels)
+    head = getattr(model, 'decode_head', None)
+    if head is not None and part in (None, 'segmentor'):
+        record['classes'] = head.out_channels
+    return record
 
 
-def exported_part(outputs: list, model: nn.Module, config: str,
-                  path: str) -> str:
-    """What an ONNX file of :func:`export_onnx` computes of a config's model,
-    told by its output names and checked against the model.
-
-    Args:
-        outputs (list): The file's :func:`onnx_outputs`.
-        model (nn.Module): The config's model (unwrapped).
-        config (str): The config, as errors name it.
-        path (str): The file, as errors name it.
-
-    Returns:
-        str: ``'segmentor'``, ``'features'`` or ``'backbone'``.
-
-    Raises:
-        ValueError: The outputs do not fit the model (another kind, number
-            of levels or stages, widths or classes), naming both.
-    """
-    names = [n for n, _ in outputs]
-    what = f'{path} (outputs {", ".join(names)})'
-    kind = type(model).__name__
-    if names in (['logits'], ['labels']):
-        head = getattr(model, 'decode_head', None)
-        if head is None:
-            raise ValueError(
-                f'{what} is a whole segmentor, but the model of {config} '
-                f'({kind}) has no decode_head. Give the config it was '
-                f'exported from, or export this config\'s model with '
-                f'tools/deploy/export_onnx.py.')
-        part, expected = 'segmentor', names
-        channels = [head.out_channels if names == ['logits'] else None]
-    elif names and all(re.fullmatch(r'level\d+', n) for n in names):
-        neck = getattr(model, 'neck', None)
-        if neck is None or not hasattr(model, 'extract_feat'):
-            raise ValueError(
-                f'{what} is a backbone + neck, but the model of {config} '
-                f'({kind}) has no neck. Give the config it was exported '
-                f'from.')
-        num = getattr(neck, 'num_outs', len(names))
-        part, expected = 'features', [f'level{i}' for i in range(num)]
-        channels = [getattr(neck, 'out_channels', None)] * num
-    elif names and all(re.fullmatch(r'stage\d+', n) for n in names):
-        backbone = getattr(model, 'backbone', None)
-        if backbone is None or not hasattr(backbone, 'out_indices'):
-            raise ValueError(f'{what} is a backbone, but the model of '
-                             f'{config} ({kind}) has no RepViT backbone.')
-        part = 'backbone'
-        expected = [f'stage{i}' for i in backbone.out_indices]
-        channels = list(getattr(backbone, 'out_channels', [None] * len(
-            expected)))
-    else:
-        raise ValueError(f'{what} is not an export of '
-                         f'tools/deploy/export_onnx.py: expected logits, '
-                         f'labels, level0..N or stage0..N.')
-    if names != expected:
-        raise ValueError(f'{what} does not fit {config}, whose {kind} '
-                         f'gives {", ".join(expected)}. Export the model of '
-                         f'this config.')
-    for (name, got), want in zip(outputs, channels):
-        if got and want and got != want:
-            raise ValueError(f'{what}: {name} has {got} channels, the '
-                             f'{kind} of {config} {want}. Export the model '
-                             f'of this config.')
-    return part
-
-
-def _to_onnx(wrapper, kind, labels, x, opset) -> Tuple[List[str], bytes]:
-    """Output names and the checked ONNX file of ``wrapper`` traced on x."""
+def _to_onnx(wrapper, kind, labels, x, opset,
+             record) -> Tuple[List[str], bytes]:
+    """Output names and the checked ONNX file of ``wrapper`` traced on x,
+    ``record`` (:func:`onnx_record`) in its ``metadata_props``."""
     import onnx
     if kind == 'segmentor':
         names = ['labels' if labels else 'logits']
@@ -258,8 +205,10 @@ def _to_onnx(wrapper, kind, labels, x, opset) -> Tuple[List[str], bytes]:
             wrapper, (x, ), buffer, opset_version=opset,
             input_names=['input'], output_names=names,
             dynamic_axes=dynamic, **_EXPORT_KWARGS)
-    onnx.checker.check_model(buffer.getvalue(), full_check=True)
-    return names, buffer.getvalue()
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(proto, {'mmrepvit': json.dumps(record)})
+    onnx.checker.check_model(proto, full_check=True)
+    return names, proto.SerializeToString()
 
 
 def _parity(data: bytes, reference, inputs, labels: bool) -> dict:
@@ -291,6 +240,8 @@ def export_onnx(model: nn.Module, out: str,
 
     ``model`` is not changed. The input ``input`` is the preprocessed image
     batch (N x C x H x W float32) with dynamic batch, height and width.
+    The file records the model's :func:`onnx_record` (``metadata_props``,
+    key ``'mmrepvit'``, JSON), which :func:`check_onnx_file` compares.
 
     Args:
         model (nn.Module): A bare RepViT, or a detector or segmentor with a
@@ -328,7 +279,8 @@ def export_onnx(model: nn.Module, out: str,
         check_shapes = [(1, c, h, w), (2, c, h + 32, w + 64)]
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randn(*s, generator=generator) for s in check_shapes]
-    names, data = _to_onnx(wrapper, kind, labels, inputs[0], opset)
+    names, data = _to_onnx(wrapper, kind, labels, inputs[0], opset,
+                          onnx_record(net, kind))
     reference = _Exported(net, kind) if labels else wrapper
     diffs = _parity(data, reference, inputs, labels)
     report = OnnxReport(kind, opset, names, diffs)

@@ -27,10 +27,10 @@ from helpers import REPO, import_tool
 from mmrepvit.apis import (
     OnnxRunner,
     build_model,
+    check_onnx_file,
     export_onnx,
-    exported_part,
     load_model_weights,
-    onnx_outputs,
+    onnx_record,
 )
 
 TOOL = 'tools/deploy/test_onnx.py'
@@ -153,8 +153,7 @@ def test_onnx_part_predicts_what_pytorch_does(deployed, task, labels):
     assert len(batches) == 2
     with torch.no_grad():
         before = [model.test_step(b)[0] for b in batches]
-    outputs = onnx_outputs(onnx.load(str(d.onnx)))
-    part = exported_part(outputs, model, str(d.cfg), str(d.onnx))
+    part, _ = check_onnx_file(str(d.onnx), model, str(d.cfg))
     assert part == ('segmentor' if task == 'seg' else 'features')
     runs = tool.use_onnx(model, part, OnnxRunner(str(d.onnx)), labels)
     with torch.no_grad():
@@ -183,6 +182,75 @@ def test_a_segmentor_onnx_with_the_detector_config_is_refused(
     assert (f'{seg.onnx} (outputs logits) is a whole segmentor, but the '
             f'model of {det.cfg} (MaskRCNN) has no decode_head') in log
     assert 'Traceback' not in log
+
+
+def recorded_as(path, out, **changes):
+    """A copy of the ONNX file ``path`` whose record says ``changes``
+    (None: no record, as files of older exports)."""
+    proto = onnx.load(str(path))
+    props = {p.key: p.value for p in proto.metadata_props}
+    del proto.metadata_props[:]
+    if changes.get('record', True) is not None:
+        record = dict(json.loads(props['mmrepvit']), **changes)
+        onnx.helper.set_model_props(proto, {'mmrepvit': json.dumps(record)})
+    onnx.save(proto, str(out))
+    return str(out)
+
+
+def test_what_the_export_recorded_must_fit_the_model(deployed, tmp_path):
+    """Another class count (logits: a dynamic axis) or another arch behind
+    the same neck (the same names and shapes) do not show in the outputs:
+    the file records them and they are compared."""
+    seg, det = deployed('seg'), deployed('det')
+    seg_model, det_model = build_model(str(seg.cfg)), build_model(
+        str(det.cfg))
+    classes = seg_model.decode_head.out_channels
+    props = {p.key: p.value for p in onnx.load(str(seg.onnx)).metadata_props}
+    assert json.loads(props['mmrepvit']) == onnx_record(seg_model) == dict(
+        backbone='RepViT', widths=[40, 80, 160, 320], depths=[2, 3, 10, 2],
+        stage_ends='before_downsample', out_indices=[0, 1, 2, 3],
+        in_channels=3, classes=classes)
+    assert check_onnx_file(str(seg.onnx), seg_model, 'seg.py') == (
+        'segmentor', [('logits', None)])
+    # a 3-class segmentor with detection taps
+    other = recorded_as(seg.onnx, tmp_path / 'x.onnx', classes=3,
+                        stage_ends='before_pre_block')
+    with pytest.raises(ValueError, match=(
+            r'x.onnx \(outputs logits\) was exported from another model '
+            r'than the EncoderDecoder of seg.py: stage_ends before_pre_block '
+            r"\(the config's: before_downsample\); classes 3 \(the "
+            rf"config's: {classes}\)\. Give the config it was exported "
+            r'from')):
+        check_onnx_file(other, seg_model, 'seg.py')
+    # an m0_9 behind the detector's FPN: the same five 256-channel levels
+    other = recorded_as(det.onnx, tmp_path / 'y.onnx',
+                        widths=[48, 96, 192, 384], depths=[3, 4, 16, 3])
+    with pytest.raises(ValueError, match=(
+            r"MaskRCNN of det.py: widths \[48, 96, 192, 384\] \(the "
+            r"config's: \[40, 80, 160, 320\]\); depths \[3, 4, 16, 3\]")):
+        check_onnx_file(other, det_model, 'det.py')
+    # a file without a record (older exports) is matched by its outputs
+    old = recorded_as(seg.onnx, tmp_path / 'z.onnx', record=None)
+    assert check_onnx_file(old, seg_model, 'seg.py')[0] == 'segmentor'
+    # and a file that is no ONNX file says so
+    text = tmp_path / 'text.onnx'
+    text.write_text('not a model')
+    with pytest.raises(ValueError, match='text.onnx is not an ONNX file'):
+        check_onnx_file(str(text), seg_model, 'seg.py')
+
+
+def test_an_onnx_of_another_class_count_is_refused(deployed, tmp_path,
+                                                   monkeypatch, capsys):
+    d = deployed('seg')
+    other = recorded_as(d.onnx, tmp_path / 'x.onnx', classes=3)
+    monkeypatch.setattr(sys, 'argv', [TOOL, str(d.cfg), str(d.ckpt), other,
+                                      '--work-dir', str(tmp_path / 'w')])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(REPO / TOOL), run_name='__main__')
+    assert e.value.code == 2
+    assert (f'{other} (outputs logits) was exported from another model '
+            f'than the EncoderDecoder of {d.cfg}: classes 3') in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize('args,message', [

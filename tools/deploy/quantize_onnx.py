@@ -27,13 +27,10 @@ import argparse
 import os.path as osp
 import sys
 
-import onnx
-
 from mmrepvit.apis import (
     AgreementError,
     build_model,
-    exported_part,
-    onnx_outputs,
+    check_onnx_file,
     preprocessed_images,
     quantize_onnx,
 )
@@ -95,9 +92,8 @@ def main():
         parser.error(f'ONNX file {args.model!r} does not exist.')
     cfg = load_config(args.config, args.cfg_options)
     # calibrating on another config's data gives the wrong ranges
-    outputs = onnx_outputs(onnx.load(args.model, load_external_data=False))
     try:
-        exported_part(outputs, build_model(cfg), args.config, args.model)
+        check_onnx_file(args.model, build_model(cfg), args.config)
     except ValueError as e:
         parser.error(str(e))
     calibration = preprocessed_images(cfg, args.calib, 'train')

@@ -20,7 +20,6 @@ import json
 import logging
 import os.path as osp
 
-import onnx
 import torch
 import torch.nn.functional as F
 from mmengine.dist import is_main_process
@@ -29,12 +28,7 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmrepvit.apis import (
-    OnnxRunner,
-    exported_part,
-    onnx_outputs,
-    unwrap_model,
-)
+from mmrepvit.apis import OnnxRunner, check_onnx_file, unwrap_model
 from mmrepvit.apis.runtime import BACKENDS
 from mmrepvit.utils.checks import check_config
 from mmrepvit.utils.config import add_common_args, checked, tool_config
@@ -144,11 +138,10 @@ def main():
     except ImportError as e:
         parser.error(f'{e}: install {args.backend} (pip install '
                      f'{args.backend}) or choose another --backend.')
-    outputs = onnx_outputs(onnx.load(args.onnx, load_external_data=False))
     runner = build_runner(parser, args)
     model = unwrap_model(runner.model)
     try:
-        part = exported_part(outputs, model, args.config, args.onnx)
+        part, outputs = check_onnx_file(args.onnx, model, args.config)
     except ValueError as e:
         parser.error(str(e))
     labels = outputs[0][0] == 'labels'
