@@ -2,6 +2,8 @@
 """Build a config's model, load a whole-model checkpoint, write it fused."""
 import copy
 import logging
+import os
+import os.path as osp
 from typing import Optional, Tuple, Union
 
 import torch
@@ -84,7 +86,8 @@ def load_model_weights(model: nn.Module, checkpoint: str,
             Defaults to ``None``: read ``checkpoint``.
 
     Raises:
-        ValueError: No key matches the model.
+        ValueError: The checkpoint does not fit the model (keys missing,
+            unexpected or of another shape), naming them.
     """
     source = f'checkpoint {checkpoint!r}'
     state = extract_state_dict(checkpoint if contents is None else contents,
@@ -101,7 +104,27 @@ def load_model_weights(model: nn.Module, checkpoint: str,
                 'config as init_cfg=dict(type="Pretrained", checkpoint=...), '
                 'or export it with tools/deploy/export_onnx.py ARCH_OR_CONFIG '
                 'CKPT OUT.onnx --backbone-only.' if bare else ''))
-    load_state_dict(model, state, strict=True)
+    try:
+        load_state_dict(model, state, strict=True)
+    except RuntimeError as e:   # MMEngine's lists of keys that do not fit
+        lines = str(e).splitlines()
+
+        def keys(head):
+            line = next((ln for ln in lines if ln.startswith(head)), head)
+            return [k for k in line[len(head):].split(', ') if k]
+        shapes = [ln[18:].split(':')[0] for ln in lines
+                  if ln.startswith('size mismatch for ')]
+        kinds = [
+            (keys('missing keys in source state_dict: '), 'weights missing'),
+            (shapes, 'of another shape'),
+            (keys('unexpected key in source state_dict: '),
+             'tensors the model does not have')]
+        what = '; '.join(f'{len(k)} {kind} (e.g. {", ".join(k[:3])})'
+                         for k, kind in kinds if k) or lines[0]
+        raise ValueError(
+            f'{source} does not fit the {type(model).__name__} of this '
+            f'config: {what}. Give a checkpoint of this config\'s model '
+            f'(same type, arch and classes).') from e
 
 
 def fuse_checkpoint(config: Union[str, Config], checkpoint: str, out: str,
@@ -142,5 +165,6 @@ def fuse_checkpoint(config: Union[str, Config], checkpoint: str, out: str,
                            f'relative (float rounding is < 1e-4); nothing '
                            f'written.')
     meta = dict(ckpt.get('meta', {}), mmrepvit_deploy=True)
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     torch.save({'meta': meta, 'state_dict': model.state_dict()}, out)
     return err

@@ -412,19 +412,29 @@ def test_whole_model_tools_name_a_bare_backbone_checkpoint(tmp_path):
         apis.load_model_weights(build_model(SEG), str(ckpt))
 
 
-def test_export_tool_bad_inputs(monkeypatch, tmp_path):
+def test_export_tool_bad_inputs(monkeypatch, tmp_path, capsys):
+    """Usage errors (exit status 2) that name the problem, nothing written."""
+    def refused(config, ckpt, message):
+        with pytest.raises(SystemExit) as e:
+            run_tool(monkeypatch, config, ckpt, tmp_path / 'x.onnx')
+        assert e.value.code == 2
+        assert message in capsys.readouterr().err
+
     broken = tmp_path / 'broken.pth'
     broken.write_bytes(b'<html>not found</html>')
-    with pytest.raises(ValueError, match='is not a valid PyTorch checkpoint'):
-        run_tool(monkeypatch, DET, broken, tmp_path / 'x.onnx')
+    refused(DET, broken, 'is not a valid PyTorch checkpoint')
     resnet = tmp_path / 'resnet.py'
     resnet.write_text(f"_base_ = ['{DET}']\nmodel = dict(backbone=dict("
                       "_delete_=True, type='ResNet', depth=18))\n")
-    with pytest.raises(ValueError, match="model.backbone is 'ResNet', not "
-                       'RepViT'):
-        run_tool(monkeypatch, resnet, broken, tmp_path / 'x.onnx')
-    with pytest.raises(SystemExit):      # argparse: neither file nor arch
-        run_tool(monkeypatch, 'm9', broken, tmp_path / 'x.onnx')
+    refused(resnet, broken, "model.backbone is 'ResNet', not RepViT")
+    # neither file nor arch
+    refused('m9', broken, "'m9' is neither a config file nor a RepViT arch")
+    # a checkpoint of another model: MMEngine's key list, with the file
+    det = tmp_path / 'det.pth'
+    torch.save({'state_dict': build_model(DET).state_dict()}, det)
+    refused(SEG, det, f"checkpoint '{det}' does not fit the EncoderDecoder "
+            f'of this config: 37 weights missing (e.g. decode_head.conv_seg.'
+            f'weight, ')
     assert not list(tmp_path.glob('*.onnx*'))
 
 
@@ -520,13 +530,15 @@ def test_export_tool_prefix_help(monkeypatch, capsys):
             'config and --backbone-only, no prefix needed)' in help_text)
 
 
-def test_export_tool_reads_package_configs(monkeypatch, tmp_path):
+def test_export_tool_reads_package_configs(monkeypatch, tmp_path, capsys):
     # mmdet::/mmseg:: paths are configs as in the other tools; this one is
     # no RepViT model, so the config check is what answers (read only).
-    with pytest.raises(ValueError, match="model.backbone is 'ResNet', not "
-                       'RepViT'):
+    with pytest.raises(SystemExit) as e:
         run_tool(monkeypatch, 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
                  tmp_path / 'none.pth', tmp_path / 'x.onnx')
+    assert e.value.code == 2
+    assert "model.backbone is 'ResNet', not RepViT" in \
+        capsys.readouterr().err
 
 
 def test_build_model_is_quiet_and_keeps_the_logger_level():

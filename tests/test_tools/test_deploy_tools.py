@@ -290,3 +290,27 @@ def test_reparameterize_check_size_must_be_positive():
     assert done.returncode == 2
     assert "argument --check-size: expected a positive size, got '0'" in \
         done.stderr
+
+
+def test_reparameterize_refusals_are_usage_errors(deployed, tmp_path,
+                                                  monkeypatch, capsys):
+    d, tool = deployed('seg'), 'tools/deploy/reparameterize.py'
+
+    def reparameterize(ckpt, out):
+        monkeypatch.setattr(sys, 'argv', [tool, str(d.cfg), str(ckpt),
+                                          str(out), '--check-size', '32',
+                                          '32'])
+        runpy.run_path(str(REPO / tool), run_name='__main__')
+
+    fused = tmp_path / 'new' / 'fused.pth'   # its folder is made
+    reparameterize(d.ckpt, fused)
+    assert 'max relative difference' in capsys.readouterr().out
+    missing = tmp_path / 'none.pth'
+    for ckpt, message in [(fused, f'{fused} is fused already'),
+                          (missing, f"Checkpoint file '{missing}' does not "
+                           f'exist')]:
+        with pytest.raises(SystemExit) as e:
+            reparameterize(ckpt, tmp_path / 'again.pth')
+        assert e.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / 'again.pth').exists()

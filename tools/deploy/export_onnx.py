@@ -156,7 +156,12 @@ def load_model(parser, args, cfg):
 
 def main():
     parser, args = parse_args()
-    model, part = load_model(parser, args, read_config(parser, args))
+    cfg = read_config(parser, args)
+    try:
+        model, part = load_model(parser, args, cfg)
+    except (OSError, ValueError, RuntimeError) as e:
+        # a missing, broken or unfit checkpoint; one holding code
+        parser.error(str(e))
     try:
         report = export_onnx(model, args.out, tuple(args.shape), part=part,
                              labels=args.labels, opset=args.opset,

@@ -27,8 +27,11 @@ def main():
                         metavar=('H', 'W'),
                         help='input size of the equivalence check')
     args = parser.parse_args()
-    err = fuse_checkpoint(args.config, args.checkpoint, args.out,
-                          tuple(args.check_size))
+    try:
+        err = fuse_checkpoint(args.config, args.checkpoint, args.out,
+                              tuple(args.check_size))
+    except (OSError, ValueError) as e:   # a missing, unfit or fused file
+        parser.error(str(e))
     print(f'fused backbone vs original on a random {tuple(args.check_size)} '
           f'input: max relative difference {err:.2e}')
     print(f'saved {args.out}; test it with:\n  python tools/test.py '
