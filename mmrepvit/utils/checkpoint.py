@@ -116,12 +116,15 @@ def _torch_load(filename: str, path: str, map_location):
                 (ln for ln in lines if not ln.startswith(generic)),
                 'unreadable pickle')) from e
         raise RuntimeError(
-            f'Refusing to load {filename!r}: unpickling its objects other '
-            f'than tensors could run code ({refused}). If you trust it, '
-            f'save its tensors and load those: for a whole pickled model, '
-            f'torch.save(torch.load(path, weights_only=False).state_dict(), '
-            f"PATH); for a dict, its entry of them, e.g. torch.load(path, "
-            f"weights_only=False)['model'].") from e
+            f'Refusing to load {filename!r}: it holds Python objects other '
+            f'than tensors and plain containers, and unpickling them could '
+            f'run code ({refused}); mmrepvit reads weights with '
+            f'torch.load(weights_only=True). If you trust the file, save '
+            f'only its tensors and load that file instead: for a whole '
+            f'pickled model, torch.save(torch.load(path, weights_only=False)'
+            f".state_dict(), 'weights.pth'); for a dict that holds one, its "
+            f"state-dict entry, e.g. torch.save(torch.load(path, "
+            f"weights_only=False)['model'], 'weights.pth').") from e
     except EOFError as e:   # an empty pickle
         raise _not_a_checkpoint(filename, 'the file is empty') from e
     except RuntimeError as e:
@@ -233,7 +236,7 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     # checkpoints are in last_checkpoint's directory (out_dir) or work_dir
     candidates += _fallbacks([osp.dirname(named) if named else work_dir,
                               work_dir], named)
-    for path in candidates:
+    for path in dict.fromkeys(candidates):   # each path once
         problem = checkpoint_problem(path)
         if problem is None:
             if broken and osp.basename(path) == osp.basename(named or ''):

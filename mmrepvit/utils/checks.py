@@ -170,8 +170,9 @@ def check_data_paths(cfg, loaders: Sequence[str]) -> None:
                     metric['ann_file'], 'ann_file', where,
                     f'Set {where}.ann_file to the annotation file.',
                     osp.isfile))
-    if any(problems):
-        raise FileNotFoundError('\n'.join(filter(None, problems)))
+    problems = dict.fromkeys(filter(None, problems))   # once each
+    if problems:
+        raise FileNotFoundError('\n'.join(problems))
 
 
 def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:

@@ -99,7 +99,11 @@ def test_training_after_a_fused_load_raises():
     target.eval()                      # inference is what it is for
     # The optimizer of a Runner is built before the load, so it would hold
     # the replaced parameters: training must not start silently.
-    with pytest.raises(RuntimeError, match='deploy=True'):
+    with pytest.raises(RuntimeError, match=(
+            r'This RepViT switched to its fused \(deploy\) form to load a '
+            r'fused checkpoint.*To fine-tune, load the training-form '
+            r'checkpoint; to train the fused network, set '
+            r'model.backbone.deploy=True')):
         target.train()
     # A backbone built in deploy form trains as it always did.
     Holder(deploy=True).train()

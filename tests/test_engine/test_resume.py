@@ -271,9 +271,16 @@ def test_find_resume_checkpoint(tmp_path):
         (tmp_path / f'iter_{step}.pth').write_bytes(b'')
     with pytest.raises(RuntimeError) as error:
         find_resume_checkpoint(str(tmp_path))
-    for step in (2, 4, 6):
-        assert f'iter_{step}.pth' in str(error.value)
+    for step in (2, 4, 6):   # each once
+        assert str(error.value).count(f'iter_{step}.pth') == 1
     assert 'Train again without --resume' in str(error.value)
+    # a named file that is gone, nothing before it: named once
+    for step in (2, 4, 6):
+        (tmp_path / f'iter_{step}.pth').unlink()
+    with pytest.raises(RuntimeError) as error:
+        find_resume_checkpoint(str(tmp_path))
+    assert str(error.value).count(
+        f"{tmp_path / 'iter_6.pth'}: the file does not exist") == 1
 
 
 def test_find_resume_checkpoint_in_a_moved_work_dir(tmp_path):

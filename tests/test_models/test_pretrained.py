@@ -282,7 +282,8 @@ def test_untrusted_pickle_is_refused(tmp_path, source):
     torch.save(source, tmp_path / 'module.pth')
     with pytest.raises(RuntimeError, match=r'Refusing to load.*for a whole '
                        r'pickled model, torch.save\(torch.load\(path, '
-                       r'weights_only=False\).state_dict\(\)'):
+                       r"weights_only=False\).state_dict\(\), "
+                       r"'weights.pth'\)"):
         pretrained(tmp_path / 'module.pth').init_weights()
 
 

@@ -160,7 +160,8 @@ def test_custom_arch_dict():
 
 @pytest.mark.parametrize('kwargs,error,message', [
     # An unknown arch name lists the valid ones.
-    (dict(arch='m9'), ValueError, r"Unknown RepViT arch 'm9'.*'m0_6'"),
+    (dict(arch='m9'), ValueError, r"Unknown RepViT arch 'm9'; valid arches "
+     r"are \['m0_6'"),
     # arch must be a str or a dict.
     (dict(arch=3), TypeError, 'arch must be a str or a dict'),
     # A custom dict needs exactly widths and depths.
@@ -186,6 +187,8 @@ def test_custom_arch_dict():
     # frozen_stages in [-1, number of stages].
     (dict(frozen_stages=5), ValueError, r'frozen_stages must be in \[-1, 4\]'),
     (dict(frozen_stages=-2), ValueError, 'frozen_stages'),
+    (dict(frozen_stages='all'), ValueError,
+     r"frozen_stages must be in \[-1, 4\], an integer .*got 'all'"),
     (dict(drop_path_rate=1.0), ValueError, 'drop_path_rate'),
     # mmcv's build_norm_layer names an unknown norm type.
     (dict(norm_cfg=dict(type='Nope')), KeyError,

@@ -155,3 +155,21 @@ def test_ade_labels_are_the_six_classes(tmp_path):
             label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
             assert label.shape == (96, 96) and label.dtype == np.uint8
             assert set(np.unique(label)) <= set(range(6))
+
+
+@pytest.mark.parametrize('script', ['make_demo_coco.py', 'make_demo_ade.py'])
+def test_counts_and_sizes_out_of_range_are_usage_errors(script, tmp_path):
+    # an empty split, or images too small for the shapes, are refused
+    proc = subprocess.run(
+        [sys.executable, str(GENERATORS / script), '--out',
+         str(tmp_path / 'x'), '--num-val', '0', '--size', '4'],
+        capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert ("argument --num-val: expected an integer >= 1, got '0'"
+            in proc.stderr)
+    proc = subprocess.run(
+        [sys.executable, str(GENERATORS / script), '--out',
+         str(tmp_path / 'x'), '--size', '4'], capture_output=True, text=True)
+    assert "argument --size: expected an integer >= 32, got '4'" in \
+        proc.stderr
+    assert not (tmp_path / 'x').exists()

@@ -117,6 +117,12 @@ def test_annotation_file_that_does_not_exist(demo_data,  # noqa: F811
            f"typo.json' does not exist" in message
     assert f"val_evaluator: ann_file '{data}/annotations/nope.json' does " \
            f'not exist' in message
+    # two metrics of one missing file: said once
+    cfg.write_text(cfg.read_text() + '\nval_evaluator = [val_evaluator, '
+                   'val_evaluator]\n')
+    with pytest.raises(FileNotFoundError) as error:
+        run_tool(monkeypatch, 'train.py', cfg)
+    assert str(error.value).count('val_evaluator: ann_file') == 1
 
 
 def test_image_directory_without_images(demo_data,  # noqa: F811

@@ -174,6 +174,10 @@ def test_analyze_logs_tool(tmp_path, monkeypatch, capsys):
     assert out.read_bytes()[:4] == b'\x89PNG'
     text = run('summary', log)
     assert 'coco/bbox_mAP: final 0.2, best 0.2 (epoch 2)' in text
+    # a metric asked for and not logged is named, not silently dropped
+    text = run('summary', log, '--keys', 'coco/bbox_mAP', 'nonsense')
+    assert 'coco/bbox_mAP: final 0.2' in text
+    assert text.splitlines()[-1] == 'not in any log: nonsense'
 
 
 def test_what_is_no_log_or_not_logged_is_an_error(tmp_path, monkeypatch,

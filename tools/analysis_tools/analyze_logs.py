@@ -58,11 +58,13 @@ def main():
         parser.error(str(e))
     for run in runs:
         print(logs.format_summary(logs.summarize(run), args.keys))
+    x = getattr(args, 'x', None)   # summary: logged at all
+    missing = [k for k in args.keys or [] if not any(
+        run.series(k, x or 'iter')[0] for run in runs)]
+    if missing:
+        print(f'not in any log{f" (against {x})" if x else ""}: '
+              f'{", ".join(missing)}')
     if args.command == 'plot_curve':
-        missing = [k for k in args.keys or [] if not any(
-            run.series(k, args.x)[0] for run in runs)]
-        if missing:
-            print(f'not in any log (against {args.x}): {", ".join(missing)}')
         try:
             png = logs.plot_logs(runs, args.out, args.keys, args.x,
                                  args.title)

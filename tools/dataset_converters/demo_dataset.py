@@ -8,6 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
+from mmrepvit.utils.config import checked
+
 
 def write_once(out_dir, settings, subdirs, write, force=False):
     """Call ``write(out)`` to fill ``out_dir`` unless it already holds a
@@ -67,10 +69,11 @@ def main(generate, doc, default_out):
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', dest='out_dir', default=default_out,
                         help='default: %(default)s')
-    for name in ('seed', 'num_train', 'num_val', 'size'):
-        parser.add_argument('--' + name.replace('_', '-'), type=int,
-                            default=defaults[name].default,
-                            help='default: %(default)s')
+    at_least = {'seed': 0, 'num_train': 1, 'num_val': 1, 'size': 32}
+    for name, low in at_least.items():   # a 32 px image holds its shapes
+        parser.add_argument('--' + name.replace('_', '-'), type=checked(
+            int, lambda v, low=low: v >= low, f'an integer >= {low}'),
+            default=defaults[name].default, help='default: %(default)s')
     parser.add_argument(
         '--force', action='store_true',
         help='regenerate even if already generated, and write into a '

@@ -84,8 +84,9 @@ class RepViT(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, str) and arch not in self.arch_zoo:
             raise ValueError(
-                f'Unknown RepViT arch {arch!r}; use one of '
-                f'{sorted(self.arch_zoo)} or a widths/depths dict.')
+                f'Unknown RepViT arch {arch!r}; valid arches are '
+                f'{sorted(self.arch_zoo)}, or a dict with keys widths and '
+                f'depths.')
         self.arch_settings = (self.arch_zoo[arch] if isinstance(arch, str)
                               else _custom_arch(arch))
         self.arch_name = arch if isinstance(arch, str) else 'custom'
@@ -108,10 +109,12 @@ class RepViT(BaseModule):
         self.stage_outputs = ends
         self.out_indices = _stage_indices(out_indices, len(ends),
                                           self.arch_name)
-        if not -1 <= frozen_stages <= len(ends):
+        if not (isinstance(frozen_stages, int)
+                and -1 <= frozen_stages <= len(ends)):
             raise ValueError(
-                f'frozen_stages must be in [-1, {len(ends)}] (-1: none, k: '
-                f'the stem and k stages), got {frozen_stages}.')
+                f'frozen_stages must be in [-1, {len(ends)}], an integer (-1: '
+                f'none, 0: the stem, k: the stem and the first k of the '
+                f'{len(ends)} stages), got {frozen_stages!r}.')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
@@ -156,9 +159,11 @@ class RepViT(BaseModule):
     def train(self, mode: bool = True):
         if mode and getattr(self, '_fused_by_load', False):
             raise RuntimeError(
-                'This RepViT loaded a fused checkpoint, for inference only '
-                '(an optimizer built before holds replaced parameters): load '
-                'a training-form one, or set model.backbone.deploy=True.')
+                'This RepViT switched to its fused (deploy) form to load a '
+                'fused checkpoint, a form for inference (an optimizer built '
+                'before still holds the replaced parameters). To fine-tune, '
+                'load the training-form checkpoint; to train the fused '
+                'network, set model.backbone.deploy=True.')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
