@@ -167,11 +167,12 @@ def onnx_record(model: nn.Module, part: Optional[str] = None) -> dict:
         model, 'backbone', None)
     if not isinstance(backbone, RepViT):
         return dict(backbone=type(backbone).__name__)
-    record = dict(backbone='RepViT', **{
-        k: list(v) for k, v in backbone.arch_settings.items()
-        if k in ('widths', 'depths')}, stage_ends=backbone.stage_ends,
-        out_indices=list(backbone.out_indices),
-        in_channels=backbone.in_channels)
+    arch = backbone.arch_settings
+    record = dict(backbone='RepViT', widths=list(arch['widths']),
+                  depths=list(arch['depths']),
+                  stage_ends=backbone.stage_ends,
+                  out_indices=list(backbone.out_indices),
+                  in_channels=backbone.in_channels)
     head = getattr(model, 'decode_head', None)
     if head is not None and part in (None, 'segmentor'):
         record['classes'] = head.out_channels
