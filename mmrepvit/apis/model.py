@@ -107,20 +107,18 @@ def load_model_weights(model: nn.Module, checkpoint: str,
     try:
         load_state_dict(model, state, strict=True)
     except RuntimeError as e:   # MMEngine's lists of keys that do not fit
+        # the refusal hook's wording (imported here: the hook imports apis)
+        from ..engine.hooks.refuse_unfit_checkpoint_hook import unfit_weights
         lines = str(e).splitlines()
 
         def keys(head):
             line = next((ln for ln in lines if ln.startswith(head)), head)
             return [k for k in line[len(head):].split(', ') if k]
-        shapes = [ln[18:].split(':')[0] for ln in lines
-                  if ln.startswith('size mismatch for ')]
-        kinds = [
-            (keys('missing keys in source state_dict: '), 'weights missing'),
-            (shapes, 'of another shape'),
-            (keys('unexpected key in source state_dict: '),
-             'tensors the model does not have')]
-        what = '; '.join(f'{len(k)} {kind} (e.g. {", ".join(k[:3])})'
-                         for k, kind in kinds if k) or lines[0]
+        head = 'size mismatch for '
+        what = unfit_weights(
+            keys('missing keys in source state_dict: '),
+            [ln[len(head):] for ln in lines if ln.startswith(head)],
+            keys('unexpected key in source state_dict: ')) or lines[0]
         raise ValueError(
             f'{source} does not fit the {type(model).__name__} of this '
             f'config: {what}. Give a checkpoint of this config\'s model '

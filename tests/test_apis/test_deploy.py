@@ -437,8 +437,8 @@ def test_export_tool_bad_inputs(monkeypatch, tmp_path, capsys):
     det = tmp_path / 'det.pth'
     torch.save({'state_dict': build_model(DET).state_dict()}, det)
     refused(SEG, det, f"checkpoint '{det}' does not fit the EncoderDecoder "
-            f'of this config: 37 weights missing (e.g. decode_head.conv_seg.'
-            f'weight, ')
+            f'of this config: 37 not in the checkpoint (e.g. decode_head.'
+            f'conv_seg.weight, ')
     assert not list(tmp_path.glob('*.onnx*'))
 
 

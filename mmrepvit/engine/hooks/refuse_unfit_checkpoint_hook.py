@@ -67,15 +67,6 @@ class RefuseUnfitCheckpointHook(Hook):
         unfit = len(missing) + len(shapes)
         if not unfit or (not self.whole and unfit < len(weights)):
             return
-        what = [f'{len(missing)} not in the checkpoint (e.g. '
-                f'{", ".join(missing[:3])})'] if missing else []
-        if shapes:
-            what.append(f'{len(shapes)} of another shape (e.g. '
-                        f'{shapes[0].rstrip(".")})')
-        if unexpected:
-            what[-1] += (f'; the checkpoint holds {len(unexpected)} tensors '
-                         f'the model does not have (e.g. '
-                         f'{", ".join(unexpected[:3])})')
         fix = ("Use a checkpoint of this config's model (same type, arch and "
                'classes); a RepViT backbone one goes in '
                'model.backbone.init_cfg, for training.' if self.whole else
@@ -86,4 +77,21 @@ class RefuseUnfitCheckpointHook(Hook):
         raise ValueError(
             f'The checkpoint {self.checkpoint!r} does not fit the model of '
             f'this config: {unfit} of its {len(weights)} weights would keep '
-            f'their random initial values: {"; ".join(what)}. {fix}')
+            f'their random initial values: '
+            f'{unfit_weights(missing, shapes, unexpected)}. {fix}')
+
+
+def unfit_weights(missing, shapes, unexpected) -> str:
+    """How a load does not fit, with examples: the model's weights not in
+    the checkpoint, those of another shape (PyTorch's ``'KEY: copying a
+    param with shape ...'``) and the checkpoint's tensors the model lacks;
+    also what ``apis.load_model_weights`` reports."""
+    what = [f'{len(missing)} not in the checkpoint (e.g. '
+            f'{", ".join(missing[:3])})'] if missing else []
+    if shapes:
+        what.append(f'{len(shapes)} of another shape (e.g. '
+                    f'{shapes[0].rstrip(".")})')
+    if unexpected:
+        what.append(f'the checkpoint holds {len(unexpected)} tensors the '
+                    f'model does not have (e.g. {", ".join(unexpected[:3])})')
+    return '; '.join(what)
