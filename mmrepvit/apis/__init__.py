@@ -27,7 +27,7 @@ from .quantize import (
     preprocessed_images,
     quantize_onnx,
 )
-from .runtime import OnnxRunner, cpu_flags
+from .runtime import OnnxRunner, cpu_flags, saturates_int8
 
 __all__ = ['find_repvits', 'fuse_checkpoint', 'fuse_model',
            'repvit_backbone_cfg', 'switch_to_deploy', 'unwrap_model',
@@ -35,5 +35,5 @@ __all__ = ['find_repvits', 'fuse_checkpoint', 'fuse_model',
            'OnnxReport', 'ParityError', 'check_onnx_file', 'export_onnx',
            'exported_part', 'onnx_part', 'onnx_record',
            'ort_session', 'OnnxRunner',
-           'cpu_flags', 'AgreementError', 'QuantizeReport',
+           'cpu_flags', 'saturates_int8', 'AgreementError', 'QuantizeReport',
            'preprocessed_images', 'quantize_onnx']

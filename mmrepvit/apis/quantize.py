@@ -13,7 +13,7 @@ import numpy as np
 from mmengine.config import Config
 
 from ..utils.compat import calibration_cache_kwargs
-from .runtime import OnnxRunner
+from .runtime import OnnxRunner, saturates_int8
 
 #: Calibration methods: onnxruntime's names.
 METHODS = {'minmax': 'MinMax', 'entropy': 'Entropy',
@@ -29,6 +29,7 @@ class QuantizeReport(NamedTuple):
     kept_float: List[str]     # nodes left in float
     # (node, error with it alone quantized), worst first; 'auto' only
     sensitivity: List[Tuple[str, float]]
+    reduce_range: bool = False   # 7-bit weights
 
 
 class AgreementError(RuntimeError):
@@ -161,7 +162,8 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
                   max_label_change: Optional[float] = None,
                   keep_float: Union[str, Sequence[str], None] = None,
                   max_keep: int = 8, per_channel: bool = True,
-                  method: str = 'minmax', reduce_range: bool = False,
+                  method: str = 'minmax',
+                  reduce_range: Union[bool, str] = 'auto',
                   op_types: Optional[Sequence[str]] = None
                   ) -> QuantizeReport:
     """Quantize an ONNX file to INT8 and measure it against the float one.
@@ -185,8 +187,11 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
         per_channel (bool): Per-channel weight scales. Defaults to ``True``.
         method (str): Calibration: ``'minmax'``, ``'entropy'`` or
             ``'percentile'``. Defaults to ``'minmax'``.
-        reduce_range (bool): 7-bit weights, for CPUs without VNNI.
-            Defaults to ``False``.
+        reduce_range (bool | str): 7-bit weights, for x86 CPUs without
+            VNNI, whose uint8 x int8 products saturate with 8-bit ones (a
+            file quantized without it gives wrong outputs there).
+            Defaults to ``'auto'``: where this CPU needs it
+            (:func:`~mmrepvit.apis.runtime.saturates_int8`).
         op_types (Sequence[str], optional): Quantize only nodes of these
             types, e.g. ``['Conv']``. Defaults to None (all it can).
 
@@ -201,6 +206,8 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
     if method not in METHODS:
         raise ValueError(f'method must be one of {list(METHODS)}, got '
                          f'{method!r}.')
+    if reduce_range == 'auto':
+        reduce_range = saturates_int8()
     auto = keep_float == 'auto'
     keep = [] if auto or keep_float is None else list(keep_float)
     held_out = list(held_out or [])
@@ -224,7 +231,8 @@ def quantize_onnx(model: str, out: str, calibration: Sequence[np.ndarray],
             report = QuantizeReport(
                 len(calibration), len(held_out), *_agreement(
                     fp32.output_names, references,
-                    [runner(x) for x in held_out]), list(keep), sensitivity)
+                    [runner(x) for x in held_out]), list(keep), sensitivity,
+                reduce_range)
             problems = _problems(report, max_error, max_label_change)
             if not (auto and problems and len(keep) < max_keep):
                 break

@@ -1,6 +1,7 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Run an ONNX file on the CPU in onnxruntime or OpenVINO (fp32 or bf16)."""
 import os.path as osp
+import platform
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -23,6 +24,15 @@ def cpu_flags(path: str = '/proc/cpuinfo') -> List[str]:
     except OSError:
         flags = []
     return [f for f in ISA_FLAGS if f in flags]
+
+
+def saturates_int8() -> bool:
+    """Whether onnxruntime's and OpenVINO's uint8 x int8 products can
+    saturate on this CPU: x86 without VNNI (AVX2 only), where 8-bit weights
+    give wrong outputs and 7-bit ones (``reduce_range``) are needed."""
+    x86 = platform.machine().lower() in ('x86_64', 'amd64', 'i386', 'i686')
+    vnni = {'avx_vnni', 'avx512_vnni', 'amx_int8'} & set(cpu_flags())
+    return x86 and not vnni
 
 
 class OnnxRunner:

@@ -74,6 +74,47 @@ def test_int8_model_is_quantized_and_agrees(backbone_onnx, tmp_path):
     assert err == pytest.approx(report.errors['stage2'], rel=0.5)
 
 
+@pytest.mark.parametrize('machine,flags,saturates', [
+    ('x86_64', 'sse4_2 avx2 fma', True),           # e.g. AMD EPYC (Zen 2/3)
+    ('x86_64', 'avx2 avx512f avx512_vnni', False),
+    ('x86_64', 'avx2 avx_vnni', False),
+    ('aarch64', '', False),                        # no such products
+])
+def test_saturates_int8(tmp_path, monkeypatch, machine, flags, saturates):
+    from mmrepvit.apis import runtime
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text(f'processor\t: 0\nflags\t\t: {flags}\n')
+    read = runtime.cpu_flags
+    monkeypatch.setattr(runtime, 'cpu_flags', lambda: read(str(cpuinfo)))
+    monkeypatch.setattr(runtime.platform, 'machine', lambda: machine)
+    assert runtime.saturates_int8() is saturates
+
+
+@pytest.mark.parametrize('saturates', [True, False])
+def test_reduce_range_follows_the_cpu(backbone_onnx, tmp_path, monkeypatch,
+                                      saturates):
+    """By default the weights are 7-bit ([-64, 64]) exactly where this
+    CPU's uint8 x int8 products saturate (where 8-bit ones, up to 127, give
+    wrong outputs: 103% relative error on an AVX2-only AMD EPYC, 2.8% with
+    7 bits); True and False force it."""
+    from mmrepvit.apis import quantize
+    monkeypatch.setattr(quantize, 'saturates_int8', lambda: saturates)
+
+    def widest_weight(**kwargs):
+        out = str(tmp_path / 'int8.onnx')
+        report = quantize_onnx(backbone_onnx, out, images(1, 0), **kwargs)
+        graph = onnx.load(out).graph
+        weights = [onnx.numpy_helper.to_array(t) for t in graph.initializer
+                   if t.data_type == onnx.TensorProto.INT8 and t.dims]
+        return report.reduce_range, max(int(np.abs(w).max())
+                                        for w in weights)
+
+    reduced, widest = widest_weight()
+    assert reduced is saturates
+    assert widest <= 64 if saturates else widest > 64
+    assert widest_weight(reduce_range=not saturates)[0] is not saturates
+
+
 def test_disagreement_is_refused_and_nothing_written(backbone_onnx,
                                                       tmp_path):
     out = tmp_path / 'int8.onnx'

@@ -76,9 +76,11 @@ def parse_args():
                         help='quantize only these node types, e.g. Conv '
                         '(faster in OpenVINO; default: all onnxruntime '
                         'quantizes)')
-    parser.add_argument('--reduce-range', action='store_true',
-                        help='7-bit weights: for CPUs without VNNI, where '
-                        'uint8 x int8 products can saturate')
+    parser.add_argument('--reduce-range',
+                        action=argparse.BooleanOptionalAction,
+                        help='7-bit weights: needed on x86 CPUs without '
+                        'VNNI, where uint8 x int8 products saturate '
+                        '(default: on where this CPU needs it)')
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
                         help='override settings in the config (data paths)')
     return parser, parser.parse_args()
@@ -106,7 +108,8 @@ def main():
             max_error=args.max_error,
             max_label_change=args.max_label_change, keep_float=keep,
             max_keep=args.max_keep, per_channel=not args.no_per_channel,
-            method=args.method, reduce_range=args.reduce_range,
+            method=args.method, reduce_range=(
+                'auto' if args.reduce_range is None else args.reduce_range),
             op_types=args.op_types)
     except AgreementError as e:
         show(e.report)
@@ -119,6 +122,8 @@ def main():
 
 
 def show(report):
+    print('weights: ' + ('7-bit (reduce_range), as x86 CPUs without VNNI '
+                         'need' if report.reduce_range else '8-bit'))
     for name, error in report.errors.items():
         print(f'{name}: relative error {error:.2%}')
     if report.label_change is not None:
