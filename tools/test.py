@@ -176,10 +176,14 @@ def use_tta(cfg: Config) -> Config:
 
 def main():
     args, cfg = parse_tool_args(build_parser())
-    if args.out and cfg.default_scope == 'mmdet' and \
-            not args.out.endswith(('.pkl', '.pickle')):
+    pickle = bool(args.out) and args.out.endswith(('.pkl', '.pickle'))
+    if args.out and cfg.default_scope == 'mmdet' and not pickle:
         raise ValueError(f'--out for detection must be a .pkl file, not '
                          f'{args.out!r}.')
+    if pickle and cfg.default_scope == 'mmseg':
+        raise ValueError(f'--out for segmentation is the directory to write '
+                         f'the predicted label maps (PNG) to, not a .pkl '
+                         f'file ({args.out!r}), as in MMSegmentation.')
     cfg.load_from = args.checkpoint
     check_config(cfg, ['test_dataloader'])
     if args.show or args.show_dir:

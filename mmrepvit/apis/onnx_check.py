@@ -20,6 +20,25 @@ def _outputs(proto) -> List[Tuple[str, Optional[int]]]:
     return outputs
 
 
+def load_onnx(path: str):
+    """The ``onnx.ModelProto`` of ``path`` (without external weights).
+
+    Raises:
+        ValueError: The file is not an ONNX model (protobuf reads some
+            other bytes as an empty model: one without outputs is refused).
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+    try:
+        proto, why = onnx.load(path, load_external_data=False), 'no outputs'
+    except DecodeError as e:
+        proto, why = None, e
+    if proto is None or not proto.graph.output:
+        raise ValueError(f'{path} is not an ONNX file ({why}); give the file '
+                         f'tools/deploy/export_onnx.py wrote.')
+    return proto
+
+
 def exported_part(outputs: list, model: nn.Module, config: str,
                   path: str) -> str:
     """What an ONNX file of :func:`export_onnx` computes of a config's model,
@@ -107,13 +126,7 @@ def check_onnx_file(path: str, model: nn.Module,
         ValueError: The file is no ONNX file or was exported from another
             model, naming what differs.
     """
-    import onnx
-    from google.protobuf.message import DecodeError
-    try:
-        proto = onnx.load(path, load_external_data=False)
-    except DecodeError as e:
-        raise ValueError(f'{path} is not an ONNX file ({e}); give the file '
-                         f'tools/deploy/export_onnx.py wrote.') from e
+    proto = load_onnx(path)
     outputs = _outputs(proto)
     part = exported_part(outputs, model, config, path)
     props = {p.key: p.value for p in proto.metadata_props}

@@ -6,6 +6,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from .onnx_check import load_onnx
 from .onnx_export import ort_session
 
 #: Backends and the precisions each runs an ONNX file in.
@@ -51,8 +52,8 @@ class OnnxRunner:
             shape only (faster). Defaults to None.
 
     Raises:
-        ValueError: An unknown backend or precision, or bf16 on a CPU
-            without it.
+        ValueError: An unknown backend or precision, bf16 on a CPU
+            without it, or a file that is no ONNX model.
         FileNotFoundError: ``path`` does not exist.
         ImportError: The openvino backend without the openvino package.
     """
@@ -69,6 +70,7 @@ class OnnxRunner:
             raise FileNotFoundError(f'ONNX file {path!r} does not exist; '
                                     f'export one with '
                                     f'tools/deploy/export_onnx.py.')
+        load_onnx(path)   # a clear error where the file is no ONNX model
         self.backend, self.precision = backend, precision
         if backend == 'onnxruntime':
             session = ort_session(path, threads)

@@ -58,13 +58,34 @@ def checked(kind, ok, what):
 positive_size = checked(int, lambda v: v >= 1, 'a positive size')
 
 
+def config_file(text: str) -> str:
+    """An argparse type for CONFIG: a file that exists, or ``pkg::path``."""
+    if '::' not in text and not osp.isfile(text):
+        raise argparse.ArgumentTypeError(
+            f'Config file {text!r} does not exist (looked for '
+            f'{osp.abspath(text)!r})')
+    return text
+
+
 def config_only(text: str) -> str:
-    """An argparse type for CONFIG that refuses a checkpoint file."""
+    """:func:`config_file` that also refuses a checkpoint file."""
     if text.endswith(('.pth', '.pt', '.safetensors', '.onnx')):
         raise argparse.ArgumentTypeError(
             f'{text!r} is a checkpoint, not a config: this tool takes '
             f'configs only (it measures seeded random weights)')
-    return text
+    return config_file(text)
+
+
+def check_output(parser, out: str, *inputs: str) -> None:
+    """Refuse (exit status 2) an output path that is a directory, or one of
+    the tool's ``inputs``, which writing it would destroy."""
+    if osp.isdir(out):
+        parser.error(f'{out!r} is a directory; give the path of the file to '
+                     f'write in it')
+    for given in inputs:
+        if osp.isfile(given) and osp.exists(out) and osp.samefile(given, out):
+            parser.error(f'{out!r} is the input {given!r}, which writing it '
+                         f'would destroy; give another output path')
 
 
 class ConfigOptionsAction(DictAction):

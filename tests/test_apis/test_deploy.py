@@ -442,6 +442,29 @@ def test_export_tool_bad_inputs(monkeypatch, tmp_path, capsys):
     assert not list(tmp_path.glob('*.onnx*'))
 
 
+def test_export_tool_opset_and_output(monkeypatch, tmp_path, capsys):
+    """An opset that torch or ONNX cannot export RepViT at, an output that
+    is a folder or the checkpoint itself: usage errors, nothing written."""
+    ckpt = tmp_path / 'backbone.pth'
+    torch.save(RepViT('m0_6').state_dict(), ckpt)
+    before = ckpt.read_bytes()
+    out = tmp_path / 'x.onnx'
+    for args, message in [
+            # GELU needs Erf (opset 9); torch names its own range
+            ([out, '--opset', 5], '--opset 5: the export failed ('),
+            ([out, '--opset', 99], '--opset 99: the export failed ('),
+            ([tmp_path], f"'{tmp_path}' is a directory"),
+            ([ckpt], f"'{ckpt}' is the input '{ckpt}'")]:
+        with pytest.raises(SystemExit) as e:
+            run_tool(monkeypatch, 'm0_6', ckpt, *args, '--shape', 32, 32)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err
+        assert '--opset' not in message or 'the default opset 17 is the ' \
+            'tested one' in err
+    assert not out.exists() and ckpt.read_bytes() == before
+
+
 def test_export_onnx_unsupported_models():
     # A model type the exporter does not know, even with a RepViT inside.
     with pytest.raises(ValueError, match='Cannot export a Sequential'):
@@ -463,7 +486,7 @@ def test_export_tool_shape_is_positive(monkeypatch, tmp_path, capsys, shape):
         run_tool(monkeypatch, 'm0_6', tmp_path / 'none.pth',
                  tmp_path / 'x.onnx', '--shape', *shape)
     assert e.value.code == 2
-    assert 'H and W are positive integers' in capsys.readouterr().err
+    assert 'expected a positive size' in capsys.readouterr().err
 
 
 def test_export_any_positive_size(tmp_path):

@@ -5,6 +5,7 @@ allow, are refused (and not written) beyond the limits, and keep the nodes
 a per-node measurement names in float."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -238,6 +239,16 @@ def test_quantize_tool(demo_data, tmp_path):
             f'model of {det} (MaskRCNN) has no decode_head') in other.stderr
     assert 'Traceback' not in other.stderr
     assert not (tmp_path / 'no.onnx').exists()
+    # writing over the float model, and a config that does not exist
+    before = Path(fp32).read_bytes()
+    for args, message in [
+            (run[:4] + [fp32] + run[5:],
+             f"error: '{fp32}' is the input '{fp32}'"),
+            (run[:2] + ['nope.py'] + run[3:],
+             "argument config: Config file 'nope.py' does not exist")]:
+        done = subprocess.run(args, capture_output=True, text=True)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert Path(fp32).read_bytes() == before
 
 
 def quantized_kinds(path):

@@ -360,6 +360,24 @@ def test_convert_tool_refuses_what_is_no_repvit(tmp_path, monkeypatch, capsys,
     assert not (tmp_path / 'out.pth').exists()
 
 
+def test_convert_tool_keeps_its_input(tmp_path, monkeypatch, capsys,
+                                      source):
+    """Writing over SRC (the same path, or a link to it) or into a folder
+    is refused before anything is read; SRC is unchanged."""
+    src = tmp_path / 'src.pth'
+    torch.save(source.state_dict(), src)
+    before = src.read_bytes()
+    (tmp_path / 'link.pth').symlink_to(src)
+    for dst, why in [(src, f"'{src}' is the input '{src}'"),
+                     (tmp_path / 'link.pth', 'is the input'),
+                     (tmp_path, f"'{tmp_path}' is a directory")]:
+        with pytest.raises(SystemExit) as e:
+            convert(monkeypatch, src, dst, '--to', 'timm')
+        assert e.value.code == 2
+        assert why in capsys.readouterr().err
+    assert src.read_bytes() == before
+
+
 def test_convert_tool_whole_model_with_prefix(tmp_path, monkeypatch, capsys,
                                               source):
     whole = tmp_path / 'seg.pth'

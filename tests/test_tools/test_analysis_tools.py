@@ -164,10 +164,13 @@ def test_get_flops_shape_as_in_mmdet(monkeypatch, capsys):
 @pytest.mark.parametrize('tool', ['get_flops.py', 'benchmark.py'])
 def test_a_checkpoint_is_no_config(tool, monkeypatch, capsys):
     # MMDetection's tools take CONFIG CHECKPOINT; these measure random
-    # weights, and the checkpoint was read as a second config
+    # weights, and the checkpoint was read as a second config. A config
+    # that does not exist is a usage error too.
     err = usage_error(monkeypatch, capsys, tool, SEG_DEMO, 'work/iter_2.pth')
     assert "'work/iter_2.pth' is a checkpoint, not a config: this tool " \
         'takes configs only' in err
+    err = usage_error(monkeypatch, capsys, tool, 'nope.py')
+    assert "argument configs: Config file 'nope.py' does not exist" in err
 
 
 def test_options_that_change_nothing_are_errors(monkeypatch, capsys):

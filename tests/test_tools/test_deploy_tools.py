@@ -255,15 +255,18 @@ def test_an_onnx_of_another_class_count_is_refused(deployed, tmp_path,
 
 @pytest.mark.parametrize('args,message', [
     (['missing.onnx'], "ONNX file 'missing.onnx' does not exist"),
+    (['{text}'], 'text.onnx is not an ONNX file'),
     (['{onnx}', '--backend', 'onnxruntime', '--precision', 'bf16'],
      "backend 'onnxruntime' with precision 'bf16': choose"),
     (['{onnx}', '--backend', 'tensorrt'], "invalid choice: 'tensorrt'"),
 ])
 def test_bad_arguments_are_usage_errors(deployed, monkeypatch, capsys, args,
-                                        message):
+                                        message, tmp_path):
     d = deployed('seg')
+    text = tmp_path / 'text.onnx'
+    text.write_text('not a model')
     argv = [TOOL, str(d.cfg), str(d.ckpt)] + [
-        a.format(onnx=d.onnx) for a in args]
+        a.format(onnx=d.onnx, text=text) for a in args]
     monkeypatch.setattr(sys, 'argv', argv)
     with pytest.raises(SystemExit) as e:
         runpy.run_path(str(REPO / TOOL), run_name='__main__')
@@ -284,8 +287,9 @@ def test_a_missing_checkpoint_is_a_usage_error(deployed, monkeypatch,
 
 def test_reparameterize_check_size_must_be_positive():
     done = subprocess.run(
-        [sys.executable, 'tools/deploy/reparameterize.py', 'c.py', 'a.pth',
-         'b.pth', '--check-size', '0', '64'], cwd=REPO, capture_output=True,
+        [sys.executable, 'tools/deploy/reparameterize.py',
+         'configs/seg/repvit_m0_6_fpn_demo.py', 'a.pth', 'b.pth',
+         '--check-size', '0', '64'], cwd=REPO, capture_output=True,
         text=True, timeout=300)
     assert done.returncode == 2
     assert "argument --check-size: expected a positive size, got '0'" in \
@@ -314,3 +318,12 @@ def test_reparameterize_refusals_are_usage_errors(deployed, tmp_path,
         assert e.value.code == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / 'again.pth').exists()
+    # writing over the input, or into a folder, is refused before reading
+    before = fused.read_bytes()
+    for out, message in [(fused, f"'{fused}' is the input '{fused}'"),
+                         (tmp_path, f"'{tmp_path}' is a directory")]:
+        with pytest.raises(SystemExit) as e:
+            reparameterize(fused, out)
+        assert e.value.code == 2
+        assert message in capsys.readouterr().err
+    assert fused.read_bytes() == before

@@ -55,6 +55,21 @@ def test_config_that_does_not_exist(tool, monkeypatch, tmp_path):
         run_tool(monkeypatch, tool, *args)
 
 
+@pytest.mark.parametrize('config,out,message', [
+    (DET_DEMO, 'results', "--out for detection must be a .pkl file, not "
+     "'results'"),
+    (SEG_DEMO, 'results.pkl', "--out for segmentation is the directory to "
+     "write the predicted label maps (PNG) to, not a .pkl file "
+     "('results.pkl')"),
+])
+def test_test_out_follows_the_task(monkeypatch, tmp_path, config, out,
+                                   message):
+    # refused before the checkpoint or the data are looked at
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_tool(monkeypatch, 'test.py', config, tmp_path / 'x.pth', '--out',
+                 out, '--work-dir', tmp_path)
+
+
 def test_checkpoint_that_does_not_exist(monkeypatch, tmp_path):
     missing = tmp_path / 'missing.pth'
     # tools/test.py CONFIG CHECKPOINT

@@ -37,7 +37,9 @@ from mmrepvit.apis import (
 from mmrepvit.apis.quantize import METHODS
 from mmrepvit.utils.config import (
     ConfigOptionsAction,
+    check_output,
     checked,
+    config_file,
     load_config,
 )
 
@@ -49,7 +51,8 @@ def parse_args():
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='\n'.join(__doc__.splitlines()[2:]))
-    parser.add_argument('config', help='the config MODEL.onnx was exported '
+    parser.add_argument('config', type=config_file,
+                        help='the config MODEL.onnx was exported '
                         'with (file or mmdet::/mmseg:: path)')
     parser.add_argument('model', help='the float .onnx file')
     parser.add_argument('out', help='the INT8 .onnx file to write')
@@ -92,6 +95,7 @@ def main():
         tuple(args.keep_float), args.keep_float)
     if not osp.isfile(args.model):
         parser.error(f'ONNX file {args.model!r} does not exist.')
+    check_output(parser, args.out, args.model)
     cfg = load_config(args.config, args.cfg_options)
     # calibrating on another config's data gives the wrong ranges
     try:

@@ -14,12 +14,16 @@ fused weights and builds its deploy form by itself.
 import argparse
 
 from mmrepvit.apis import fuse_checkpoint
-from mmrepvit.utils.config import positive_size
+from mmrepvit.utils.config import (
+    check_output,
+    config_file,
+    positive_size,
+)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config')
+    parser.add_argument('config', type=config_file)
     parser.add_argument('checkpoint')
     parser.add_argument('out')
     parser.add_argument('--check-size', nargs=2, default=(256, 320),
@@ -27,6 +31,7 @@ def main():
                         metavar=('H', 'W'),
                         help='input size of the equivalence check')
     args = parser.parse_args()
+    check_output(parser, args.out, args.checkpoint)
     try:
         err = fuse_checkpoint(args.config, args.checkpoint, args.out,
                               tuple(args.check_size))

@@ -31,12 +31,18 @@ from mmengine.runner import Runner
 from mmrepvit.apis import OnnxRunner, check_onnx_file, unwrap_model
 from mmrepvit.apis.runtime import BACKENDS
 from mmrepvit.utils.checks import check_config
-from mmrepvit.utils.config import add_common_args, checked, tool_config
+from mmrepvit.utils.config import (
+    add_common_args,
+    checked,
+    config_file,
+    tool_config,
+)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='test config file path')
+    parser.add_argument('config', type=config_file,
+                        help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint of the whole model '
                         '(its heads run in PyTorch)')
     parser.add_argument('onnx', help='the file tools/deploy/export_onnx.py '

@@ -36,6 +36,7 @@ from mmrepvit.models.utils import (
     timm_to_official,
 )
 from mmrepvit.utils import extract_state_dict
+from mmrepvit.utils.config import check_output
 
 #: The top-level modules of a RepViT state dict: backbone, then the head.
 LAYOUT_ROOTS = {'official': ('features.', 'classifier.'),
@@ -95,6 +96,7 @@ def refusal(state, src: str, prefix: Optional[str]) -> Optional[str]:
 
 def main():
     parser, args = parse_args()
+    check_output(parser, args.dst, args.src)
     source = f'checkpoint {args.src!r}'
     try:
         state = extract_state_dict(args.src, args.prefix, source)
