@@ -56,7 +56,7 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
         ValueError: The file is not a whole PyTorch or safetensors file.
         RuntimeError: It holds objects other than tensors and containers.
     """
-    filename = osp.expanduser(str(filename))
+    filename = str(filename)
     if re.match(r'^https?://', filename):
         return _torch_load(filename, _download(filename), map_location)
     if '://' in filename:

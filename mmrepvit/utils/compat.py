@@ -5,9 +5,8 @@
   default, weights-only from PyTorch 2.6. Can go once MMEngine loads its
   checkpoints with ``weights_only=True``.
 - ``safe_mmengine_loads``: MMEngine 0.10.7 downloads with weights_only=False
-  (any PyTorch), loads files with the default (unsafe before PyTorch 2.6,
-  and a refusal or a cut-short file then names neither cause nor fix). Can
-  go once it reads weights-only and says which file is bad and why.
+  (any PyTorch), loads files with the default (unsafe before PyTorch 2.6).
+  Can go once it downloads weights-only and PyTorch < 2.6 is unsupported.
 - ``safe_load_kwargs``: PyTorch < 2.4 has no ``add_safe_globals``: a
   restricted unpickler instead. Can go with PyTorch < 2.4.
 - ``end_gloo_job``: gloo jobs of PyTorch 2.1 to 2.13 on Python 3.11+ abort
@@ -39,6 +38,7 @@ import torch.distributed as dist
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import checkpoint as mmengine_checkpoint
+from mmengine.utils import digit_version
 
 _GETATTR = ('builtins.getattr', '__builtin__.getattr')
 
@@ -117,19 +117,22 @@ def safe_load_kwargs() -> dict:
 SAFE_LOAD_KWARGS = safe_load_kwargs()
 
 
-def safe_mmengine_loads(reader) -> None:
-    """Make MMEngine's ``CheckpointLoader`` read local files and downloads
-    with ``reader(filename, map_location)``: no code unpickled on any
-    PyTorch, and a bad file named with what is wrong with it."""
+def safe_mmengine_loads(reader) -> bool:
+    """Make MMEngine's ``CheckpointLoader`` read with ``reader(filename,
+    map_location)`` where it would unpickle anything: downloads on every
+    PyTorch, local files before 2.6 (then True is returned)."""
     # named as MMEngine's (which it logs); also what load_from_http calls
-    # (on rank 0 first; cached where torch.hub is) as load_url, and what its
-    # open-mmlab:// loader calls as load_from_local
+    # (on rank 0 first; cached where torch.hub is) as load_url
     def load_from_local(filename, map_location=None, **kwargs):
         return reader(filename, map_location)
 
     mmengine_checkpoint.load_url = load_from_local
+    if digit_version(torch.__version__) >= digit_version('2.6.0'):
+        return False
+    # registered, and as the name its open-mmlab:// loader calls
     mmengine_checkpoint.load_from_local = load_from_local
     CheckpointLoader.register_scheme('', force=True)(load_from_local)
+    return True
 
 
 def onnx_export_kwargs(export=None) -> dict:

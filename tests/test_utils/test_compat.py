@@ -76,12 +76,11 @@ def _check_mmengine_reads(directory, location):
     assert ckpt['message_hub']['loss'].mean() == 1.5
 
 
-def test_mmengine_local_loads_use_read_checkpoint(tmp_path, monkeypatch):
-    """On every PyTorch, MMEngine's CheckpointLoader, which load_from,
-    resume and tools/test.py use, reads local files with read_checkpoint:
-    code is refused (before PyTorch 2.6 torch.load would run it) in
-    mmrepvit's words, tensors and MMEngine's own state load, and a file cut
-    short or a directory is named with what is wrong."""
+def test_mmengine_loads_are_safe_before_pytorch_2_6(tmp_path, monkeypatch):
+    """Before PyTorch 2.6 (torch.load unpickles anything by default)
+    MMEngine's CheckpointLoader, which load_from, resume and tools/test.py
+    use, reads local files with read_checkpoint: code is refused, tensors
+    and MMEngine's own state load; from 2.6 its local reading is kept."""
     from mmengine.runner import CheckpointLoader
     from mmengine.runner import checkpoint as mmengine_checkpoint
     monkeypatch.setattr(CheckpointLoader, '_schemes',
@@ -89,9 +88,15 @@ def test_mmengine_local_loads_use_read_checkpoint(tmp_path, monkeypatch):
     for name in ('load_url', 'load_from_local'):
         monkeypatch.setattr(mmengine_checkpoint, name,
                             getattr(mmengine_checkpoint, name))
-    compat.safe_mmengine_loads(read_checkpoint)
+    local = CheckpointLoader._schemes['']
+    monkeypatch.setattr(torch, '__version__', '2.6.0')
+    assert compat.safe_mmengine_loads(read_checkpoint) is False
+    assert CheckpointLoader._schemes[''] is local
+    assert mmengine_checkpoint.load_from_local is local
+    monkeypatch.setattr(torch, '__version__', '2.1.2+cu121')
+    assert compat.safe_mmengine_loads(read_checkpoint) is True
     loader = CheckpointLoader._get_checkpoint_loader('x.pth')
-    assert loader.__module__ == compat.__name__
+    assert loader is not local and loader.__module__ == compat.__name__
     assert loader.__name__ == 'load_from_local'   # named as MMEngine logs it
     assert mmengine_checkpoint.load_from_local is loader   # open-mmlab://
 
@@ -100,8 +105,6 @@ def test_mmengine_local_loads_use_read_checkpoint(tmp_path, monkeypatch):
         (tmp_path / 'iter_1.pth').read_bytes()[:100])
     with pytest.raises(ValueError, match='not a valid PyTorch checkpoint'):
         CheckpointLoader.load_checkpoint(str(tmp_path / 'cut.pth'))
-    with pytest.raises(IsADirectoryError, match='is a directory'):
-        CheckpointLoader.load_checkpoint(str(tmp_path))
 
 
 def test_mmengine_downloads_are_safe_on_every_pytorch(served, tmp_path):
