@@ -267,7 +267,19 @@ def export_onnx(model: nn.Module, out: str,
     Raises:
         ParityError: onnxruntime differs beyond ``tolerance``; no file.
         ValueError: The model or ``part`` cannot be exported.
+        OSError: ``out`` is a folder, or a file that is no ONNX file (a
+            checkpoint given twice, say): only ONNX files are overwritten.
     """
+    if osp.isdir(out):
+        raise IsADirectoryError(f'{out!r} is a directory; give the path of '
+                                f'the .onnx file to write.')
+    if osp.isfile(out):
+        with open(out, 'rb') as f:   # an ONNX file: ir_version, field 1
+            if f.read(1) not in (b'', b'\x08'):
+                raise FileExistsError(
+                    f'{out!r} exists and is no ONNX file (a checkpoint?); '
+                    f'export_onnx overwrites ONNX files only: give another '
+                    f'output path.')
     net = deploy_copy(model)
     kind = _kind(net, part)   # deploy_copy found the RepViTs
     if labels and kind != 'segmentor':

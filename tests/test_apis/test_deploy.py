@@ -444,7 +444,8 @@ def test_export_tool_bad_inputs(monkeypatch, tmp_path, capsys):
 
 def test_export_tool_opset_and_output(monkeypatch, tmp_path, capsys):
     """An opset that torch or ONNX cannot export RepViT at, an output that
-    is a folder or the checkpoint itself: usage errors, nothing written."""
+    is a folder or the checkpoint itself: usage errors, nothing written. An
+    ONNX file is overwritten."""
     ckpt = tmp_path / 'backbone.pth'
     torch.save(RepViT('m0_6').state_dict(), ckpt)
     before = ckpt.read_bytes()
@@ -454,7 +455,8 @@ def test_export_tool_opset_and_output(monkeypatch, tmp_path, capsys):
             ([out, '--opset', 5], '--opset 5: the export failed ('),
             ([out, '--opset', 99], '--opset 99: the export failed ('),
             ([tmp_path], f"'{tmp_path}' is a directory"),
-            ([ckpt], f"'{ckpt}' is the input '{ckpt}'")]:
+            ([ckpt], f"'{ckpt}' exists and is no ONNX file (a checkpoint?)"
+             )]:
         with pytest.raises(SystemExit) as e:
             run_tool(monkeypatch, 'm0_6', ckpt, *args, '--shape', 32, 32)
         assert e.value.code == 2
@@ -463,6 +465,9 @@ def test_export_tool_opset_and_output(monkeypatch, tmp_path, capsys):
         assert '--opset' not in message or 'the default opset 17 is the ' \
             'tested one' in err
     assert not out.exists() and ckpt.read_bytes() == before
+    for _ in range(2):
+        run_tool(monkeypatch, 'm0_6', ckpt, out, '--shape', 32, 32)
+    assert out.is_file()
 
 
 def test_export_onnx_unsupported_models():
@@ -486,7 +491,7 @@ def test_export_tool_shape_is_positive(monkeypatch, tmp_path, capsys, shape):
         run_tool(monkeypatch, 'm0_6', tmp_path / 'none.pth',
                  tmp_path / 'x.onnx', '--shape', *shape)
     assert e.value.code == 2
-    assert 'expected a positive size' in capsys.readouterr().err
+    assert 'H and W are positive integers' in capsys.readouterr().err
 
 
 def test_export_any_positive_size(tmp_path):

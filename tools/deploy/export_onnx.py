@@ -34,7 +34,7 @@ from mmrepvit import RepViT
 from mmrepvit.apis import ParityError, export_onnx, repvit_backbone_cfg
 from mmrepvit.apis.model import init_model
 from mmrepvit.utils import extract_state_dict, read_checkpoint
-from mmrepvit.utils.config import check_output, load_config, positive_size
+from mmrepvit.utils.config import load_config
 
 #: Top-level modules of a whole detector's or segmentor's state dict.
 DENSE_PARTS = ('neck.', 'decode_head.', 'auxiliary_head.', 'rpn_head.',
@@ -51,6 +51,19 @@ def load_backbone(backbone_cfg: dict, ckpt: dict, checkpoint: str,
     return model.eval()
 
 
+def image_size(text: str) -> int:
+    """A --shape value: a positive int. RepViT pads every stride-2
+    convolution, so any size exports (down to 1 x 1, one pixel per stage)."""
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise argparse.ArgumentTypeError(
+            f'H and W are positive integers, got {text!r}')
+    return size
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='config file or mmdet::/mmseg:: path, '
@@ -58,8 +71,7 @@ def parse_args():
                         f'({", ".join(RepViT.arch_zoo)}) for a bare backbone')
     parser.add_argument('checkpoint')
     parser.add_argument('out', help='the .onnx file to write')
-    # RepViT pads every stride-2 convolution: any size exports, down to 1
-    parser.add_argument('--shape', type=positive_size, nargs=2,
+    parser.add_argument('--shape', type=image_size, nargs=2,
                         default=(512, 512), metavar=('H', 'W'),
                         help='input height and width (positive) of the '
                         'export and of the first parity check')
@@ -145,7 +157,6 @@ def load_model(parser, args, cfg):
 
 def main():
     parser, args = parse_args()
-    check_output(parser, args.out, args.checkpoint)
     cfg = read_config(parser, args)
     try:
         model, part = load_model(parser, args, cfg)
@@ -159,6 +170,8 @@ def main():
     except ParityError as e:
         print(f'REFUSED: {e}', file=sys.stderr)
         sys.exit(1)
+    except OSError as e:   # OUT is a folder, or a file that is no ONNX
+        parser.error(str(e))
     except Exception as e:   # torch's and onnx's own types
         if args.opset == parser.get_default('opset'):
             raise   # the tested opset: a bug to report, with its traceback
