@@ -36,6 +36,17 @@ def saturates_int8() -> bool:
     return x86 and not vnni
 
 
+def _opened(open_file, path: str, *args):
+    """``open_file(path, *args)``, a runtime reading an ONNX file; where it
+    cannot, :func:`load_onnx` names a file that is no ONNX model (the
+    runtimes' own errors do not), parsing it only then."""
+    try:
+        return open_file(path, *args)
+    except Exception:   # onnxruntime's and OpenVINO's own types
+        load_onnx(path)
+        raise
+
+
 class OnnxRunner:
     """An ONNX file ready to run: ``runner(x)`` returns its numpy outputs, in
     the file's order, for a preprocessed N x 3 x H x W float32 batch ``x``.
@@ -70,10 +81,9 @@ class OnnxRunner:
             raise FileNotFoundError(f'ONNX file {path!r} does not exist; '
                                     f'export one with '
                                     f'tools/deploy/export_onnx.py.')
-        load_onnx(path)   # a clear error where the file is no ONNX model
         self.backend, self.precision = backend, precision
         if backend == 'onnxruntime':
-            session = ort_session(path, threads)
+            session = _opened(ort_session, path, threads)
             self.output_names = [o.name for o in session.get_outputs()]
             name = session.get_inputs()[0].name
             self._run = lambda x: session.run(None, {name: x})
@@ -85,7 +95,7 @@ class OnnxRunner:
                               f'package ({e}): bash tools/install.sh installs '
                               f'it (pip install -r requirements.txt).') from e
         core = ov.Core()
-        model = core.read_model(path)
+        model = _opened(core.read_model, path)
         if shape is not None:
             model.reshape(list(shape))
         compiled = core.compile_model(model, 'CPU', {

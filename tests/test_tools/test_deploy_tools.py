@@ -256,6 +256,7 @@ def test_an_onnx_of_another_class_count_is_refused(deployed, tmp_path,
 @pytest.mark.parametrize('args,message', [
     (['missing.onnx'], "ONNX file 'missing.onnx' does not exist"),
     (['{text}'], 'text.onnx is not an ONNX file'),
+    (['{text}', '--backend', 'openvino'], 'text.onnx is not an ONNX file'),
     (['{onnx}', '--backend', 'onnxruntime', '--precision', 'bf16'],
      "backend 'onnxruntime' with precision 'bf16': choose"),
     (['{onnx}', '--backend', 'tensorrt'], "invalid choice: 'tensorrt'"),
