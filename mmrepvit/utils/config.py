@@ -25,13 +25,23 @@ _READ_BY_RUNNER = {
 }
 
 
+def _missing_config(config: str) -> Optional[str]:
+    """Why the config file ``config`` cannot be read (None for one that
+    exists, or a ``pkg::path``)."""
+    if '::' not in config and not osp.isfile(config):
+        return (f'Config file {config!r} does not exist (looked for '
+                f'{osp.abspath(config)!r}).')
+    return None
+
+
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     """Load a config file or ``pkg::path``, merging in ``cfg_options``."""
+    missing = _missing_config(config)
+    if missing:
+        raise FileNotFoundError(missing)
     if '::' in config:
         from mmengine.hub import get_config
         cfg = get_config(config)
-    elif not osp.isfile(config):
-        raise FileNotFoundError(f'Config file {config!r} does not exist.')
     else:
         cfg = Config.fromfile(config)
     if cfg_options:
@@ -60,10 +70,9 @@ positive_size = checked(int, lambda v: v >= 1, 'a positive size')
 
 def config_file(text: str) -> str:
     """An argparse type for CONFIG: a file that exists, or ``pkg::path``."""
-    if '::' not in text and not osp.isfile(text):
-        raise argparse.ArgumentTypeError(
-            f'Config file {text!r} does not exist (looked for '
-            f'{osp.abspath(text)!r})')
+    missing = _missing_config(text)
+    if missing:
+        raise argparse.ArgumentTypeError(missing)
     return text
 
 
