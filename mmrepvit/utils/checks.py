@@ -175,18 +175,6 @@ def check_data_paths(cfg, loaders: Sequence[str]) -> None:
         raise FileNotFoundError('\n'.join(problems))
 
 
-def check_output(parser, out: str, *inputs: str) -> None:
-    """Refuse (exit status 2) an output path that is a directory, or one of
-    the tool's ``inputs``, which writing it would destroy."""
-    if osp.isdir(out):
-        parser.error(f'{out!r} is a directory; give the path of the file to '
-                     f'write in it')
-    for given in inputs:
-        if osp.isfile(given) and osp.exists(out) and osp.samefile(given, out):
-            parser.error(f'{out!r} is the input {given!r}, which writing it '
-                         f'would destroy; give another output path')
-
-
 def checkpoint_problem(path: str, full: bool = True) -> Optional[str]:
     """Why ``path`` is not a whole checkpoint file, unpickling nothing.
 

@@ -85,6 +85,18 @@ def config_only(text: str) -> str:
     return config_file(text)
 
 
+def check_output(parser, out: str, *inputs: str) -> None:
+    """Refuse (exit status 2) an output path that is a directory, or one of
+    the tool's ``inputs``, which writing it would destroy."""
+    if osp.isdir(out):
+        parser.error(f'{out!r} is a directory; give the path of the file to '
+                     f'write in it')
+    for given in inputs:
+        if osp.isfile(given) and osp.exists(out) and osp.samefile(given, out):
+            parser.error(f'{out!r} is the input {given!r}, which writing it '
+                         f'would destroy; give another output path')
+
+
 class ConfigOptionsAction(DictAction):
     """``DictAction`` whose malformed pairs are usage errors."""
 

@@ -35,9 +35,9 @@ from mmrepvit.apis import (
     quantize_onnx,
 )
 from mmrepvit.apis.quantize import METHODS
-from mmrepvit.utils.checks import check_output
 from mmrepvit.utils.config import (
     ConfigOptionsAction,
+    check_output,
     checked,
     config_file,
     load_config,

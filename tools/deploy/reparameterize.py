@@ -14,8 +14,11 @@ fused weights and builds its deploy form by itself.
 import argparse
 
 from mmrepvit.apis import fuse_checkpoint
-from mmrepvit.utils.checks import check_output
-from mmrepvit.utils.config import config_file, positive_size
+from mmrepvit.utils.config import (
+    check_output,
+    config_file,
+    positive_size,
+)
 
 
 def main():

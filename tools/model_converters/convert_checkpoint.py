@@ -36,7 +36,7 @@ from mmrepvit.models.utils import (
     timm_to_official,
 )
 from mmrepvit.utils import extract_state_dict
-from mmrepvit.utils.checks import check_output
+from mmrepvit.utils.config import check_output
 
 #: The top-level modules of a RepViT state dict: backbone, then the head.
 LAYOUT_ROOTS = {'official': ('features.', 'classifier.'),
