@@ -218,8 +218,31 @@ def check_load_from(cfg) -> None:
                     f'download the checkpoint again.')
 
 
+def check_loader_keys(cfg, loaders: Sequence[str]) -> None:
+    """Raise if a dataloader config has a key that neither MMEngine's
+    ``Runner.build_dataloader`` nor ``torch.utils.data.DataLoader`` takes
+    (else a TypeError of the DataLoader, naming no setting)."""
+    from torch.utils.data import DataLoader
+    known = list(dict.fromkeys([   # the Runner's first
+        'dataset', 'sampler', 'batch_sampler', 'collate_fn', 'worker_init_fn',
+        'num_batch_per_epoch', 'disable_subprocess_warning',
+        *inspect.signature(DataLoader).parameters]))
+    for loader in loaders:
+        settings = cfg.get(loader)
+        unknown = [k for k in settings if k not in known] if isinstance(
+            settings, dict) else []   # None, or a DataLoader built already
+        if unknown:
+            close = [c for k in unknown
+                     for c in difflib.get_close_matches(k, known, n=1)]
+            raise ValueError(
+                f'{loader} has no setting {", ".join(unknown)}: a dataloader '
+                f'takes {", ".join(known)}.'
+                + (f' Did you mean {", ".join(close)}?' if close else ''))
+
+
 def check_config(cfg, loaders: Sequence[str]) -> None:
     """Run the checks ``tools/train.py`` and ``tools/test.py`` run."""
     check_neck_widths(cfg.model)
     check_load_from(cfg)
+    check_loader_keys(cfg, loaders)
     check_data_paths(cfg, loaders)

@@ -1,8 +1,9 @@
 # Copyright (c) mmrepvit contributors. Licensed under the Apache License 2.0.
 """Bad input to the tools gets an error that names the problem and the fix
-before anything runs (mmrepvit/config_checks.py): configs, checkpoints and
+before anything runs (mmrepvit/utils/checks.py): configs, checkpoints and
 data paths that do not exist, an FPN that expects other widths than the
-backbone gives, and --cfg-options keys that would change nothing. Odd images:
+backbone gives, dataloader settings that do not exist, and --cfg-options keys
+that would change nothing. Odd images:
 grayscale and RGBA ones load as 3 channels, an unreadable one is named."""
 import argparse
 import re
@@ -18,6 +19,7 @@ from helpers import REPO, load_config_file, logged_messages
 from mmrepvit.utils.checks import (
     check_config,
     check_data_paths,
+    check_loader_keys,
     check_neck_widths,
 )
 from mmrepvit.utils.config import tool_config as load_tool_config
@@ -262,6 +264,29 @@ def test_cfg_options_that_change_nothing_are_warned():
         "val_dataloader.dataset.data_root, "
         "test_dataloader.dataset.data_root.",
     ]
+
+
+def test_dataloader_setting_that_does_not_exist():
+    # A new key inside a dataloader reaches DataLoader(**settings): refused
+    # before anything is built, naming the setting, not with its TypeError.
+    cfg = tool_config(SEG_DEMO, 'test_dataloader.num_worker=1',
+                      'train_dataloader.batchsize=2')
+    check_loader_keys(cfg, ['val_dataloader'])   # untouched: passes
+    with pytest.raises(ValueError, match=r'^test_dataloader has no setting '
+                       r'num_worker: a dataloader takes dataset, sampler, '
+                       r'.*Did you mean num_workers\?$'):
+        check_config(cfg, ['test_dataloader'])
+    with pytest.raises(ValueError, match=r'^train_dataloader has no setting '
+                       r'batchsize: .*Did you mean batch_size\?$'):
+        check_loader_keys(cfg, ['train_dataloader'])
+
+
+@pytest.mark.parametrize('config', sorted(REPO.glob('configs/*/*.py')),
+                         ids=lambda p: p.name)
+def test_our_dataloaders_pass_the_key_check(config):
+    cfg = load_config_file(config)
+    check_loader_keys(cfg, ['train_dataloader', 'val_dataloader',
+                            'test_dataloader'])
 
 
 def test_tools_log_the_cfg_options_warning():
