@@ -8,21 +8,26 @@ import zipfile
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 
+def _refuse_unknown(keys, known: List[str], has_no: str, takes: str) -> None:
+    """Raise ValueError naming the ``keys`` not ``known`` and close matches
+    (else a TypeError of a constructor would name no fix)."""
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        close = [c for k in unknown
+                 for c in difflib.get_close_matches(k, known, n=1)]
+        raise ValueError(
+            f'{has_no} {", ".join(unknown)}: {takes} {", ".join(known)}.'
+            + (f' Did you mean {", ".join(close)}?' if close else ''))
+
+
 def _backbone_widths(backbone: dict) -> Tuple[List[int], str]:
     """Output widths of a ``RepViT`` config, and the settings deciding them."""
     import torch
 
     from ..models import RepViT
     args = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg')}
-    known = list(inspect.signature(RepViT).parameters)
-    unknown = [k for k in args if k not in known]
-    if unknown:   # else a TypeError of __init__, naming no fix
-        close = [c for k in unknown
-                 for c in difflib.get_close_matches(k, known, n=1)]
-        raise ValueError(
-            f'model.backbone has no argument {", ".join(unknown)}: RepViT '
-            f'takes {", ".join(known)}.'
-            + (f' Did you mean {", ".join(close)}?' if close else ''))
+    _refuse_unknown(args, list(inspect.signature(RepViT).parameters),
+                    'model.backbone has no argument', 'RepViT takes')
     with torch.device('meta'):   # its shapes only, no memory
         model = RepViT(**args)
     settings = (f"arch {model.arch_name!r}, out_indices "
@@ -229,15 +234,9 @@ def check_loader_keys(cfg, loaders: Sequence[str]) -> None:
         *inspect.signature(DataLoader).parameters]))
     for loader in loaders:
         settings = cfg.get(loader)
-        unknown = [k for k in settings if k not in known] if isinstance(
-            settings, dict) else []   # None, or a DataLoader built already
-        if unknown:
-            close = [c for k in unknown
-                     for c in difflib.get_close_matches(k, known, n=1)]
-            raise ValueError(
-                f'{loader} has no setting {", ".join(unknown)}: a dataloader '
-                f'takes {", ".join(known)}.'
-                + (f' Did you mean {", ".join(close)}?' if close else ''))
+        if isinstance(settings, dict):   # not None, nor a built DataLoader
+            _refuse_unknown(settings, known, f'{loader} has no setting',
+                            'a dataloader takes')
 
 
 def check_config(cfg, loaders: Sequence[str]) -> None:
