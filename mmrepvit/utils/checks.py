@@ -228,7 +228,7 @@ def check_loader_keys(cfg, loaders: Sequence[str]) -> None:
     ``Runner.build_dataloader`` nor ``torch.utils.data.DataLoader`` takes
     (else a TypeError of the DataLoader, naming no setting)."""
     from torch.utils.data import DataLoader
-    known = list(dict.fromkeys([   # the Runner's first
+    known = list(dict.fromkeys([   # Runner.build_dataloader's, DataLoader's
         'dataset', 'sampler', 'batch_sampler', 'collate_fn', 'worker_init_fn',
         'num_batch_per_epoch', 'disable_subprocess_warning',
         *inspect.signature(DataLoader).parameters]))
