@@ -173,7 +173,7 @@ if [ ${#INSTALL_MMCV[@]} -gt 0 ]; then
         export CPATH=$PLAN_INCLUDES${CPATH:+:$CPATH}
       fi
     else
-      say "building mmcv $MMCV_VERSION with compiled ops from source (about 10 minutes on 2 cores)"
+      say "building mmcv $MMCV_VERSION with compiled ops from source (10 to 30 minutes on 2 cores)"
       export FORCE_CUDA=0
     fi
     BUILD_START=$SECONDS
