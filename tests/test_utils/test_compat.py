@@ -144,7 +144,7 @@ def test_quantization_without_a_calibration_cache(monkeypatch, tmp_path):
     from onnxruntime import quantization as q
 
     from mmrepvit import RepViT
-    from mmrepvit.apis import OnnxRunner, export_onnx, quantize_onnx
+    from mmrepvit.apis import export_onnx, quantize_onnx
     torch.manual_seed(0)
     fp32 = str(tmp_path / 'fp32.onnx')
     export_onnx(RepViT('m0_6').eval(), fp32, (32, 32))
@@ -162,9 +162,10 @@ def test_quantization_without_a_calibration_cache(monkeypatch, tmp_path):
     assert compat.calibration_cache_kwargs('ranges') == {}
     quantize_onnx(fp32, str(tmp_path / 'old.onnx'), [x])
     assert seen and 'calibration_cache_path' not in seen[0]
-    for a, b in zip(OnnxRunner(str(tmp_path / 'cached.onnx'))(x),
-                    OnnxRunner(str(tmp_path / 'old.onnx'))(x)):
-        assert np.array_equal(a, b)
+    # The files, not their outputs: onnxruntime 1.23.2 runs one INT8 file
+    # to different outputs from one session to the next on AVX-512 VNNI.
+    assert (tmp_path / 'cached.onnx').read_bytes() == \
+        (tmp_path / 'old.onnx').read_bytes()
 
 
 def test_cpu_distributed_replaces_syncbn():
