@@ -18,8 +18,8 @@
   does not run on CPU. Can go when MMEngine launches CPU processes itself.
 - ``onnx_export_kwargs``: PyTorch 2.9+ exports with dynamo by default, < 2.5
   has no ``dynamo`` argument. Can go with PyTorch < 2.5 (pass dynamo=False).
-- ``calibration_cache_kwargs``: onnxruntime 1.23.2 (the last for Python
-  3.10) has no ``calibration_cache_path``. Can go with Python 3.10.
+- ``calibration_cache_kwargs``: onnxruntime 1.23 and older (1.20.1 on Python
+  3.10) lack ``calibration_cache_path``. Can go with Python 3.10.
 """
 import atexit
 import codecs

@@ -21,6 +21,7 @@ from mmrepvit.apis import (
     export_onnx,
     preprocessed_images,
     quantize_onnx,
+    saturates_int8,
 )
 from mmrepvit.utils.config import load_config
 
@@ -64,8 +65,12 @@ def test_int8_model_is_quantized_and_agrees(backbone_onnx, tmp_path):
     assert report.calibration == 4 and report.held_out == 2
     assert list(report.errors) == ['stage0', 'stage1', 'stage2', 'stage3']
     # 8 bits over ~50 layers: a few percent, not zero (really quantized),
-    # not garbage; the bound is loose on purpose (CPU rounding differs)
-    assert all(0 < e < 0.2 for e in report.errors.values()), report.errors
+    # not garbage. Where int8 products do not saturate (VNNI), integer math
+    # is exact and a correct runtime gives 1.2-2.6% per stage; onnxruntime
+    # 1.21-1.23 on AMX CPUs gave 14-16% on stage0 (docs/deploy.md). Without
+    # VNNI the weights are 7-bit and CPU rounding differs: a looser bound.
+    bound = 0.2 if saturates_int8() else 0.05
+    assert all(0 < e < bound for e in report.errors.values()), report.errors
     assert report.label_change is None and report.kept_float == []
     # what the report measured is what the written file computes
     x, = images(1, 1)
