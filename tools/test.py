@@ -18,13 +18,14 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmrepvit.utils.checks import check_config, leaf_datasets
-from mmrepvit.utils.config import parse_tool_args
+from mmrepvit.utils.config import config_file, parse_tool_args
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a '
                                      'detector or a segmentor')
-    parser.add_argument('config', help='test config file path')
+    parser.add_argument('config', type=config_file,
+                        help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
         '--out', help='detection: dump predictions to this .pkl file; '

@@ -16,13 +16,14 @@ from mmengine.runner import Runner
 
 from mmrepvit.utils import find_resume_checkpoint
 from mmrepvit.utils.checks import check_config
-from mmrepvit.utils.config import parse_tool_args
+from mmrepvit.utils.config import config_file, parse_tool_args
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description='Train a detector or a '
                                      'segmentor')
-    parser.add_argument('config', help='train config file path')
+    parser.add_argument('config', type=config_file,
+                        help='train config file path')
     parser.add_argument('--amp', action='store_true',
                         help='enable automatic mixed precision training')
     parser.add_argument(

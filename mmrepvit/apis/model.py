@@ -17,6 +17,7 @@ from mmengine.runner.checkpoint import load_state_dict
 from ..models import RepViT
 from ..models.utils import detect_layout, is_fused, is_unfused
 from ..utils.checkpoint import extract_state_dict, read_checkpoint
+from ..utils.config import load_config
 from .fuse import find_repvits, switch_to_deploy
 from .onnx_export import rel_diff
 
@@ -60,7 +61,7 @@ def init_model(config: Union[str, Config], checkpoint: Optional[str] = None,
                contents: Optional[dict] = None) -> nn.Module:
     """The config's model in eval mode (no pretrained weights, SyncBN as BN,
     in ``deploy`` form), loaded strictly from ``checkpoint`` if given."""
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    cfg = config if isinstance(config, Config) else load_config(config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.pop('pretrained', None)
@@ -143,7 +144,7 @@ def fuse_checkpoint(config: Union[str, Config], checkpoint: str, out: str,
         ValueError: The checkpoint is fused already.
         RuntimeError: The outputs differ by more than 1e-4 relative.
     """
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    cfg = config if isinstance(config, Config) else load_config(config)
     repvit_backbone_cfg(cfg)   # refuses other backbones before reading
     ckpt = read_checkpoint(checkpoint)
     # training form: only a fused checkpoint switches it to deploy on load

@@ -50,11 +50,21 @@ def tool_config(config, *options):
 
 # ----------------------------------------------------- files that are not
 @pytest.mark.parametrize('tool', ['train.py', 'test.py'])
-def test_config_that_does_not_exist(tool, monkeypatch, tmp_path):
+def test_config_that_does_not_exist(tool, monkeypatch, capsys, tmp_path):
+    # a usage error (exit status 2), as from every tool that takes a config
     args = [tmp_path / 'nope.py'] + (['x.pth'] if tool == 'test.py' else [])
+    with pytest.raises(SystemExit) as error:
+        run_tool(monkeypatch, tool, *args)
+    assert error.value.code == 2
+    assert (f"argument config: Config file '{args[0]}' does not exist "
+            f"(looked for '{args[0]}')") in capsys.readouterr().err
+
+
+def test_build_model_names_a_missing_config(tmp_path):
+    from mmrepvit.apis import build_model
     with pytest.raises(FileNotFoundError, match="Config file .*nope.py' "
                        'does not exist'):
-        run_tool(monkeypatch, tool, *args)
+        build_model(str(tmp_path / 'nope.py'))
 
 
 @pytest.mark.parametrize('config,out,message', [
