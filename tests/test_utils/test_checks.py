@@ -51,7 +51,7 @@ def tool_config(config, *options):
 # ----------------------------------------------------- files that are not
 @pytest.mark.parametrize('tool', ['train.py', 'test.py'])
 def test_config_that_does_not_exist(tool, monkeypatch, capsys, tmp_path):
-    # a usage error (exit status 2), as from every tool that takes a config
+    # a usage error (exit status 2), as from the deploy and analysis tools
     args = [tmp_path / 'nope.py'] + (['x.pth'] if tool == 'test.py' else [])
     with pytest.raises(SystemExit) as error:
         run_tool(monkeypatch, tool, *args)
