@@ -26,11 +26,19 @@ _READ_BY_RUNNER = {
 
 
 def _missing_config(config: str) -> Optional[str]:
-    """Why the config file ``config`` cannot be read (None for one that
-    exists, or a ``pkg::path``)."""
-    if '::' not in config and not osp.isfile(config):
+    """Why the config ``config`` (a file, or ``mmdet::`` / ``mmseg::`` and a
+    path in that package's configs) cannot be read; None if it can."""
+    package, _, path = config.rpartition('::')
+    if package not in ('', 'mmdet', 'mmseg'):
+        return (f'Config {config!r} names the package {package!r}; '
+                f'pkg::path configs come from mmdet or mmseg, e.g. '
+                f'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py.')
+    if package:   # where MMEngine's get_config looks
+        from mmengine.utils import get_installed_path
+        path = osp.join(get_installed_path(package), '.mim', 'configs', path)
+    if not osp.isfile(path):
         return (f'Config file {config!r} does not exist (looked for '
-                f'{osp.abspath(config)!r}).')
+                f'{osp.abspath(path)!r}).')
     return None
 
 
@@ -69,7 +77,7 @@ positive_size = checked(int, lambda v: v >= 1, 'a positive size')
 
 
 def config_file(text: str) -> str:
-    """An argparse type for CONFIG: a file that exists, or ``pkg::path``."""
+    """An argparse type for CONFIG: a config that exists."""
     missing = _missing_config(text)
     if missing:
         raise argparse.ArgumentTypeError(missing)

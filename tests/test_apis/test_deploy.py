@@ -433,6 +433,7 @@ def test_export_tool_bad_inputs(monkeypatch, tmp_path, capsys):
     refused(resnet, broken, "model.backbone is 'ResNet', not RepViT")
     # neither file nor arch
     refused('m9', broken, "'m9' is neither a config file nor a RepViT arch")
+    refused('nopkg::x.py', broken, "Config 'nopkg::x.py' names the package")
     # a checkpoint of another model: MMEngine's key list, with the file
     det = tmp_path / 'det.pth'
     torch.save({'state_dict': build_model(DET).state_dict()}, det)

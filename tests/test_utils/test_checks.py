@@ -6,6 +6,7 @@ backbone gives, dataloader settings that do not exist, and --cfg-options keys
 that would change nothing. Odd images:
 grayscale and RGBA ones load as 3 channels, an unreadable one is named."""
 import argparse
+import os
 import re
 import runpy
 import shutil
@@ -58,6 +59,22 @@ def test_config_that_does_not_exist(tool, monkeypatch, capsys, tmp_path):
     assert error.value.code == 2
     assert (f"argument config: Config file '{args[0]}' does not exist "
             f"(looked for '{args[0]}')") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('config,message', [
+    ('mmdet::mask_rcnn/nope.py', "Config file 'mmdet::mask_rcnn/nope.py' "
+     "does not exist (looked for '{}/.mim/configs/mask_rcnn/nope.py')"),
+    ('nopkg::x.py', "Config 'nopkg::x.py' names the package 'nopkg'; "
+     'pkg::path configs come from mmdet or mmseg'),
+])
+def test_package_config_that_does_not_exist(config, message, monkeypatch,
+                                            capsys):
+    import mmdet
+    with pytest.raises(SystemExit) as error:
+        run_tool(monkeypatch, 'train.py', config)
+    assert error.value.code == 2
+    expected = message.format(os.path.dirname(mmdet.__file__))
+    assert f'argument config: {expected}' in capsys.readouterr().err
 
 
 def test_build_model_names_a_missing_config(tmp_path):

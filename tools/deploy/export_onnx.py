@@ -109,7 +109,10 @@ def read_config(parser, args):
                      'loads its checkpoint as it is).')
     cfg = None
     if is_config:
-        cfg = load_config(args.config)
+        try:   # a pkg::path that does not exist; not an mmdet/mmseg config
+            cfg = load_config(args.config)
+        except (FileNotFoundError, ValueError) as e:
+            parser.error(str(e))
         if args.labels and 'decode_head' not in cfg.model:
             parser.error(f'--labels outputs the label map of a whole '
                          f'segmentor; {args.config} is a {cfg.model.type}, '
