@@ -3,7 +3,7 @@
 that are really quantized, agree with the float model within what 8 bits
 allow, are refused (and not written) beyond the limits, and keep the nodes
 a per-node measurement names in float."""
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -207,51 +207,47 @@ def test_preprocessed_images_are_what_the_model_sees(demo_data):
     assert np.array_equal(skipped[0], train[1])
 
 
-def test_quantize_tool(demo_data, tmp_path):
+def test_quantize_tool(demo_data, tmp_path, monkeypatch, capsys):
+    """tools/deploy/quantize_onnx.py, in this process (what it raises
+    reaches the test): a report and the file, or an exit status and a
+    message without a traceback, and nothing written."""
+    def run(*args, status=0):
+        monkeypatch.setattr(sys, 'argv', ['quantize_onnx.py', *args])
+        tool = str(REPO / 'tools/deploy/quantize_onnx.py')
+        if status == 0:
+            runpy.run_path(tool, run_name='__main__')
+        else:
+            with pytest.raises(SystemExit) as error:
+                runpy.run_path(tool, run_name='__main__')
+            assert error.value.code == status
+        return capsys.readouterr()
+
     model = build_model(load_config(SEG))
-    fp32 = str(tmp_path / 'seg.onnx')
+    fp32, no = str(tmp_path / 'seg.onnx'), str(tmp_path / 'no.onnx')
     export_onnx(model, fp32, (64, 64))
-    run = [sys.executable, str(REPO / 'tools/deploy/quantize_onnx.py'), SEG,
-           fp32, str(tmp_path / 'int8.onnx'), '--calib', '2', '--held-out',
-           '1', '--cfg-options'] + [f'{k}={v}' for k, v in
-                                    data_options(demo_data).items()]
-    done = subprocess.run(run, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    options = ['--calib', '2', '--held-out', '1', '--cfg-options'] + [
+        f'{k}={v}' for k, v in data_options(demo_data).items()]
+    done = run(SEG, fp32, str(tmp_path / 'int8.onnx'), *options)
     assert 'calibration: 2 training images; agreement: 1 test images' in \
-        done.stdout
-    assert 'logits: relative error ' in done.stdout
-    assert 'label map: ' in done.stdout and (tmp_path / 'int8.onnx').exists()
-    refused = subprocess.run(run[:4] + [str(tmp_path / 'no.onnx')] + run[5:]
-                             + ['--max-error', '1e-9'],
-                             capture_output=True, text=True)
-    assert refused.returncode == 1
-    assert 'REFUSED: ' in refused.stderr and 'not written' in refused.stderr
-    assert not (tmp_path / 'no.onnx').exists()
-    typo = subprocess.run(run[:4] + [str(tmp_path / 'no.onnx')] + run[5:]
-                          + ['--op-types', 'conv'],
-                          capture_output=True, text=True)
-    assert typo.returncode == 2   # a usage error, no traceback
-    assert 'error: No node of type conv in ' in typo.stderr
-    assert 'Traceback' not in typo.stderr
-    assert not (tmp_path / 'no.onnx').exists()
+        done.out
+    assert 'logits: relative error ' in done.out
+    assert 'label map: ' in done.out and (tmp_path / 'int8.onnx').exists()
+    refused = run(SEG, fp32, no, *options, '--max-error', '1e-9', status=1)
+    assert 'REFUSED: ' in refused.err and 'not written' in refused.err
+    typo = run(SEG, fp32, no, *options, '--op-types', 'conv', status=2)
+    assert 'error: No node of type conv in ' in typo.err
     # the segmentor's file with the detector's config (and data)
     det = str(REPO / 'configs/det/repvit_m0_6_maskrcnn_demo.py')
-    other = subprocess.run(run[:2] + [det] + run[3:4] + [
-        str(tmp_path / 'no.onnx')], capture_output=True, text=True)
-    assert other.returncode == 2
+    other = run(det, fp32, no, status=2)
     assert (f'error: {fp32} (outputs logits) is a whole segmentor, but the '
-            f'model of {det} (MaskRCNN) has no decode_head') in other.stderr
-    assert 'Traceback' not in other.stderr
-    assert not (tmp_path / 'no.onnx').exists()
+            f'model of {det} (MaskRCNN) has no decode_head') in other.err
+    assert not Path(no).exists()
     # writing over the float model, and a config that does not exist
     before = Path(fp32).read_bytes()
-    for args, message in [
-            (run[:4] + [fp32] + run[5:],
-             f"error: '{fp32}' is the input '{fp32}'"),
-            (run[:2] + ['nope.py'] + run[3:],
-             "argument config: Config file 'nope.py' does not exist")]:
-        done = subprocess.run(args, capture_output=True, text=True)
-        assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert f"error: '{fp32}' is the input '{fp32}'" in run(
+        SEG, fp32, fp32, *options, status=2).err
+    assert "argument config: Config file 'nope.py' does not exist" in run(
+        'nope.py', fp32, no, *options, status=2).err
     assert Path(fp32).read_bytes() == before
 
 
