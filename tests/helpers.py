@@ -5,6 +5,7 @@ converter."""
 import contextlib
 import logging
 import re
+import runpy
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -189,6 +190,16 @@ def import_tool(path: str):
     finally:
         sys.path.remove(folder)
     return module
+
+
+def run_tool(monkeypatch, tool: str, *args):
+    """A tool (``'tools/train.py'``, ...) with ``args``, in this process, as
+    ``python TOOL ARGS`` runs it: what it raises (an uncaught exception: a
+    traceback for a user; ``SystemExit``) reaches the test, what it prints
+    goes to ``capsys``."""
+    monkeypatch.setenv('LOCAL_RANK', '0')   # load_config sets it
+    monkeypatch.setattr(sys, 'argv', [tool] + [str(a) for a in args])
+    runpy.run_path(str(REPO / tool), run_name='__main__')
 
 
 def random_state(model) -> dict:

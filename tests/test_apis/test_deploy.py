@@ -4,8 +4,6 @@ the whole-model fuse (with channels_last), and the ONNX export with its
 onnxruntime parity check. End to end on trained demo models (test.py,
 dist_test.sh, the inferencers): tests/test_demo.py."""
 import contextlib
-import runpy
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ import torch
 import torch.nn as nn
 from mmengine.runner.checkpoint import load_state_dict as mmengine_load
 
-from helpers import REPO, randomize
+from helpers import REPO, randomize, run_tool
 from mmrepvit import RepViT, apis
 from mmrepvit.apis import build_model, export_onnx, exported_part, fuse_model
 
@@ -180,10 +178,11 @@ def test_export_onnx_parity_at_two_sizes(config, part, labels, outputs,
                                     -(-64 // stride))
 
 
-def run_tool(monkeypatch, *args):
-    """tools/deploy/export_onnx.py ARGS. It reads the checkpoint file at
-    most once, whatever the path (arch, config, config with --backbone-only
-    and a whole or a bare checkpoint), and once when it succeeds."""
+def run_export(monkeypatch, *args):
+    """tools/deploy/export_onnx.py ARGS, in this process. It reads the
+    checkpoint file at most once, whatever the path (arch, config, config
+    with --backbone-only and a whole or a bare checkpoint), and once when
+    it succeeds."""
     import mmrepvit.utils
     import mmrepvit.utils.checkpoint
     reads = []
@@ -196,10 +195,8 @@ def run_tool(monkeypatch, *args):
     # models, through apis.model.init_model)
     for module in (mmrepvit.utils, mmrepvit.utils.checkpoint):
         monkeypatch.setattr(module, 'read_checkpoint', counted)
-    monkeypatch.setattr(sys, 'argv', ['export_onnx.py', *map(str, args)])
     try:
-        runpy.run_path(str(REPO / 'tools/deploy/export_onnx.py'),
-                       run_name='__main__')
+        run_tool(monkeypatch, 'tools/deploy/export_onnx.py', *args)
     finally:
         assert len(reads) <= 1, reads
     assert len(reads) == 1, reads
@@ -217,7 +214,7 @@ def test_export_tool_refuses_a_graph_that_does_not_generalise(
                         lambda model: contextlib.nullcontext())
     out = tmp_path / 'seg.onnx'
     with pytest.raises(SystemExit) as e:
-        run_tool(monkeypatch, SEG, ckpt, out, '--shape', 64, 64)
+        run_export(monkeypatch, SEG, ckpt, out, '--shape', 64, 64)
     assert e.value.code == 1
     err = capsys.readouterr().err
     assert 'REFUSED: onnxruntime differs from PyTorch by' in err
@@ -230,7 +227,7 @@ def test_export_tool_bare_backbone_from_an_arch_name(monkeypatch, tmp_path,
     ckpt = tmp_path / 'backbone.pth'
     torch.save(randomize(RepViT('m0_6')).state_dict(), ckpt)
     out = tmp_path / 'backbone.onnx'
-    run_tool(monkeypatch, 'm0_6', ckpt, out, '--shape', 64, 64)
+    run_export(monkeypatch, 'm0_6', ckpt, out, '--shape', 64, 64)
     printed = capsys.readouterr().out
     assert 'exported the backbone (opset 17, outputs stage0, stage1, ' \
         'stage2, stage3)' in printed
@@ -331,7 +328,7 @@ def test_export_tool_fused_backbone_from_an_arch_name(monkeypatch, tmp_path,
     ckpt = tmp_path / 'fused.pth'
     torch.save(model.switch_to_deploy().state_dict(), ckpt)
     out = tmp_path / 'backbone.onnx'
-    run_tool(monkeypatch, 'm0_6', ckpt, out, '--shape', 64, 64)
+    run_export(monkeypatch, 'm0_6', ckpt, out, '--shape', 64, 64)
     assert 'exported the backbone' in capsys.readouterr().out
     import onnxruntime as ort
     session = ort.InferenceSession(str(out),
@@ -367,7 +364,7 @@ def test_export_tool_backbone_of_a_dense_model_needs_its_config(
     whole = tmp_path / 'seg.pth'
     torch.save({'state_dict': model.state_dict()}, whole)
     with pytest.raises(SystemExit) as e:
-        run_tool(monkeypatch, 'm0_6', whole, tmp_path / 'x.onnx', '--prefix',
+        run_export(monkeypatch, 'm0_6', whole, tmp_path / 'x.onnx', '--prefix',
                  'backbone.')
     assert e.value.code == 2
     # --prefix does not make an arch name know the config's stage outputs
@@ -379,7 +376,7 @@ def test_export_tool_backbone_of_a_dense_model_needs_its_config(
     bare = tmp_path / 'backbone.pth'
     torch.save({'model': model.backbone.state_dict()}, bare)
     out = tmp_path / 'backbone.onnx'
-    run_tool(monkeypatch, SEG, bare, out, '--shape', 64, 64,
+    run_export(monkeypatch, SEG, bare, out, '--shape', 64, 64,
              '--backbone-only')
     assert_exported_backbone(out, model.backbone)
 
@@ -420,7 +417,7 @@ def test_export_tool_bad_inputs(monkeypatch, tmp_path, capsys):
     """Usage errors (exit status 2) that name the problem, nothing written."""
     def refused(config, ckpt, message):
         with pytest.raises(SystemExit) as e:
-            run_tool(monkeypatch, config, ckpt, tmp_path / 'x.onnx')
+            run_export(monkeypatch, config, ckpt, tmp_path / 'x.onnx')
         assert e.value.code == 2
         assert message in capsys.readouterr().err
 
@@ -459,7 +456,7 @@ def test_export_tool_opset_and_output(monkeypatch, tmp_path, capsys):
             ([ckpt], f"'{ckpt}' exists and is no ONNX file (a checkpoint?)"
              )]:
         with pytest.raises(SystemExit) as e:
-            run_tool(monkeypatch, 'm0_6', ckpt, *args, '--shape', 32, 32)
+            run_export(monkeypatch, 'm0_6', ckpt, *args, '--shape', 32, 32)
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert message in err
@@ -467,7 +464,7 @@ def test_export_tool_opset_and_output(monkeypatch, tmp_path, capsys):
             'tested one' in err
     assert not out.exists() and ckpt.read_bytes() == before
     for _ in range(2):
-        run_tool(monkeypatch, 'm0_6', ckpt, out, '--shape', 32, 32)
+        run_export(monkeypatch, 'm0_6', ckpt, out, '--shape', 32, 32)
     assert out.is_file()
 
 
@@ -489,7 +486,7 @@ def test_export_onnx_unsupported_models():
 def test_export_tool_shape_is_positive(monkeypatch, tmp_path, capsys, shape):
     # A parser error before anything is read (the checkpoint need not exist).
     with pytest.raises(SystemExit) as e:
-        run_tool(monkeypatch, 'm0_6', tmp_path / 'none.pth',
+        run_export(monkeypatch, 'm0_6', tmp_path / 'none.pth',
                  tmp_path / 'x.onnx', '--shape', *shape)
     assert e.value.code == 2
     assert 'H and W are positive integers' in capsys.readouterr().err
@@ -512,7 +509,7 @@ def test_export_tool_labels_need_a_whole_segmentor(monkeypatch, tmp_path,
     # Refused before the checkpoint is read (it need not exist).
     config, *options = args
     with pytest.raises(SystemExit) as e:
-        run_tool(monkeypatch, config, tmp_path / 'none.pth',
+        run_export(monkeypatch, config, tmp_path / 'none.pth',
                  tmp_path / 'x.onnx', '--labels', *options)
     assert e.value.code == 2
     err = capsys.readouterr().err
@@ -525,7 +522,7 @@ def test_export_tool_prefix_with_a_config(monkeypatch, tmp_path, capsys):
     randomize(model.backbone, seed=6)
     # A whole model is loaded with its own keys: a prefix is refused.
     with pytest.raises(SystemExit) as e:
-        run_tool(monkeypatch, SEG, tmp_path / 'none.pth',
+        run_export(monkeypatch, SEG, tmp_path / 'none.pth',
                  tmp_path / 'x.onnx', '--prefix', 'backbone.')
     assert e.value.code == 2
     assert ('--prefix picks the backbone out of CHECKPOINT: it goes with an '
@@ -537,12 +534,12 @@ def test_export_tool_prefix_with_a_config(monkeypatch, tmp_path, capsys):
         **{f'backbone.{k}': v for k, v in model.backbone.state_dict().items()},
         'head.fc.weight': torch.zeros(10, 320)}}, classifier)
     out = tmp_path / 'backbone.onnx'
-    run_tool(monkeypatch, SEG, classifier, out, '--shape', 64, 64,
+    run_export(monkeypatch, SEG, classifier, out, '--shape', 64, 64,
              '--backbone-only', '--prefix', 'backbone')
     assert_exported_backbone(out, model.backbone)
     # ... and one that is not there is named, not ignored.
     with pytest.raises(SystemExit) as e:
-        run_tool(monkeypatch, SEG, classifier, tmp_path / 'y.onnx',
+        run_export(monkeypatch, SEG, classifier, tmp_path / 'y.onnx',
                  '--backbone-only', '--prefix', 'foo.')
     assert e.value.code == 2
     assert ("checkpoint '{}': no key starts with prefix 'foo.'; its keys "
@@ -554,7 +551,7 @@ def test_export_tool_prefix_with_a_config(monkeypatch, tmp_path, capsys):
 def test_export_tool_prefix_help(monkeypatch, capsys):
     # The help says where --prefix applies, as the tool does it.
     with pytest.raises(SystemExit) as e:
-        run_tool(monkeypatch, '--help')
+        run_export(monkeypatch, '--help')
     assert e.value.code == 0
     help_text = ' '.join(capsys.readouterr().out.split())
     assert ('--prefix PREFIX with an arch name or --backbone-only: the key '
@@ -567,8 +564,9 @@ def test_export_tool_reads_package_configs(monkeypatch, tmp_path, capsys):
     # mmdet::/mmseg:: paths are configs as in the other tools; this one is
     # no RepViT model, so the config check is what answers (read only).
     with pytest.raises(SystemExit) as e:
-        run_tool(monkeypatch, 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
-                 tmp_path / 'none.pth', tmp_path / 'x.onnx')
+        run_export(monkeypatch,
+                   'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+                   tmp_path / 'none.pth', tmp_path / 'x.onnx')
     assert e.value.code == 2
     assert "model.backbone is 'ResNet', not RepViT" in \
         capsys.readouterr().err

@@ -3,8 +3,6 @@
 that are really quantized, agree with the float model within what 8 bits
 allow, are refused (and not written) beyond the limits, and keep the nodes
 a per-node measurement names in float."""
-import runpy
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from helpers import REPO
+from helpers import REPO, run_tool
 from mmrepvit import RepViT
 from mmrepvit.apis import (
     AgreementError,
@@ -212,13 +210,11 @@ def test_quantize_tool(demo_data, tmp_path, monkeypatch, capsys):
     reaches the test): a report and the file, or an exit status and a
     message without a traceback, and nothing written."""
     def run(*args, status=0):
-        monkeypatch.setattr(sys, 'argv', ['quantize_onnx.py', *args])
-        tool = str(REPO / 'tools/deploy/quantize_onnx.py')
         if status == 0:
-            runpy.run_path(tool, run_name='__main__')
+            run_tool(monkeypatch, 'tools/deploy/quantize_onnx.py', *args)
         else:
             with pytest.raises(SystemExit) as error:
-                runpy.run_path(tool, run_name='__main__')
+                run_tool(monkeypatch, 'tools/deploy/quantize_onnx.py', *args)
             assert error.value.code == status
         return capsys.readouterr()
 

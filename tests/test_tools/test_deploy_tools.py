@@ -11,7 +11,6 @@ images none do, so the predictions are the same (asserted one by one in
 metrics round them (0.01 for mIoU/aAcc in percent, 0.001 for COCO AP), are
 identical: asserted within 1e-6, i.e. the same printed numbers."""
 import json
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from helpers import REPO, import_tool
+from helpers import REPO, import_tool, run_tool
 from mmrepvit.apis import (
     OnnxRunner,
     build_model,
@@ -174,14 +173,15 @@ def test_onnx_part_predicts_what_pytorch_does(deployed, task, labels):
 
 
 def test_a_segmentor_onnx_with_the_detector_config_is_refused(
-        deployed, tmp_path):
+        deployed, tmp_path, monkeypatch, capsys):
     seg, det = deployed('seg'), deployed('det')
-    log = run([sys.executable, TOOL, det.cfg, det.ckpt, seg.onnx,
-               '--work-dir', tmp_path / 'work'], tmp_path / 'refused.log',
-              status=2)
+    with pytest.raises(SystemExit) as e:
+        run_tool(monkeypatch, TOOL, det.cfg, det.ckpt, seg.onnx,
+                 '--work-dir', tmp_path / 'work')
+    assert e.value.code == 2
     assert (f'{seg.onnx} (outputs logits) is a whole segmentor, but the '
-            f'model of {det.cfg} (MaskRCNN) has no decode_head') in log
-    assert 'Traceback' not in log
+            f'model of {det.cfg} (MaskRCNN) has no decode_head') in \
+        capsys.readouterr().err
 
 
 def recorded_as(path, out, **changes):
@@ -243,10 +243,9 @@ def test_an_onnx_of_another_class_count_is_refused(deployed, tmp_path,
                                                    monkeypatch, capsys):
     d = deployed('seg')
     other = recorded_as(d.onnx, tmp_path / 'x.onnx', classes=3)
-    monkeypatch.setattr(sys, 'argv', [TOOL, str(d.cfg), str(d.ckpt), other,
-                                      '--work-dir', str(tmp_path / 'w')])
     with pytest.raises(SystemExit) as e:
-        runpy.run_path(str(REPO / TOOL), run_name='__main__')
+        run_tool(monkeypatch, TOOL, d.cfg, d.ckpt, other, '--work-dir',
+                 tmp_path / 'w')
     assert e.value.code == 2
     assert (f'{other} (outputs logits) was exported from another model '
             f'than the EncoderDecoder of {d.cfg}: classes 3') in \
@@ -266,11 +265,9 @@ def test_bad_arguments_are_usage_errors(deployed, monkeypatch, capsys, args,
     d = deployed('seg')
     text = tmp_path / 'text.onnx'
     text.write_text('not a model')
-    argv = [TOOL, str(d.cfg), str(d.ckpt)] + [
-        a.format(onnx=d.onnx, text=text) for a in args]
-    monkeypatch.setattr(sys, 'argv', argv)
     with pytest.raises(SystemExit) as e:
-        runpy.run_path(str(REPO / TOOL), run_name='__main__')
+        run_tool(monkeypatch, TOOL, d.cfg, d.ckpt,
+                 *[a.format(onnx=d.onnx, text=text) for a in args])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -278,34 +275,29 @@ def test_bad_arguments_are_usage_errors(deployed, monkeypatch, capsys, args,
 def test_a_missing_checkpoint_is_a_usage_error(deployed, monkeypatch,
                                                capsys):
     d = deployed('seg')
-    monkeypatch.setattr(sys, 'argv', [TOOL, str(d.cfg), 'none.pth',
-                                      str(d.onnx)])
     with pytest.raises(SystemExit) as e:
-        runpy.run_path(str(REPO / TOOL), run_name='__main__')
+        run_tool(monkeypatch, TOOL, d.cfg, 'none.pth', d.onnx)
     assert e.value.code == 2
     assert "checkpoint 'none.pth' does not exist" in capsys.readouterr().err
 
 
-def test_reparameterize_check_size_must_be_positive():
-    done = subprocess.run(
-        [sys.executable, 'tools/deploy/reparameterize.py',
-         'configs/seg/repvit_m0_6_fpn_demo.py', 'a.pth', 'b.pth',
-         '--check-size', '0', '64'], cwd=REPO, capture_output=True,
-        text=True, timeout=300)
-    assert done.returncode == 2
+def test_reparameterize_check_size_must_be_positive(monkeypatch, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_tool(monkeypatch, 'tools/deploy/reparameterize.py',
+                 REPO / 'configs/seg/repvit_m0_6_fpn_demo.py', 'a.pth',
+                 'b.pth', '--check-size', '0', '64')
+    assert e.value.code == 2
     assert "argument --check-size: expected a positive size, got '0'" in \
-        done.stderr
+        capsys.readouterr().err
 
 
 def test_reparameterize_refusals_are_usage_errors(deployed, tmp_path,
                                                   monkeypatch, capsys):
-    d, tool = deployed('seg'), 'tools/deploy/reparameterize.py'
+    d = deployed('seg')
 
     def reparameterize(ckpt, out):
-        monkeypatch.setattr(sys, 'argv', [tool, str(d.cfg), str(ckpt),
-                                          str(out), '--check-size', '32',
-                                          '32'])
-        runpy.run_path(str(REPO / tool), run_name='__main__')
+        run_tool(monkeypatch, 'tools/deploy/reparameterize.py', d.cfg,
+                 ckpt, out, '--check-size', '32', '32')
 
     fused = tmp_path / 'new' / 'fused.pth'   # its folder is made
     reparameterize(d.ckpt, fused)

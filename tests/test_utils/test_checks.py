@@ -8,15 +8,13 @@ grayscale and RGBA ones load as 3 channels, an unreadable one is named."""
 import argparse
 import os
 import re
-import runpy
 import shutil
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from helpers import REPO, load_config_file, logged_messages
+from helpers import REPO, load_config_file, logged_messages, run_tool
 from mmrepvit.utils.checks import (
     check_config,
     check_data_paths,
@@ -28,14 +26,6 @@ from mmrepvit.utils.config import warn_ineffective_options
 
 SEG_DEMO = REPO / 'configs/seg/repvit_m0_6_fpn_demo.py'
 DET_DEMO = REPO / 'configs/det/repvit_m0_6_maskrcnn_demo.py'
-
-
-def run_tool(monkeypatch, tool, *args):
-    """tools/TOOL with ``args``, in this process: what it raises reaches
-    the test."""
-    monkeypatch.setenv('LOCAL_RANK', '0')   # load_config sets it
-    monkeypatch.setattr(sys, 'argv', [tool] + [str(a) for a in args])
-    runpy.run_path(str(REPO / 'tools' / tool), run_name='__main__')
 
 
 def tool_config(config, *options):
@@ -55,7 +45,7 @@ def test_config_that_does_not_exist(tool, monkeypatch, capsys, tmp_path):
     # a usage error (exit status 2), as from the deploy and analysis tools
     args = [tmp_path / 'nope.py'] + (['x.pth'] if tool == 'test.py' else [])
     with pytest.raises(SystemExit) as error:
-        run_tool(monkeypatch, tool, *args)
+        run_tool(monkeypatch, f'tools/{tool}', *args)
     assert error.value.code == 2
     assert (f"argument config: Config file '{args[0]}' does not exist "
             f"(looked for '{args[0]}')") in capsys.readouterr().err
@@ -71,7 +61,7 @@ def test_package_config_that_does_not_exist(config, message, monkeypatch,
                                             capsys):
     import mmdet
     with pytest.raises(SystemExit) as error:
-        run_tool(monkeypatch, 'train.py', config)
+        run_tool(monkeypatch, 'tools/train.py', config)
     assert error.value.code == 2
     expected = message.format(os.path.dirname(mmdet.__file__))
     assert f'argument config: {expected}' in capsys.readouterr().err
@@ -95,8 +85,8 @@ def test_test_out_follows_the_task(monkeypatch, tmp_path, config, out,
                                    message):
     # refused before the checkpoint or the data are looked at
     with pytest.raises(ValueError, match=re.escape(message)):
-        run_tool(monkeypatch, 'test.py', config, tmp_path / 'x.pth', '--out',
-                 out, '--work-dir', tmp_path)
+        run_tool(monkeypatch, 'tools/test.py', config, tmp_path / 'x.pth',
+                 '--out', out, '--work-dir', tmp_path)
 
 
 def test_checkpoint_that_does_not_exist(monkeypatch, tmp_path):
@@ -105,18 +95,19 @@ def test_checkpoint_that_does_not_exist(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape(
             f"Cannot load the checkpoint '{missing}': the file does not "
             f'exist')):
-        run_tool(monkeypatch, 'test.py', SEG_DEMO, missing)
+        run_tool(monkeypatch, 'tools/test.py', SEG_DEMO, missing)
     # tools/train.py --resume PATH, and load_from
     for args in (['--resume', missing],
                  ['--cfg-options', f'load_from={missing}']):
         with pytest.raises(FileNotFoundError, match='the file does not exist'):
-            run_tool(monkeypatch, 'train.py', SEG_DEMO, *args)
+            run_tool(monkeypatch, 'tools/train.py', SEG_DEMO, *args)
 
 
 def test_checkpoint_that_is_cut_short(monkeypatch, tmp_path):
     cut = tmp_path / 'cut.pth'
     cut.write_bytes(b'PK\x03\x04' + bytes(100))
-    for tool, args in (('test.py', [cut]), ('train.py', ['--resume', cut])):
+    for tool, args in (('tools/test.py', [cut]),
+                       ('tools/train.py', ['--resume', cut])):
         with pytest.raises(ValueError, match=re.escape(
                 f"'{cut}': it is not a complete checkpoint archive")):
             run_tool(monkeypatch, tool, SEG_DEMO, *args)
@@ -127,7 +118,7 @@ def test_data_root_that_does_not_exist(config, monkeypatch, tmp_path):
     demo = 'demo_coco' if config == DET_DEMO else 'demo_ade'
     missing = tmp_path / demo   # the demo data, not written yet
     with pytest.raises(FileNotFoundError) as error:
-        run_tool(monkeypatch, 'train.py', config, '--cfg-options',
+        run_tool(monkeypatch, 'tools/train.py', config, '--cfg-options',
                  f'train_dataloader.dataset.data_root={missing}')
     message = str(error.value)
     assert f"train_dataloader.dataset: data_root '{missing}' does not " \
@@ -155,7 +146,7 @@ def test_annotation_file_that_does_not_exist(demo_data,  # noqa: F811
     cfg = write_det_config(tmp_path / 'det.py', data, train_ann='typo.json',
                            val_ann='nope.json')
     with pytest.raises(FileNotFoundError) as error:
-        run_tool(monkeypatch, 'train.py', cfg)
+        run_tool(monkeypatch, 'tools/train.py', cfg)
     message = str(error.value)
     assert f"train_dataloader.dataset: ann_file '{data}/annotations/" \
            f"typo.json' does not exist" in message
@@ -165,7 +156,7 @@ def test_annotation_file_that_does_not_exist(demo_data,  # noqa: F811
     cfg.write_text(cfg.read_text() + '\nval_evaluator = [val_evaluator, '
                    'val_evaluator]\n')
     with pytest.raises(FileNotFoundError) as error:
-        run_tool(monkeypatch, 'train.py', cfg)
+        run_tool(monkeypatch, 'tools/train.py', cfg)
     assert str(error.value).count('val_evaluator: ann_file') == 1
 
 
@@ -181,7 +172,7 @@ def test_image_directory_without_images(demo_data,  # noqa: F811
     with pytest.raises(FileNotFoundError, match=re.escape(
             f"train_dataloader.dataset: no '.jpg' file in "
             f"'{root}/images/training'")):
-        run_tool(monkeypatch, 'train.py', SEG_DEMO, '--cfg-options',
+        run_tool(monkeypatch, 'tools/train.py', SEG_DEMO, '--cfg-options',
                  f'train_dataloader.dataset.data_root={root}',
                  f'val_dataloader.dataset.data_root={root}')
 
