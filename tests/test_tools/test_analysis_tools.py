@@ -11,7 +11,14 @@ import sys
 import pytest
 import torch
 
-from helpers import REPO, STRIDES, WIDTHS, import_tool, logged_messages
+from helpers import (
+    REPO,
+    STRIDES,
+    WIDTHS,
+    import_tool,
+    logged_messages,
+    run_tool,
+)
 from mmrepvit.apis import cpu_flags
 from mmrepvit.utils.config import load_config
 
@@ -91,21 +98,25 @@ def test_training_form_costs_more_than_the_deploy_form(get_flops):
     assert train.total() > deploy.total() and train_params > deploy_params
 
 
-def run_tool(tool, *args):
+def run_benchmark(*args):
+    """tools/analysis_tools/benchmark.py in a fresh Python (it sets torch's
+    thread count); its output after checking it exits 0."""
     proc = subprocess.run(
-        [sys.executable, f'tools/analysis_tools/{tool}', *map(str, args)],
+        [sys.executable, 'tools/analysis_tools/benchmark.py', *map(str, args)],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
 
-def test_get_flops_tool():
-    out = run_tool('get_flops.py', '--arch', 'm0_6', '--forms', 'training',
-                   'deploy', '--shape', 64, 64)
+def test_get_flops_tool(monkeypatch, capsys):
+    def get_flops(*args):
+        run_tool(monkeypatch, 'tools/analysis_tools/get_flops.py', *args)
+        return capsys.readouterr().out
+    out = get_flops('--arch', 'm0_6', '--forms', 'training', 'deploy',
+                    '--shape', 64, 64)
     assert '== RepViT-M0.6 (ImageNet classifier), deploy form' in out
     assert '| RepViT-M0.6 (ImageNet classifier) | 1x3x64x64 |' in out
-    out = run_tool('get_flops.py', SEG_DEMO, '--deploy', '--breakdown',
-                   '--shape', 64, 64)
+    out = get_flops(SEG_DEMO, '--deploy', '--breakdown', '--shape', 64, 64)
     assert '== RepViT-M0.6 EncoderDecoder, deploy form, input 1x3x64x64' \
         in out
     # MMEngine's per-module table, one level down (it names a module with
@@ -212,10 +223,9 @@ def test_benchmark_tool_split_with_onnxruntime(tmp_path):
     """A segmentor's whole-model split, onnxruntime included, through the
     tool (one tiny round: the table's shape, not its timings)."""
     out = tmp_path / 'report.md'
-    run_tool('benchmark.py', SEG_DEMO, '--split', '--sizes', 64,
-             '--threads', 1, '--forms', 'deploy', 'onnxruntime',
-             '--warmup', 0, '--min-run-time', 0.001, '--rounds', 1,
-             '--out', out)
+    run_benchmark(SEG_DEMO, '--split', '--sizes', 64, '--threads', 1,
+                  '--forms', 'deploy', 'onnxruntime', '--warmup', 0,
+                  '--min-run-time', 0.001, '--rounds', 1, '--out', out)
     text = out.read_text()
     for task in ('backbone', 'features', 'predict'):
         assert (f'| RepViT-M0.6 EncoderDecoder | onnxruntime | {task} | '
@@ -237,10 +247,10 @@ def test_benchmark_tool_split_with_onnxruntime(tmp_path):
 
 def test_benchmark_tool_writes_a_markdown_report(tmp_path):
     out = tmp_path / 'report.md'
-    run_tool('benchmark.py', '--arch', 'm0_6', '--sizes', 32, '--threads', 1,
-             '--forms', 'training', 'deploy', '--baseline', 'none',
-             '--warmup', 0, '--min-run-time', 0.001, '--rounds', 1,
-             '--out', out)
+    run_benchmark('--arch', 'm0_6', '--sizes', 32, '--threads', 1,
+                  '--forms', 'training', 'deploy', '--baseline', 'none',
+                  '--warmup', 0, '--min-run-time', 0.001, '--rounds', 1,
+                  '--out', out)
     text = out.read_text()
     assert text.startswith('$ python tools/analysis_tools/benchmark.py')
     assert '| RepViT-M0.6 | deploy | 1x3x32x32 | 1 |' in text
@@ -250,11 +260,11 @@ def test_benchmark_tool_cpu_runtimes(tmp_path):
     """The header names the CPU and the ISA flags INT8 and bf16 speed
     depend on; OpenVINO and onnxruntime INT8 rows beside the deploy form."""
     out = tmp_path / 'report.md'
-    printed = run_tool(
-        'benchmark.py', '--arch', 'm0_6', '--sizes', 32, '--threads', 1,
-        '--forms', 'deploy', 'openvino', 'onnxruntime+int8', '--baseline',
-        'none', '--no-macs', '--warmup', 0, '--min-run-time', 0.001,
-        '--rounds', 1, '--out', out).splitlines()
+    printed = run_benchmark(
+        '--arch', 'm0_6', '--sizes', 32, '--threads', 1, '--forms', 'deploy',
+        'openvino', 'onnxruntime+int8', '--baseline', 'none', '--no-macs',
+        '--warmup', 0, '--min-run-time', 0.001, '--rounds', 1, '--out',
+        out).splitlines()
     lines = out.read_text().splitlines()
     flags = ', '.join(cpu_flags()) or 'none known'
     assert lines[:3] == printed[:3] and lines[2].startswith('CPU: ') and \
