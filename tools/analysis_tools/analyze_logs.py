@@ -7,7 +7,7 @@
         work_dirs/demo_det --out curves.png
     # your run beside the paper's official log (MMDetection 2.x format)
     python tools/analysis_tools/analyze_logs.py plot_curve \\
-        work_dirs/repvit_m1_1_maskrcnn repvit_m1_1_coco.log.json \\
+        work_dirs/repvit_m1_1_maskrcnn repvit_m1_1_coco.json \\
         --keys loss coco/bbox_mAP coco/segm_mAP --x epoch \\
         --legend ours paper --out vs_paper.png
     # final and best metrics, median time per iteration, peak memory
