@@ -228,22 +228,22 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     if not osp.isfile(last_file):
         return None
     named = find_latest_checkpoint(work_dir) or None   # '' if cut short
-    broken = [] if named else [(last_file, 'it names no checkpoint')]
-    candidates = [named] if named else []
-    if named and not osp.exists(named):
+    own = named and osp.join(work_dir, osp.basename(named))
+    if named and osp.isfile(own) and \
+            osp.abspath(own) != osp.abspath(named):
         # a work dir moved or copied: last_checkpoint names the old place
-        candidates.append(osp.join(work_dir, osp.basename(named)))
+        print_log(f'{last_file} names {named}; resuming from {own}, this '
+                  f'work dir\'s checkpoint of that name (a moved or copied '
+                  f'work dir).', logger='current', level=logging.WARNING)
+        named = own
+    broken = [] if named else [(last_file, 'it names no checkpoint')]
     # checkpoints are in last_checkpoint's directory (out_dir) or work_dir
-    candidates += _fallbacks([osp.dirname(named) if named else work_dir,
-                              work_dir], named)
+    candidates = ([named] if named else []) + _fallbacks(
+        [osp.dirname(named) if named else work_dir, work_dir], named)
     for path in dict.fromkeys(candidates):   # each path once
         problem = checkpoint_problem(path)
         if problem is None:
-            if broken and osp.basename(path) == osp.basename(named or ''):
-                print_log(f'{named} is gone; resuming from {path}, the '
-                          f'checkpoint of that name in the work dir.',
-                          logger='current', level=logging.WARNING)
-            elif broken:
+            if broken:
                 print_log(
                     f'Cannot resume from {broken[0][0]} ({broken[0][1]}); '
                     f'resuming from {path}, the newest whole checkpoint, '

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import mmrepvit  # noqa: F401,E402  (weights-only loading of MMEngine files)
-from helpers import REPO
+from helpers import REPO, logged_messages
 from mmrepvit.utils import checkpoint_problem, find_resume_checkpoint
 
 SEG = '''
@@ -292,6 +292,17 @@ def test_find_resume_checkpoint_in_a_moved_work_dir(tmp_path):
         save(work / f'iter_{step}.pth', step)
     (work / 'last_checkpoint').write_text(str(tmp_path / 'old/iter_4.pth'))
     assert find_resume_checkpoint(str(work)) == str(work / 'iter_4.pth')
+    # Copied, the old place still there: this work dir's own checkpoints
+    # (warned, naming both), not the other run's.
+    old = tmp_path / 'old'
+    old.mkdir()
+    for step in (2, 4):
+        save(old / f'iter_{step}.pth', step)
+    with logged_messages() as messages:
+        assert find_resume_checkpoint(str(work)) == str(work / 'iter_4.pth')
+    assert any(f"names {old / 'iter_4.pth'}; resuming from "
+               f"{work / 'iter_4.pth'}, this work dir's checkpoint" in m
+               for m in messages)
     # Its copy broken too: the one before it, from the work dir.
     (work / 'iter_4.pth').write_bytes(b'')
     assert find_resume_checkpoint(str(work)) == str(work / 'iter_2.pth')
