@@ -365,7 +365,7 @@ def test_export_tool_backbone_of_a_dense_model_needs_its_config(
     torch.save({'state_dict': model.state_dict()}, whole)
     with pytest.raises(SystemExit) as e:
         run_export(monkeypatch, 'm0_6', whole, tmp_path / 'x.onnx', '--prefix',
-                 'backbone.')
+                   'backbone.')
     assert e.value.code == 2
     # --prefix does not make an arch name know the config's stage outputs
     assert ('holds a whole detector or segmentor: export its backbone with '
@@ -377,7 +377,7 @@ def test_export_tool_backbone_of_a_dense_model_needs_its_config(
     torch.save({'model': model.backbone.state_dict()}, bare)
     out = tmp_path / 'backbone.onnx'
     run_export(monkeypatch, SEG, bare, out, '--shape', 64, 64,
-             '--backbone-only')
+               '--backbone-only')
     assert_exported_backbone(out, model.backbone)
 
 
@@ -487,7 +487,7 @@ def test_export_tool_shape_is_positive(monkeypatch, tmp_path, capsys, shape):
     # A parser error before anything is read (the checkpoint need not exist).
     with pytest.raises(SystemExit) as e:
         run_export(monkeypatch, 'm0_6', tmp_path / 'none.pth',
-                 tmp_path / 'x.onnx', '--shape', *shape)
+                   tmp_path / 'x.onnx', '--shape', *shape)
     assert e.value.code == 2
     assert 'H and W are positive integers' in capsys.readouterr().err
 
@@ -510,7 +510,7 @@ def test_export_tool_labels_need_a_whole_segmentor(monkeypatch, tmp_path,
     config, *options = args
     with pytest.raises(SystemExit) as e:
         run_export(monkeypatch, config, tmp_path / 'none.pth',
-                 tmp_path / 'x.onnx', '--labels', *options)
+                   tmp_path / 'x.onnx', '--labels', *options)
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert '--labels outputs the label map of a whole segmentor' in err
@@ -523,7 +523,7 @@ def test_export_tool_prefix_with_a_config(monkeypatch, tmp_path, capsys):
     # A whole model is loaded with its own keys: a prefix is refused.
     with pytest.raises(SystemExit) as e:
         run_export(monkeypatch, SEG, tmp_path / 'none.pth',
-                 tmp_path / 'x.onnx', '--prefix', 'backbone.')
+                   tmp_path / 'x.onnx', '--prefix', 'backbone.')
     assert e.value.code == 2
     assert ('--prefix picks the backbone out of CHECKPOINT: it goes with an '
             'arch name or --backbone-only' in capsys.readouterr().err)
@@ -535,12 +535,12 @@ def test_export_tool_prefix_with_a_config(monkeypatch, tmp_path, capsys):
         'head.fc.weight': torch.zeros(10, 320)}}, classifier)
     out = tmp_path / 'backbone.onnx'
     run_export(monkeypatch, SEG, classifier, out, '--shape', 64, 64,
-             '--backbone-only', '--prefix', 'backbone')
+               '--backbone-only', '--prefix', 'backbone')
     assert_exported_backbone(out, model.backbone)
     # ... and one that is not there is named, not ignored.
     with pytest.raises(SystemExit) as e:
         run_export(monkeypatch, SEG, classifier, tmp_path / 'y.onnx',
-                 '--backbone-only', '--prefix', 'foo.')
+                   '--backbone-only', '--prefix', 'foo.')
     assert e.value.code == 2
     assert ("checkpoint '{}': no key starts with prefix 'foo.'; its keys "
             "start with ['backbone.', 'head.']".format(classifier)
